@@ -1,0 +1,259 @@
+/* arbiter.c - the daemon's life: start, run, reload, stop.
+ *
+ * Start-up binds (or adopts) every listener before any worker exists, so a bad address fails fast
+ * with exit 2 and nothing to clean up. Then the loop runs until the pool reports it is empty after a
+ * stop; arbiter_finish() then closes every remaining handle, each through its owner's close
+ * function, and uv_run returns because nothing is left. The pool's `changed` event is where
+ * aggregate states are derived: all workers ready (READY=1 to systemd, `check` passes), a reload
+ * finished, the STATUS= line. */
+#define _GNU_SOURCE
+#include "arbiter.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#ifndef ARBITER_SOURCE_SHIM_DIR
+#define ARBITER_SOURCE_SHIM_DIR ""
+#endif
+
+const char *arbiter_state_name(enum arbiter_state state) {
+    static const char *const names[] = {"starting", "running", "reloading", "stopping"};
+    return names[state];
+}
+
+static bool shim_dir_valid(const char *dir) {
+    char probe[PATH_MAX + 64];
+    snprintf(probe, sizeof probe, "%s/arbiter_worker/__main__.py", dir);
+    return access(probe, R_OK) == 0;
+}
+
+/* Where the worker shim lives: $ARBITER_SHIM_PATH, the installed share directory next to the
+ * binary, or the source tree this binary was built from. Empty when none has it: the shim must then
+ * be installed in the app's venv (the wheel does that). */
+static void find_shim_dir(char *out, size_t size) {
+    const char *from_env = getenv("ARBITER_SHIM_PATH");
+    if (from_env && *from_env) {
+        snprintf(out, size, "%s", from_env);
+        if (!shim_dir_valid(out))
+            log_warning("shim_missing", "ARBITER_SHIM_PATH=%s has no arbiter_worker package", from_env);
+        return;
+    }
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            int n = snprintf(out, size, "%s/../share/arbiter/python", exe);
+            if (n > 0 && (size_t)n < size && shim_dir_valid(out))
+                return;
+        }
+    }
+    snprintf(out, size, "%s", ARBITER_SOURCE_SHIM_DIR);
+    if (*out && shim_dir_valid(out))
+        return;
+    out[0] = '\0';
+}
+
+static void arbiter_update_status(struct arbiter *a) {
+    char status[sizeof a->status_line];
+    snprintf(status, sizeof status, "%u/%u workers ready%s", pool_ready_count(&a->pool), a->pool.target,
+             a->state == ARBITER_RELOADING ? ", reloading" : a->state == ARBITER_STOPPING ? ", stopping" : "");
+    if (strcmp(status, a->status_line) != 0) {
+        memcpy(a->status_line, status, sizeof status);
+        notify_send(&a->notify, "STATUS=%s", status);
+    }
+}
+
+static void arbiter_on_pool_changed(struct pool *pool) {
+    struct arbiter *a = pool->events.data;
+    unsigned ready = pool_ready_count(pool);
+    if (a->state == ARBITER_STARTING && ready == pool->target) {
+        a->state = ARBITER_RUNNING;
+        log_info("ready", "%u worker%s ready in %llu ms", ready, ready == 1 ? "" : "s",
+                 (unsigned long long)(uv_now(a->loop) - a->started_ms));
+        notify_send(&a->notify, "READY=1\nSTATUS=%u/%u workers ready", ready, pool->target);
+        if (a->check_mode) {
+            log_info("check_passed", "the app booted through lifespan startup; stopping");
+            arbiter_stop(a, true, "check passed");
+            return;
+        }
+    } else if (a->state == ARBITER_RELOADING && !pool_reload_in_progress(pool)) {
+        a->state = ARBITER_RUNNING;
+        log_info("reload_done", "reload finished in %llu ms; %u/%u workers ready",
+                 (unsigned long long)(uv_now(a->loop) - a->reload_started_ms), ready, pool->target);
+        notify_send(&a->notify, "READY=1");
+    }
+    arbiter_update_status(a);
+    control_on_change(&a->control);
+}
+
+static void arbiter_finish(struct arbiter *a) {
+    log_info("stopped", "all workers stopped; exiting with %d", a->exit_code);
+    control_close(&a->control);
+    pool_close(&a->pool);
+    signals_close(a);
+    notify_close(&a->notify);
+    listener_close_all(&a->listeners);
+}
+
+static void arbiter_on_pool_empty(struct pool *pool) {
+    struct arbiter *a = pool->events.data;
+    if (a->state == ARBITER_STOPPING)
+        arbiter_finish(a);
+}
+
+static void arbiter_on_boot_failed(struct pool *pool, int exit_code) {
+    struct arbiter *a = pool->events.data;
+    a->exit_code = exit_code;
+    arbiter_stop(a, false, "the app failed to boot");
+}
+
+void arbiter_stop(struct arbiter *a, bool graceful, const char *why) {
+    if (a->state == ARBITER_STOPPING && (graceful || !a->pool.graceful_stop))
+        return; /* already stopping at least this fast */
+    log_info("stopping", "%s stop (%s)%s", graceful ? "graceful" : "quick", why,
+             graceful ? ": workers finish their requests" : "");
+    a->state = ARBITER_STOPPING;
+    notify_send(&a->notify, "STOPPING=1");
+    control_on_change(&a->control);
+    pool_stop(&a->pool, graceful);
+}
+
+void arbiter_reload(struct arbiter *a, const char *why) {
+    if (a->state == ARBITER_STOPPING || a->state == ARBITER_STARTING) {
+        log_warning("reload_refused", "reload (%s) ignored while %s", why, arbiter_state_name(a->state));
+        return;
+    }
+    a->state = ARBITER_RELOADING;
+    a->reload_started_ms = uv_now(a->loop);
+    a->reloads_total++;
+    notify_send(&a->notify, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)notify_monotonic_usec());
+    log_info("reload", "reload requested (%s)", why);
+    pool_reload(&a->pool);
+    arbiter_on_pool_changed(&a->pool); /* finishes at once when there is nothing to replace */
+}
+
+int arbiter_scale(struct arbiter *a, unsigned target, const char *why) {
+    if (a->state == ARBITER_STOPPING)
+        return -1;
+    log_info("scale", "scale to %u workers (%s)", target, why);
+    return pool_scale(&a->pool, target);
+}
+
+static int resolve_identity(struct arbiter *a, char *err, size_t err_size) {
+    const struct config *c = a->config;
+    if (c->user) {
+        struct passwd *pw = getpwnam(c->user);
+        if (!pw) {
+            snprintf(err, err_size, "--user %s: no such user", c->user);
+            return -1;
+        }
+        a->pool.set_uid = true;
+        a->pool.uid = pw->pw_uid;
+        if (!c->group) {
+            a->pool.set_gid = true;
+            a->pool.gid = pw->pw_gid;
+        }
+    }
+    if (c->group) {
+        struct group *gr = getgrnam(c->group);
+        if (!gr) {
+            snprintf(err, err_size, "--group %s: no such group", c->group);
+            return -1;
+        }
+        a->pool.set_gid = true;
+        a->pool.gid = gr->gr_gid;
+    }
+    if ((a->pool.set_uid || a->pool.set_gid) && geteuid() != 0) {
+        snprintf(err, err_size, "--user/--group need the arbiter to start as root");
+        return -1;
+    }
+    return 0;
+}
+
+static int open_listeners(struct arbiter *a, char *err, size_t err_size) {
+    unsigned systemd_count = 0;
+    if (listener_systemd_count(getenv("LISTEN_PID"), getenv("LISTEN_FDS"), (int)getpid(), &systemd_count, err, err_size) != 0)
+        return -1;
+    const char *names = getenv("LISTEN_FDNAMES");
+    if (a->config->bind_count == 0) {
+        if (systemd_count == 0) {
+            snprintf(err, err_size, "socket activation: LISTEN_FDS is set but not for this process (LISTEN_PID differs); pass --bind");
+            return -1;
+        }
+        if (listener_adopt_systemd(&a->listeners, systemd_count, names, err, err_size) != 0)
+            return -1;
+    } else if (listener_open_all(&a->listeners, a->config->binds, a->config->bind_count, (int)a->config->backlog,
+                                 a->config->socket_mode, err, err_size) != 0) {
+        return -1;
+    }
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    for (size_t i = 0; i < a->listeners.count; i++) {
+        a->listen_fds[i] = a->listeners.items[i].fd;
+        log_info("listening", "listening on %s", a->listeners.items[i].name);
+    }
+    return 0;
+}
+
+int arbiter_run(struct config *config) {
+    static struct arbiter arbiter; /* one per process; static keeps its handles at a fixed address */
+    struct arbiter *a = &arbiter;
+    memset(a, 0, sizeof *a);
+    a->config = config;
+    a->check_mode = strcmp(config->command, "check") == 0;
+    a->exit_code = EXIT_CLEAN;
+    log_configure(config->log_level, config->log_format, config->name);
+
+    a->loop = uv_default_loop();
+    struct pool_events events = {arbiter_on_pool_changed, arbiter_on_pool_empty, arbiter_on_boot_failed, a};
+    if (pool_init(&a->pool, a->loop, config, events, a->listen_fds, 0, NULL) != 0) {
+        log_error("startup_failed", "out of memory");
+        return EXIT_RUNTIME_FAILURE;
+    }
+    char err[CONFIG_ERROR_MAX];
+    if (resolve_identity(a, err, sizeof err) != 0 || open_listeners(a, err, sizeof err) != 0) {
+        log_event(LOG_CRITICAL, "config_error", 0, 0, "%s", err);
+        pool_close(&a->pool);
+        return EXIT_USAGE;
+    }
+    a->pool.listen_fd_count = a->listeners.count;
+    find_shim_dir(a->shim_dir, sizeof a->shim_dir);
+    if (!a->shim_dir[0])
+        log_warning("shim_missing", "the worker shim (arbiter_worker) was not found next to the arbiter; "
+                                    "workers will start only if it is installed in the app's venv (pip install arbiter)");
+    a->pool.shim_dir = a->shim_dir[0] ? a->shim_dir : NULL;
+    a->started_ms = uv_now(a->loop);
+    notify_init(&a->notify, a->loop);
+    int rc = signals_start(a);
+    if (rc == 0 && !a->check_mode && control_start(&a->control, a, err, sizeof err) != 0) {
+        log_event(LOG_CRITICAL, "control_failed", 0, 0, "%s", err);
+        a->exit_code = EXIT_USAGE;
+        rc = -1;
+    }
+    if (rc != 0) {
+        if (a->exit_code == EXIT_CLEAN)
+            a->exit_code = EXIT_RUNTIME_FAILURE;
+        a->state = ARBITER_STOPPING;
+        arbiter_finish(a);
+    } else {
+        log_info("starting", "arbiter %s (pid %d) starting %u worker%s for %s with %s", ARBITER_VERSION, (int)getpid(),
+                 config->workers, config->workers == 1 ? "" : "s", config->app, config->python);
+        pool_start(&a->pool);
+    }
+    uv_run(a->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(a->loop) != 0)
+        log_error("handles_leaked", "some libuv handles were still open at exit (a bug in arbiter; please report it)");
+    return a->exit_code;
+}

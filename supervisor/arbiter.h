@@ -1,0 +1,64 @@
+/* arbiter.h - the daemon's state: the one place to look for what a running arbiter knows. */
+#ifndef ARBITER_ARBITER_H
+#define ARBITER_ARBITER_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "control.h"
+#include "listener.h"
+#include "notify.h"
+#include "pool.h"
+
+#define ARBITER_VERSION "0.1.0"
+
+enum arbiter_state { ARBITER_STARTING, ARBITER_RUNNING, ARBITER_RELOADING, ARBITER_STOPPING };
+
+/* Exit codes (public interface). */
+enum {
+    EXIT_CLEAN = 0,
+    EXIT_RUNTIME_FAILURE = 1,
+    EXIT_USAGE = 2,
+    EXIT_BOOT_FAILURE = 3,
+};
+
+#define ARBITER_SIGNAL_COUNT 8
+
+struct arbiter {
+    uv_loop_t *loop;
+    struct config *config;
+    enum arbiter_state state;
+    int exit_code;
+    bool check_mode;     /* `arbiter check`: stop as soon as the worker is ready */
+    uint64_t started_ms;
+    uint64_t reload_started_ms;
+    uint64_t reloads_total;
+    char status_line[128]; /* last STATUS= sent to systemd */
+
+    struct listener_set listeners;
+    int listen_fds[LISTENER_MAX];
+    struct pool pool;
+    struct notify notify;
+    struct control control;
+    uv_signal_t signals[ARBITER_SIGNAL_COUNT];
+    size_t signal_count;
+    char shim_dir[PATH_MAX];
+};
+
+const char *arbiter_state_name(enum arbiter_state state);
+
+/* Runs `arbiter run` or `arbiter check` until the daemon stops; returns the exit code. */
+int arbiter_run(struct config *config);
+
+void arbiter_stop(struct arbiter *arbiter, bool graceful, const char *why);
+void arbiter_reload(struct arbiter *arbiter, const char *why);
+int arbiter_scale(struct arbiter *arbiter, unsigned target, const char *why);
+
+/* signals.c */
+int signals_start(struct arbiter *arbiter);
+void signals_close(struct arbiter *arbiter);
+
+#endif

@@ -1,0 +1,820 @@
+/* config.c - flags, environment and --config file into one struct config.
+ *
+ * Every flag is one row of option_table: its name, its argument, how it is applied, whether it is
+ * also passed to the workers (uvicorn's options), and its help line. Parsing (getopt_long), the
+ * --config JSON file and --help are all generated from that table, so adding a flag is adding a row
+ * (and a field in struct config when the arbiter itself uses the value).
+ *
+ * Precedence: built-in defaults < environment (WEB_CONCURRENCY, VIRTUAL_ENV, ARBITER_CONTROL)
+ * < --config file < command line. A repeatable flag given on the command line replaces the file's
+ * values instead of adding to them. */
+#define _GNU_SOURCE
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define STRING_LIST_MAX 4096
+#define ENV_FILE_LINE_MAX 8192
+
+struct option_spec;
+typedef int (*option_apply_fn)(struct config *, const struct option_spec *, const char *value,
+                               char *err, size_t err_size);
+
+enum option_flags {
+    OPT_FORWARD = 1 << 0, /* also passed to every worker as --name [value] */
+    OPT_REPEAT = 1 << 1,  /* may be given several times; values accumulate */
+};
+
+struct option_spec {
+    const char *name;
+    int short_name;
+    const char *metavar; /* NULL: a flag without a value */
+    option_apply_fn apply;
+    size_t offset;       /* field of struct config the apply function writes */
+    double min, max;     /* range for numbers */
+    const char *choices; /* "a|b|c" for apply_choice */
+    unsigned flags;
+    const char *help;
+};
+
+/* ---- apply functions: one per kind of value ---- */
+
+static int parse_uint_option(const struct option_spec *o, const char *v, unsigned *out, char *err, size_t n) {
+    char *end;
+    errno = 0;
+    unsigned long value = strtoul(v, &end, 10);
+    if (errno || *end || !*v || !isdigit((unsigned char)v[0]) || value < o->min || value > o->max) {
+        snprintf(err, n, "--%s: '%s' is not a whole number from %.0f to %.0f", o->name, v, o->min, o->max);
+        return -1;
+    }
+    *out = (unsigned)value;
+    return 0;
+}
+
+static int apply_uint(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
+    return parse_uint_option(o, v, (unsigned *)((char *)c + o->offset), err, n);
+}
+
+static int apply_seconds(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
+    double seconds;
+    if (config_parse_seconds(v, &seconds) != 0 || seconds < o->min || seconds > o->max) {
+        snprintf(err, n, "--%s: '%s' is not a duration from %g to %g seconds (e.g. 30, 2.5, 500ms, 2m)",
+                 o->name, v, o->min, o->max);
+        return -1;
+    }
+    *(double *)((char *)c + o->offset) = seconds;
+    return 0;
+}
+
+static int apply_size(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
+    uint64_t bytes;
+    if (config_parse_size(v, &bytes) != 0) {
+        snprintf(err, n, "--%s: '%s' is not a size (e.g. 512M, 2G, 1048576)", o->name, v);
+        return -1;
+    }
+    *(uint64_t *)((char *)c + o->offset) = bytes;
+    return 0;
+}
+
+static int apply_string(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
+    if (!*v) {
+        snprintf(err, n, "--%s needs a non-empty value", o->name);
+        return -1;
+    }
+    char **field = (char **)((char *)c + o->offset);
+    char *copy = strdup(v);
+    if (!copy) {
+        snprintf(err, n, "out of memory");
+        return -1;
+    }
+    free(*field);
+    *field = copy;
+    return 0;
+}
+
+static int apply_true(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
+    (void)v, (void)err, (void)n;
+    *(bool *)((char *)c + o->offset) = true;
+    return 0;
+}
+
+static int apply_false(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
+    (void)v, (void)err, (void)n;
+    *(bool *)((char *)c + o->offset) = false;
+    return 0;
+}
+
+static int apply_choice(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
+    (void)c;
+    size_t len = strlen(v);
+    for (const char *p = o->choices; *p;) {
+        const char *bar = strchr(p, '|');
+        size_t choice_len = bar ? (size_t)(bar - p) : strlen(p);
+        if (choice_len == len && strncmp(p, v, len) == 0)
+            return 0;
+        p += choice_len + (bar ? 1 : 0);
+    }
+    snprintf(err, n, "--%s: '%s' is not one of %s", o->name, v, o->choices);
+    return -1;
+}
+
+/* Values only the workers use: checked here, stored in the forwarded argv. */
+static int apply_forward(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
+    (void)c;
+    if (o->metavar && !*v) {
+        snprintf(err, n, "--%s needs a non-empty value", o->name);
+        return -1;
+    }
+    return 0;
+}
+
+/* Numbers only the workers use: checked here, stored in the forwarded argv. */
+static int apply_number_forward(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
+    (void)c;
+    unsigned ignored;
+    return parse_uint_option(o, v, &ignored, err, n);
+}
+
+static int apply_octal_mode(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
+    char *end;
+    errno = 0;
+    unsigned long mode = strtoul(v, &end, 8);
+    if (errno || *end || !*v || mode > 0777) {
+        snprintf(err, n, "--%s: '%s' is not an octal file mode such as 660", o->name, v);
+        return -1;
+    }
+    *(unsigned *)((char *)c + o->offset) = (unsigned)mode;
+    return 0;
+}
+
+static int apply_log_level(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
+    if (log_level_parse(v, &c->log_level) != 0) {
+        snprintf(err, n, "--%s: '%s' is not one of critical|error|warning|info|debug|trace", o->name, v);
+        return -1;
+    }
+    return 0;
+}
+
+static int apply_log_format(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
+    if (log_format_parse(v, &c->log_format) != 0) {
+        snprintf(err, n, "--%s: '%s' is not one of text|json", o->name, v);
+        return -1;
+    }
+    return 0;
+}
+
+static int apply_bind(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
+    if (c->bind_count >= LISTENER_MAX) {
+        snprintf(err, n, "--%s: at most %d addresses", o->name, LISTENER_MAX);
+        return -1;
+    }
+    char reason[CONFIG_ERROR_MAX];
+    if (listener_parse_address(v, &c->binds[c->bind_count], reason, sizeof reason) != 0) {
+        snprintf(err, n, "--%s: %s", o->name, reason);
+        return -1;
+    }
+    c->bind_count++;
+    return 0;
+}
+
+static int env_name_valid(const char *kv) {
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv)
+        return 0;
+    for (const char *p = kv; p < eq; p++)
+        if (!(isalnum((unsigned char)*p) || *p == '_') || (p == kv && isdigit((unsigned char)*p)))
+            return 0;
+    return 1;
+}
+
+static int apply_env(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
+    if (!env_name_valid(v)) {
+        snprintf(err, n, "--%s: '%s' is not KEY=VALUE with KEY made of letters, digits and _", o->name, v);
+        return -1;
+    }
+    if (string_list_append(&c->env, v) != 0) {
+        snprintf(err, n, "--%s: too many variables (at most %d)", o->name, STRING_LIST_MAX);
+        return -1;
+    }
+    return 0;
+}
+
+static int apply_env_file(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
+    char reason[CONFIG_ERROR_MAX];
+    if (config_read_env_file(v, &c->env, reason, sizeof reason) != 0) {
+        snprintf(err, n, "--%s: %s", o->name, reason);
+        return -1;
+    }
+    return 0;
+}
+
+/* --config is read before everything else (see config_parse); here it only needs to be accepted. */
+static int apply_nothing(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
+    (void)c, (void)o, (void)v, (void)err, (void)n;
+    return 0;
+}
+
+#define FIELD(f) offsetof(struct config, f)
+
+/* The flags of `arbiter run` and `arbiter check`. Names follow gunicorn and uvicorn. */
+static const struct option_spec option_table[] = {
+    {"workers", 'w', "N", apply_uint, FIELD(workers), 1, CONFIG_MAX_WORKERS_LIMIT, NULL, 0,
+     "worker processes (default $WEB_CONCURRENCY, else the number of usable CPUs)"},
+    {"max-workers", 0, "N", apply_uint, FIELD(max_workers), 1, CONFIG_MAX_WORKERS_LIMIT, NULL, 0,
+     "upper limit for `ctl scale` (default 128)"},
+    {"bind", 'b', "ADDR", apply_bind, 0, 0, 0, NULL, OPT_REPEAT,
+     "listen on HOST:PORT, [V6]:PORT, unix:PATH or fd://N; repeatable (default 127.0.0.1:8000)"},
+    {"socket-mode", 0, "MODE", apply_octal_mode, FIELD(socket_mode), 0, 0, NULL, 0,
+     "file mode of unix: sockets (default 660)"},
+    {"backlog", 0, "N", apply_uint, FIELD(backlog), 1, 65535, NULL, 0,
+     "listen queue length (default 2048; the kernel caps it at net.core.somaxconn)"},
+    {"reuse-port", 0, NULL, apply_true, FIELD(reuse_port), 0, 0, NULL, 0,
+     "one SO_REUSEPORT listener per worker slot instead of one shared queue"},
+    {"python", 0, "PATH", apply_string, FIELD(python), 0, 0, NULL, 0,
+     "the app's interpreter (default $VIRTUAL_ENV/bin/python, else python3)"},
+    {"chdir", 0, "DIR", apply_string, FIELD(chdir), 0, 0, NULL, 0,
+     "directory the workers run in (the app is imported from there)"},
+    {"env", 0, "K=V", apply_env, 0, 0, 0, NULL, OPT_REPEAT, "set a variable in the workers' environment; repeatable"},
+    {"env-file", 0, "FILE", apply_env_file, 0, 0, 0, NULL, OPT_REPEAT,
+     "read KEY=VALUE lines into the workers' environment; repeatable"},
+    {"name", 0, "NAME", apply_string, FIELD(name), 0, 0, NULL, 0,
+     "name in logs and in the default control socket path (default arbiter)"},
+    {"config", 0, "FILE", apply_nothing, 0, 0, 0, NULL, 0,
+     "JSON file of options: {\"workers\": 4, \"bind\": [\"unix:/run/app.sock\"]}; flags override it"},
+    {"control", 0, "PATH", apply_string, FIELD(control_path), 0, 0, NULL, 0,
+     "control socket (default $ARBITER_CONTROL, else $RUNTIME_DIRECTORY/arbiter.sock, else per user)"},
+    {"control-group", 0, "GROUP", apply_string, FIELD(control_group), 0, 0, NULL, 0,
+     "members of GROUP may run `ctl status`"},
+    {"timeout", 't', "S", apply_seconds, FIELD(timeout), 0, 86400, NULL, 0,
+     "kill a worker whose event loop sends no heartbeat for S seconds (default 30; 0 = never)"},
+    {"boot-timeout", 0, "S", apply_seconds, FIELD(boot_timeout), 0, 86400, NULL, 0,
+     "kill a worker not ready S seconds after it started (default 60; 0 = never)"},
+    {"graceful-timeout", 0, "S", apply_seconds, FIELD(graceful_timeout), 0, 86400, NULL, 0,
+     "time a stopping worker gets to finish its requests before SIGKILL (default 30)"},
+    {"max-requests", 0, "N", apply_uint, FIELD(max_requests), 0, UINT_MAX, NULL, 0,
+     "replace a worker after N requests, overlapped (default 0 = never)"},
+    {"max-requests-jitter", 0, "N", apply_uint, FIELD(max_requests_jitter), 0, UINT_MAX, NULL, 0,
+     "add 0..N to each worker's --max-requests so they do not all restart at once"},
+    {"max-lifetime", 0, "S", apply_seconds, FIELD(max_lifetime), 0, 31536000, NULL, 0,
+     "replace a worker after S seconds, overlapped (default 0 = never)"},
+    {"max-memory", 0, "SIZE", apply_size, FIELD(max_memory), 0, 0, NULL, 0,
+     "replace a worker whose PSS exceeds SIZE (e.g. 512M), overlapped"},
+    {"user", 'u', "USER", apply_string, FIELD(user), 0, 0, NULL, 0, "run the workers as USER"},
+    {"group", 'g', "GROUP", apply_string, FIELD(group), 0, 0, NULL, 0, "run the workers with GROUP"},
+    {"metrics", 0, "ADDR", apply_string, FIELD(metrics), 0, 0, NULL, 0,
+     "serve Prometheus /metrics and /healthz on ADDR"},
+    {"log-level", 0, "LEVEL", apply_log_level, 0, 0, 0, NULL, 0,
+     "critical|error|warning|info|debug|trace (default info)"},
+    {"log-format", 0, "FORMAT", apply_log_format, 0, 0, 0, NULL, 0, "text|json (default text)"},
+    {"access-log", 0, NULL, apply_true, FIELD(access_log), 0, 0, NULL, 0, "log every request (default)"},
+    {"no-access-log", 0, NULL, apply_false, FIELD(access_log), 0, 0, NULL, 0, "do not log requests"},
+    {"factory", 0, NULL, apply_true, FIELD(factory), 0, 0, NULL, 0,
+     "APP is a callable returning the ASGI app"},
+    /* uvicorn's options, checked here and passed to every worker unchanged. */
+    {"loop", 0, "LOOP", apply_choice, 0, 0, 0, "auto|asyncio|uvloop", OPT_FORWARD,
+     "event loop (uvicorn --loop; default auto)"},
+    {"http", 0, "HTTP", apply_choice, 0, 0, 0, "auto|h11|httptools", OPT_FORWARD,
+     "HTTP implementation (uvicorn --http; default auto)"},
+    {"ws", 0, "WS", apply_choice, 0, 0, 0, "auto|none|websockets|websockets-sansio|wsproto", OPT_FORWARD,
+     "WebSocket implementation (uvicorn --ws; default auto)"},
+    {"lifespan", 0, "MODE", apply_choice, 0, 0, 0, "auto|on|off", OPT_FORWARD,
+     "ASGI lifespan (uvicorn --lifespan; default auto)"},
+    {"proxy-headers", 0, NULL, apply_forward, 0, 0, 0, NULL, OPT_FORWARD,
+     "trust X-Forwarded-For/-Proto from --forwarded-allow-ips (uvicorn's default)"},
+    {"no-proxy-headers", 0, NULL, apply_forward, 0, 0, 0, NULL, OPT_FORWARD, "ignore X-Forwarded-* headers"},
+    {"forwarded-allow-ips", 0, "IPS", apply_forward, 0, 0, 0, NULL, OPT_FORWARD,
+     "comma-separated proxy addresses to trust, or * (uvicorn's default 127.0.0.1)"},
+    {"root-path", 0, "PATH", apply_forward, 0, 0, 0, NULL, OPT_FORWARD, "ASGI root_path for apps behind a path prefix"},
+    {"timeout-keep-alive", 0, "S", apply_number_forward, 0, 0, 86400, NULL, OPT_FORWARD,
+     "close idle keep-alive connections after S seconds (uvicorn's default 5)"},
+    {"limit-concurrency", 0, "N", apply_number_forward, 0, 1, 1000000, NULL, OPT_FORWARD,
+     "per worker: answer 503 beyond N concurrent connections and tasks"},
+    {"help", 'h', NULL, apply_nothing, 0, 0, 0, NULL, 0, "show this help"},
+};
+
+#define OPTION_COUNT (sizeof option_table / sizeof option_table[0])
+
+/* ---- small parsers ---- */
+
+int config_parse_seconds(const char *text, double *seconds) {
+    char *end;
+    errno = 0;
+    double value = strtod(text, &end);
+    if (errno || end == text || !isfinite(value) || value < 0 || !isdigit((unsigned char)text[0]))
+        return -1;
+    if (strcmp(end, "") == 0 || strcmp(end, "s") == 0)
+        ;
+    else if (strcmp(end, "ms") == 0)
+        value /= 1000;
+    else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0)
+        value *= 60;
+    else if (strcmp(end, "h") == 0)
+        value *= 3600;
+    else
+        return -1;
+    *seconds = value;
+    return 0;
+}
+
+int config_parse_size(const char *text, uint64_t *bytes) {
+    char *end;
+    errno = 0;
+    double value = strtod(text, &end);
+    if (errno || end == text || !isfinite(value) || value < 0 || !isdigit((unsigned char)text[0]))
+        return -1;
+    static const struct {
+        const char *suffix;
+        double factor;
+    } units[] = {{"", 1},
+                 {"B", 1},
+                 {"K", 1024.0},
+                 {"KB", 1024.0},
+                 {"KiB", 1024.0},
+                 {"M", 1048576.0},
+                 {"MB", 1048576.0},
+                 {"MiB", 1048576.0},
+                 {"G", 1073741824.0},
+                 {"GB", 1073741824.0},
+                 {"GiB", 1073741824.0},
+                 {"T", 1099511627776.0},
+                 {"TB", 1099511627776.0},
+                 {"TiB", 1099511627776.0}};
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcasecmp(end, units[i].suffix) == 0) {
+            double result = value * units[i].factor;
+            if (result >= 18446744073709551615.0)
+                return -1;
+            *bytes = (uint64_t)result;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int string_list_append(struct string_list *list, const char *value) {
+    if (list->count >= STRING_LIST_MAX)
+        return -1;
+    if (list->count + 1 >= list->capacity) {
+        size_t capacity = list->capacity ? list->capacity * 2 : 8;
+        char **items = realloc(list->items, capacity * sizeof *items);
+        if (!items)
+            return -1;
+        list->items = items;
+        list->capacity = capacity;
+    }
+    char *copy = strdup(value);
+    if (!copy)
+        return -1;
+    list->items[list->count++] = copy;
+    list->items[list->count] = NULL;
+    return 0;
+}
+
+void string_list_free(struct string_list *list) {
+    for (size_t i = 0; i < list->count; i++)
+        free(list->items[i]);
+    free(list->items);
+    memset(list, 0, sizeof *list);
+}
+
+static char *trim(char *s) {
+    while (isspace((unsigned char)*s))
+        s++;
+    char *end = s + strlen(s);
+    while (end > s && isspace((unsigned char)end[-1]))
+        *--end = '\0';
+    return s;
+}
+
+int config_read_env_file(const char *path, struct string_list *list, char *err, size_t err_size) {
+    FILE *file = fopen(path, "re");
+    if (!file) {
+        snprintf(err, err_size, "cannot open '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    char line[ENV_FILE_LINE_MAX];
+    unsigned number = 0;
+    int rc = 0;
+    while (fgets(line, sizeof line, file)) {
+        number++;
+        size_t len = strlen(line);
+        if (len == sizeof line - 1 && line[len - 1] != '\n') {
+            snprintf(err, err_size, "%s:%u: line longer than %d bytes", path, number, ENV_FILE_LINE_MAX - 2);
+            rc = -1;
+            break;
+        }
+        char *s = trim(line);
+        if (!*s || *s == '#')
+            continue;
+        if (strncmp(s, "export ", 7) == 0)
+            s = trim(s + 7);
+        char *eq = strchr(s, '=');
+        if (!eq) {
+            snprintf(err, err_size, "%s:%u: '%s' is not KEY=VALUE", path, number, s);
+            rc = -1;
+            break;
+        }
+        *eq = '\0';
+        char *key = trim(s);
+        char *value = trim(eq + 1);
+        size_t value_len = strlen(value);
+        if (value_len >= 2 && (value[0] == '"' || value[0] == '\'') && value[value_len - 1] == value[0]) {
+            value[value_len - 1] = '\0';
+            value++;
+        }
+        char pair[ENV_FILE_LINE_MAX];
+        snprintf(pair, sizeof pair, "%s=%s", key, value);
+        if (!env_name_valid(pair)) {
+            snprintf(err, err_size, "%s:%u: '%s' is not a valid variable name", path, number, key);
+            rc = -1;
+            break;
+        }
+        if (string_list_append(list, pair) != 0) {
+            snprintf(err, err_size, "%s:%u: too many variables (at most %d)", path, number, STRING_LIST_MAX);
+            rc = -1;
+            break;
+        }
+    }
+    fclose(file);
+    return rc;
+}
+
+unsigned config_usable_cpus(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return (unsigned)CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1;
+}
+
+static const char *env_get(char *const *envp, const char *name) {
+    size_t len = strlen(name);
+    for (; envp && *envp; envp++)
+        if (strncmp(*envp, name, len) == 0 && (*envp)[len] == '=')
+            return *envp + len + 1;
+    return NULL;
+}
+
+static const struct option_spec *option_find(const char *name) {
+    for (size_t i = 0; i < OPTION_COUNT; i++)
+        if (strcmp(option_table[i].name, name) == 0)
+            return &option_table[i];
+    return NULL;
+}
+
+/* Applies one value; remembers forwarded options for the workers. */
+static int option_apply(struct config *c, const struct option_spec *o, const char *value, char *err, size_t n) {
+    if (o->apply(c, o, value ? value : "", err, n) != 0)
+        return -1;
+    if (o->flags & OPT_FORWARD) {
+        char flag[64];
+        snprintf(flag, sizeof flag, "--%s", o->name);
+        if (string_list_append(&c->forward, flag) != 0 || (o->metavar && string_list_append(&c->forward, value) != 0)) {
+            snprintf(err, n, "too many options");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Forgets the values a repeatable option got from the --config file, once the command line sets it. */
+static void option_reset_repeatable(struct config *c, const struct option_spec *o) {
+    if (o->apply == apply_bind)
+        c->bind_count = 0;
+    else if (o->apply == apply_env || o->apply == apply_env_file)
+        string_list_free(&c->env);
+}
+
+static int json_scalar_to_text(json_t *value, char *out, size_t size) {
+    if (json_is_string(value))
+        snprintf(out, size, "%s", json_string_value(value));
+    else if (json_is_integer(value))
+        snprintf(out, size, "%lld", (long long)json_integer_value(value));
+    else if (json_is_real(value))
+        snprintf(out, size, "%g", json_real_value(value));
+    else
+        return -1;
+    return 0;
+}
+
+static int config_apply_file(struct config *c, const char *path, char *err, size_t n) {
+    json_error_t json_error;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &json_error);
+    if (!root) {
+        snprintf(err, n, "--config %s: line %d: %s", path, json_error.line, json_error.text);
+        return -1;
+    }
+    int rc = 0;
+    const char *key;
+    json_t *value;
+    if (!json_is_object(root)) {
+        snprintf(err, n, "--config %s: the file must hold one JSON object of option names", path);
+        rc = -1;
+    }
+    json_object_foreach(root, key, value) {
+        if (rc != 0)
+            break;
+        const struct option_spec *o = option_find(key);
+        if (!o || o->apply == apply_nothing) {
+            snprintf(err, n, "--config %s: '%s' is not an option of arbiter run (see arbiter run --help)", path, key);
+            rc = -1;
+            break;
+        }
+        if (!o->metavar) {
+            if (!json_is_boolean(value)) {
+                snprintf(err, n, "--config %s: '%s' takes true or false", path, key);
+                rc = -1;
+            } else if (json_is_true(value)) {
+                rc = option_apply(c, o, NULL, err, n);
+            } else {
+                char negated[80];
+                snprintf(negated, sizeof negated, "no-%s", key);
+                const struct option_spec *neg = option_find(negated);
+                if (neg)
+                    rc = option_apply(c, neg, NULL, err, n);
+            }
+            continue;
+        }
+        size_t count = json_is_array(value) ? json_array_size(value) : 1;
+        if (json_is_array(value) && !(o->flags & OPT_REPEAT)) {
+            snprintf(err, n, "--config %s: '%s' takes one value, not a list", path, key);
+            rc = -1;
+            break;
+        }
+        for (size_t i = 0; i < count && rc == 0; i++) {
+            json_t *item = json_is_array(value) ? json_array_get(value, i) : value;
+            char text[1024];
+            if (json_scalar_to_text(item, text, sizeof text) != 0) {
+                snprintf(err, n, "--config %s: '%s' must be a string or a number", path, key);
+                rc = -1;
+                break;
+            }
+            rc = option_apply(c, o, text, err, n);
+        }
+    }
+    json_decref(root);
+    return rc;
+}
+
+static int set_default_string(char **field, const char *value) {
+    if (*field)
+        return 0;
+    *field = strdup(value);
+    return *field ? 0 : -1;
+}
+
+/* The interpreter of the venv that the arbiter binary itself was installed into (pip install),
+ * found as python next to /proc/self/exe with a pyvenv.cfg one directory up. */
+static int python_next_to_binary(char *out, size_t size) {
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0)
+        return -1;
+    exe[len] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return -1;
+    *slash = '\0';
+    char cfg[PATH_MAX + 32];
+    snprintf(cfg, sizeof cfg, "%s/../pyvenv.cfg", exe);
+    if (access(cfg, R_OK) != 0)
+        return -1;
+    int n = snprintf(out, size, "%s/python", exe);
+    return n > 0 && (size_t)n < size && access(out, X_OK) == 0 ? 0 : -1;
+}
+
+static int check_python(const char *python, char *err, size_t n) {
+    if (strchr(python, '/')) {
+        struct stat st;
+        if (stat(python, &st) != 0) {
+            snprintf(err, n, "--python %s: %s; pass the interpreter of the app's venv, e.g. --python /srv/app/.venv/bin/python",
+                     python, strerror(errno));
+            return -1;
+        }
+        if (!S_ISREG(st.st_mode) || access(python, X_OK) != 0) {
+            snprintf(err, n, "--python %s: not an executable file; pass the interpreter of the app's venv, e.g. --python /srv/app/.venv/bin/python",
+                     python);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int config_apply_defaults(struct config *c, char *const *envp, char *err, size_t n) {
+    if (!c->workers) {
+        const char *web = env_get(envp, "WEB_CONCURRENCY");
+        if (web && *web) {
+            struct option_spec o = *option_find("workers");
+            char reason[CONFIG_ERROR_MAX];
+            if (apply_uint(c, &o, web, reason, sizeof reason) != 0) {
+                snprintf(err, n, "WEB_CONCURRENCY='%s' is not a whole number from 1 to %d; fix or unset it, or pass -w N",
+                         web, CONFIG_MAX_WORKERS_LIMIT);
+                return -1;
+            }
+        } else {
+            c->workers = config_usable_cpus();
+        }
+    }
+    if (!c->max_workers)
+        c->max_workers = 128;
+    if (c->workers > c->max_workers) {
+        snprintf(err, n, "--workers %u is more than --max-workers %u; raise --max-workers", c->workers, c->max_workers);
+        return -1;
+    }
+    if (c->bind_count == 0 && !env_get(envp, "LISTEN_FDS")) {
+        char reason[CONFIG_ERROR_MAX];
+        if (listener_parse_address("127.0.0.1:8000", &c->binds[0], reason, sizeof reason) != 0) {
+            snprintf(err, n, "default bind: %s", reason);
+            return -1;
+        }
+        c->bind_count = 1;
+    }
+    if (!c->python) {
+        const char *venv = env_get(envp, "VIRTUAL_ENV");
+        char path[PATH_MAX];
+        if (venv && *venv)
+            snprintf(path, sizeof path, "%s/bin/python", venv);
+        else if (python_next_to_binary(path, sizeof path) != 0)
+            snprintf(path, sizeof path, "python3");
+        if (set_default_string(&c->python, path) != 0)
+            goto oom;
+    }
+    if (set_default_string(&c->name, "arbiter") != 0)
+        goto oom;
+    if (!c->control_path) {
+        const char *from_env = env_get(envp, "ARBITER_CONTROL");
+        if (from_env && *from_env && set_default_string(&c->control_path, from_env) != 0)
+            goto oom;
+    }
+    if (c->max_requests_jitter && !c->max_requests) {
+        snprintf(err, n, "--max-requests-jitter needs --max-requests");
+        return -1;
+    }
+    if (c->chdir) {
+        struct stat st;
+        if (stat(c->chdir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            snprintf(err, n, "--chdir %s: %s", c->chdir, errno ? strerror(errno) : "not a directory");
+            return -1;
+        }
+    }
+    return check_python(c->python, err, n);
+oom:
+    snprintf(err, n, "out of memory");
+    return -1;
+}
+
+static void config_set_builtin_defaults(struct config *c, const char *command) {
+    memset(c, 0, sizeof *c);
+    c->command = command;
+    c->socket_mode = 0660;
+    c->timeout = 30;
+    c->boot_timeout = 60;
+    c->graceful_timeout = 30;
+    c->backlog = 2048;
+    c->log_level = LOG_INFO;
+    c->log_format = LOG_FORMAT_TEXT;
+    c->access_log = true;
+}
+
+enum config_result config_parse(struct config *c, int argc, char **argv, char *const *envp, char *err,
+                                size_t err_size) {
+    config_set_builtin_defaults(c, argv[0]);
+    struct option long_options[OPTION_COUNT + 1];
+    char short_options[2 * OPTION_COUNT + 3];
+    size_t s = 0;
+    short_options[s++] = ':'; /* report a missing value as ':' */
+    for (size_t i = 0; i < OPTION_COUNT; i++) {
+        const struct option_spec *o = &option_table[i];
+        long_options[i] = (struct option){o->name, o->metavar ? required_argument : no_argument, NULL, (int)(1000 + i)};
+        if (o->short_name) {
+            short_options[s++] = (char)o->short_name;
+            if (o->metavar)
+                short_options[s++] = ':';
+        }
+    }
+    short_options[s] = '\0';
+    long_options[OPTION_COUNT] = (struct option){0, 0, 0, 0};
+
+    /* --config first, so that every flag on the command line overrides the file. */
+    for (int i = 1; i < argc; i++) {
+        const char *path = NULL;
+        if (strcmp(argv[i], "--") == 0)
+            break;
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            path = argv[i + 1];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            path = argv[i] + 9;
+        if (path && config_apply_file(c, path, err, err_size) != 0)
+            return CONFIG_USAGE_ERROR;
+    }
+
+    bool seen_on_command_line[OPTION_COUNT] = {false};
+    opterr = 0;
+    optind = 0; /* 0: full re-initialisation of GNU getopt, so config_parse can run again */
+    for (;;) {
+        int index = -1;
+        int ch = getopt_long(argc, argv, short_options, long_options, &index);
+        if (ch == -1)
+            break;
+        if (ch == '?' || ch == ':') {
+            const char *what = argv[optind - 1];
+            if (ch == '?')
+                snprintf(err, err_size, "unknown option '%s'", optopt && optopt < 256 ? (char[]){'-', (char)optopt, 0} : what);
+            else
+                snprintf(err, err_size, "option '%s' needs a value", what);
+            return CONFIG_USAGE_ERROR;
+        }
+        size_t i;
+        if (ch >= 1000)
+            i = (size_t)(ch - 1000);
+        else
+            for (i = 0; i < OPTION_COUNT && option_table[i].short_name != ch; i++)
+                ;
+        const struct option_spec *o = &option_table[i];
+        if (strcmp(o->name, "help") == 0) {
+            config_print_help(c->command);
+            return CONFIG_EXIT_OK;
+        }
+        if ((o->flags & OPT_REPEAT) && !seen_on_command_line[i]) {
+            option_reset_repeatable(c, o);
+            /* --env and --env-file share one list: reset it once for both. */
+            for (size_t j = 0; j < OPTION_COUNT; j++)
+                if (option_table[j].apply == apply_env || option_table[j].apply == apply_env_file)
+                    if (o->apply == apply_env || o->apply == apply_env_file)
+                        seen_on_command_line[j] = true;
+        }
+        seen_on_command_line[i] = true;
+        if (option_apply(c, o, optarg, err, err_size) != 0)
+            return CONFIG_USAGE_ERROR;
+    }
+    if (optind >= argc) {
+        snprintf(err, err_size, "missing APP: the ASGI app as module:attribute, e.g. app.main:app");
+        return CONFIG_USAGE_ERROR;
+    }
+    if (optind + 1 < argc) {
+        snprintf(err, err_size, "unexpected argument '%s' after APP '%s'", argv[optind + 1], argv[optind]);
+        return CONFIG_USAGE_ERROR;
+    }
+    const char *app = argv[optind];
+    const char *colon = strchr(app, ':');
+    if (!colon || colon == app || !colon[1] || app[0] == '-') {
+        snprintf(err, err_size, "APP '%s' is not module:attribute, e.g. app.main:app", app);
+        return CONFIG_USAGE_ERROR;
+    }
+    c->app = strdup(app);
+    if (!c->app) {
+        snprintf(err, err_size, "out of memory");
+        return CONFIG_USAGE_ERROR;
+    }
+    if (strcmp(c->command, "check") == 0)
+        c->workers = 1;
+    if (config_apply_defaults(c, envp, err, err_size) != 0)
+        return CONFIG_USAGE_ERROR;
+    return CONFIG_OK;
+}
+
+void config_free(struct config *c) {
+    free(c->app);
+    free(c->python);
+    free(c->chdir);
+    free(c->name);
+    free(c->control_path);
+    free(c->control_group);
+    free(c->user);
+    free(c->group);
+    free(c->metrics);
+    string_list_free(&c->env);
+    string_list_free(&c->forward);
+    memset(c, 0, sizeof *c);
+}
+
+void config_print_help(const char *command) {
+    printf("usage: arbiter %s [OPTIONS] APP\n\n", command);
+    if (strcmp(command, "check") == 0)
+        printf("Boot one worker through lifespan startup, stop it, exit 0; exit 3 if the app fails to boot.\n\n");
+    else
+        printf("Serve the ASGI app APP (module:attribute) with N uvicorn worker processes.\n\n");
+    printf("options:\n");
+    for (size_t i = 0; i < OPTION_COUNT; i++) {
+        const struct option_spec *o = &option_table[i];
+        char left[64];
+        int n = o->short_name ? snprintf(left, sizeof left, "  -%c, --%s", o->short_name, o->name)
+                              : snprintf(left, sizeof left, "      --%s", o->name);
+        if (o->metavar)
+            snprintf(left + n, sizeof left - (size_t)n, " %s", o->metavar);
+        printf("%-34s %s\n", left, o->help);
+    }
+    printf("\nSignals: TERM graceful stop, INT/QUIT quick stop, HUP rolling reload, TTIN/TTOU one worker more/less.\n"
+           "Exit codes: 0 clean stop, 1 runtime failure, 2 usage or configuration error, 3 the app failed to boot.\n");
+}

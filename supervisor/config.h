@@ -1,0 +1,81 @@
+/* config.h - everything `arbiter run|check` is told, from flags, environment and --config file. */
+#ifndef ARBITER_CONFIG_H
+#define ARBITER_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "listener.h"
+#include "log.h"
+
+#define CONFIG_ERROR_MAX 512
+#define CONFIG_MAX_WORKERS_LIMIT 1024
+
+/* A growable, bounded list of owned strings (KEY=VALUE pairs, forwarded argv). */
+struct string_list {
+    char **items;
+    size_t count;
+    size_t capacity;
+};
+
+struct config {
+    const char *command; /* "run" or "check" */
+    char *app;
+    unsigned workers;
+    unsigned max_workers;
+    struct bind_address binds[LISTENER_MAX];
+    size_t bind_count;
+    unsigned socket_mode;
+    char *python;
+    char *chdir;
+    char *name;
+    char *control_path;
+    char *control_group;
+    double timeout;
+    double boot_timeout;
+    double graceful_timeout;
+    unsigned max_requests;
+    unsigned max_requests_jitter;
+    double max_lifetime;
+    uint64_t max_memory;
+    bool reuse_port;
+    unsigned backlog;
+    char *user;
+    char *group;
+    char *metrics;
+    enum log_level log_level;
+    enum log_format log_format;
+    bool access_log;
+    bool factory;
+    struct string_list env;     /* KEY=VALUE from --env and --env-file, in order */
+    struct string_list forward; /* uvicorn options passed to every worker */
+};
+
+enum config_result { CONFIG_OK, CONFIG_EXIT_OK /* --help printed */, CONFIG_USAGE_ERROR };
+
+/* Parses `arbiter run|check [OPTIONS] APP`: argv[0] is the subcommand. Defaults come from the
+ * environment (WEB_CONCURRENCY, VIRTUAL_ENV, ARBITER_CONTROL, RUNTIME_DIRECTORY) given in envp.
+ * On CONFIG_USAGE_ERROR, err says which flag or value is wrong and how to fix it. */
+enum config_result config_parse(struct config *config, int argc, char **argv, char *const *envp,
+                                char *err, size_t err_size);
+void config_free(struct config *config);
+
+/* Prints the option reference, generated from the option table. */
+void config_print_help(const char *command);
+
+/* Parses "512M", "2G", "1048576", "1.5GiB" into bytes. */
+int config_parse_size(const char *text, uint64_t *bytes);
+/* Parses "30", "2.5", "500ms", "1m" into seconds. */
+int config_parse_seconds(const char *text, double *seconds);
+
+/* Reads KEY=VALUE lines (comments, `export`, quotes) and appends them to list. */
+int config_read_env_file(const char *path, struct string_list *list, char *err, size_t err_size);
+
+int string_list_append(struct string_list *list, const char *value);
+void string_list_free(struct string_list *list);
+
+/* The number of CPUs this process may run on (sched_getaffinity), at least 1. */
+unsigned config_usable_cpus(void);
+
+#endif

@@ -1,0 +1,30 @@
+/* environment.h - the environment a worker process starts with. */
+#ifndef ARBITER_ENVIRONMENT_H
+#define ARBITER_ENVIRONMENT_H
+
+#include <stddef.h>
+
+#include "config.h"
+
+/* What only the arbiter knows about one worker. */
+struct worker_identity {
+    unsigned worker_id;
+    unsigned generation;
+    int arbiter_pid;
+    size_t listen_fds;
+    double heartbeat_interval;
+    const char *log_format;
+    const char *shim_dir; /* prepended to PYTHONPATH; NULL when the shim is installed in the venv */
+};
+
+/* Builds a NULL-terminated environment: base (the arbiter's own) minus the variables that belong to
+ * the arbiter alone (NOTIFY_SOCKET, WATCHDOG_*, LISTEN_*, ARBITER_*), plus extra (--env, --env-file,
+ * later entries win), plus ARBITER_* for this worker. Returns NULL when memory runs out.
+ * Free with environment_free. */
+char **environment_build(char *const *base, const struct string_list *extra, const struct worker_identity *identity);
+void environment_free(char **env);
+
+/* Looks NAME up in a NULL-terminated environment. */
+const char *environment_get(char *const *env, const char *name);
+
+#endif

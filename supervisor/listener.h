@@ -1,0 +1,65 @@
+/* listener.h - the listening sockets the arbiter owns for its whole life. */
+#ifndef ARBITER_LISTENER_H
+#define ARBITER_LISTENER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#define LISTENER_MAX 16
+#define LISTENER_TEXT_MAX 160
+
+enum bind_kind { BIND_INET, BIND_UNIX, BIND_FD };
+
+/* One --bind value, parsed; no socket yet. */
+struct bind_address {
+    enum bind_kind kind;
+    struct sockaddr_storage addr; /* BIND_INET, BIND_UNIX */
+    socklen_t addr_len;
+    int fd;                       /* BIND_FD */
+    char text[LISTENER_TEXT_MAX]; /* as the user wrote it, for messages */
+};
+
+struct listener {
+    struct bind_address address;
+    int fd;
+    bool adopted;        /* fd:// or systemd's: not ours to unlink */
+    ino_t unix_inode;    /* to unlink only the socket file we created */
+    char name[LISTENER_TEXT_MAX]; /* resolved, e.g. 127.0.0.1:8000 */
+};
+
+struct listener_set {
+    struct listener items[LISTENER_MAX];
+    size_t count;
+};
+
+/* Parses HOST:PORT, [V6]:PORT, unix:PATH, fd://N. Host names are resolved (first address).
+ * Returns 0, or -1 with a message naming the problem and the fix in err. */
+int listener_parse_address(const char *text, struct bind_address *out, char *err, size_t err_size);
+
+/* Binds and listens on every address; on failure closes what it opened and returns -1 with err set. */
+int listener_open_all(struct listener_set *set, const struct bind_address *addresses, size_t count,
+                      int backlog, unsigned unix_mode, char *err, size_t err_size);
+
+/* Validates an inherited fd as a listening stream socket. */
+int listener_check_fd(int fd, char *err, size_t err_size);
+
+/* Adds an already-listening fd (systemd socket activation). */
+int listener_adopt(struct listener_set *set, int fd, const char *name, char *err, size_t err_size);
+
+void listener_close_all(struct listener_set *set);
+
+/* Formats a socket's local address as HOST:PORT, [V6]:PORT or unix:PATH. */
+void listener_describe(int fd, char *out, size_t size);
+
+
+
+/* systemd socket activation: how many fds (from fd 3) LISTEN_PID/LISTEN_FDS hand to process self.
+ * Sets *count to 0 when the variables are absent or meant for another pid; -1 when malformed. */
+int listener_systemd_count(const char *listen_pid, const char *listen_fds, int self, unsigned *count, char *err,
+                           size_t err_size);
+
+/* Adopts fds 3..3+count-1, named from LISTEN_FDNAMES (colon-separated) when given. */
+int listener_adopt_systemd(struct listener_set *set, unsigned count, const char *names, char *err, size_t err_size);
+#endif

@@ -1,0 +1,29 @@
+/* log.h - the arbiter's own log lines, text for a terminal or one JSON object per line. */
+#ifndef ARBITER_LOG_H
+#define ARBITER_LOG_H
+
+#include <stdarg.h>
+
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERROR, LOG_CRITICAL };
+enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
+
+/* Parses "debug|info|warning|error|critical" (also "trace" → debug, "warn" → warning).
+ * Returns 0 and sets *level, or -1 when the name is unknown. */
+int log_level_parse(const char *name, enum log_level *level);
+const char *log_level_name(enum log_level level);
+int log_format_parse(const char *name, enum log_format *format);
+
+void log_configure(enum log_level level, enum log_format format, const char *name);
+
+/* Worker fields are optional: pass worker_id 0 and pid 0 when the line is about the arbiter. */
+void log_event(enum log_level level, const char *event, unsigned worker_id, int pid,
+               const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void log_event_v(enum log_level level, const char *event, unsigned worker_id, int pid,
+                 const char *fmt, va_list args);
+
+#define log_debug(event, ...) log_event(LOG_DEBUG, event, 0, 0, __VA_ARGS__)
+#define log_info(event, ...) log_event(LOG_INFO, event, 0, 0, __VA_ARGS__)
+#define log_warning(event, ...) log_event(LOG_WARNING, event, 0, 0, __VA_ARGS__)
+#define log_error(event, ...) log_event(LOG_ERROR, event, 0, 0, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,57 @@
+/* main.c - `arbiter run|check|ctl`, --version, --help: picks the subcommand and nothing else. */
+#include <stdio.h>
+#include <string.h>
+
+#include "arbiter.h"
+#include "config.h"
+#include "ctl.h"
+
+extern char **environ;
+
+static void print_usage(FILE *out) {
+    fprintf(out,
+            "usage: arbiter run [OPTIONS] APP       serve APP (module:attribute) with N uvicorn workers\n"
+            "       arbiter check [OPTIONS] APP     boot one worker through lifespan startup; exit 0 or 3\n"
+            "       arbiter ctl [--control PATH] [--json] COMMAND\n"
+            "                                       status | scale N|+N|-N | reload | stop [--quick] | recycle ID\n"
+            "       arbiter --version | --help\n\n"
+            "`arbiter run --help` lists every option.\n");
+}
+
+static int run_or_check(int argc, char **argv) {
+    struct config config;
+    char err[CONFIG_ERROR_MAX];
+    enum config_result result = config_parse(&config, argc, argv, environ, err, sizeof err);
+    if (result != CONFIG_OK) {
+        if (result == CONFIG_USAGE_ERROR)
+            fprintf(stderr, "arbiter %s: %s\nTry 'arbiter %s --help'.\n", argv[0], err, argv[0]);
+        config_free(&config);
+        return result == CONFIG_EXIT_OK ? EXIT_CLEAN : EXIT_USAGE;
+    }
+    int code = arbiter_run(&config);
+    config_free(&config);
+    return code;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        print_usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *command = argv[1];
+    if (strcmp(command, "run") == 0 || strcmp(command, "check") == 0)
+        return run_or_check(argc - 1, argv + 1);
+    if (strcmp(command, "ctl") == 0)
+        return ctl_main(argc - 1, argv + 1);
+    if (strcmp(command, "--version") == 0 || strcmp(command, "-V") == 0) {
+        printf("arbiter %s\n", ARBITER_VERSION);
+        return EXIT_CLEAN;
+    }
+    if (strcmp(command, "--help") == 0 || strcmp(command, "-h") == 0 || strcmp(command, "help") == 0) {
+        print_usage(stdout);
+        return EXIT_CLEAN;
+    }
+    fprintf(stderr, "arbiter: unknown command '%s'\n", command);
+    print_usage(stderr);
+    return EXIT_USAGE;
+}

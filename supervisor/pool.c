@@ -1,0 +1,441 @@
+/* pool.c - the worker slots: how many, who runs in each, what happens when one exits.
+ *
+ * A slot is a numbered place for one worker. Its `active` worker serves; during a planned
+ * replacement (reload, recycle, max-requests) a `successor` boots beside it, and only when the
+ * successor is ready does the old worker leave the slot and drain, so capacity never drops by more
+ * than the one slot being replaced. Replacements run one slot at a time across the pool.
+ *
+ * An unexpected exit restarts the slot after backoff_record_failure()'s delay; its restart timer is
+ * the slot's only handle, closed through pool_close(). Before any worker has ever been ready, a boot
+ * failure (the shim's exit 3 or 4, a boot timeout, a crash loop) means the app cannot start at all:
+ * the pool reports it and the arbiter exits 3 instead of retrying forever. After that, a broken
+ * replacement never takes down the workers that are serving. */
+#include "pool.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "environment.h"
+#include "log.h"
+
+extern char **environ;
+
+static void slot_on_restart_timer(uv_timer_t *timer);
+static void pool_advance_replacements(struct pool *pool);
+
+static double heartbeat_interval(const struct config *config) {
+    if (config->timeout <= 0)
+        return 5.0;
+    double interval = config->timeout / 4;
+    return interval < 0.05 ? 0.05 : interval > 5.0 ? 5.0 : interval;
+}
+
+const char *slot_state_name(const struct slot *slot) {
+    if (slot->active)
+        return worker_state_name(slot->active->state);
+    return slot->state == SLOT_CRASHLOOP ? "crashloop" : "backoff";
+}
+
+int pool_init(struct pool *pool, uv_loop_t *loop, const struct config *config, struct pool_events events,
+              const int *listen_fds, size_t listen_fd_count, const char *shim_dir) {
+    memset(pool, 0, sizeof *pool);
+    pool->loop = loop;
+    pool->config = config;
+    pool->events = events;
+    pool->listen_fds = listen_fds;
+    pool->listen_fd_count = listen_fd_count;
+    pool->shim_dir = shim_dir;
+    pool->slots = calloc(config->max_workers, sizeof *pool->slots);
+    return pool->slots ? 0 : -1;
+}
+
+/* PYTHON -m arbiter_worker [uvicorn options] [--max-requests N] APP */
+static char **build_argv(const struct pool *pool, char numbers[3][32]) {
+    const struct config *c = pool->config;
+    char **argv = calloc(c->forward.count + 16, sizeof *argv);
+    if (!argv)
+        return NULL;
+    size_t n = 0;
+    argv[n++] = c->python;
+    argv[n++] = "-m";
+    argv[n++] = "arbiter_worker";
+    for (size_t i = 0; i < c->forward.count; i++)
+        argv[n++] = c->forward.items[i];
+    argv[n++] = "--log-level";
+    argv[n++] = (char *)log_level_name(c->log_level);
+    argv[n++] = c->access_log ? "--access-log" : "--no-access-log";
+    snprintf(numbers[0], sizeof numbers[0], "%g", c->graceful_timeout);
+    argv[n++] = "--graceful-timeout";
+    argv[n++] = numbers[0];
+    if (c->max_requests) {
+        unsigned jitter = c->max_requests_jitter ? (unsigned)random() % (c->max_requests_jitter + 1) : 0;
+        snprintf(numbers[1], sizeof numbers[1], "%u", c->max_requests + jitter);
+        argv[n++] = "--max-requests";
+        argv[n++] = numbers[1];
+    }
+    if (c->factory)
+        argv[n++] = "--factory";
+    argv[n++] = c->app;
+    argv[n] = NULL;
+    return argv;
+}
+
+static struct worker *pool_spawn_worker(struct pool *pool, struct slot *slot) {
+    const struct config *c = pool->config;
+    struct worker *w = calloc(1, sizeof *w);
+    char numbers[3][32];
+    char **argv = build_argv(pool, numbers);
+    struct worker_identity identity = {
+        .worker_id = slot->id,
+        .generation = pool->generation,
+        .arbiter_pid = (int)getpid(),
+        .listen_fds = pool->listen_fd_count,
+        .heartbeat_interval = heartbeat_interval(c),
+        .log_format = c->log_format == LOG_FORMAT_JSON ? "json" : "text",
+        .shim_dir = pool->shim_dir,
+    };
+    char **env = environment_build(environ, &c->env, &identity);
+    if (!w || !argv || !env) {
+        log_event(LOG_ERROR, "worker_spawn_failed", slot->id, 0, "out of memory preparing a worker");
+        free(w);
+        free(argv);
+        environment_free(env);
+        return NULL;
+    }
+    w->pool = pool;
+    w->slot = slot;
+    w->slot_id = slot->id;
+    w->generation = pool->generation;
+    struct worker_launch launch = {
+        .argv = argv,
+        .env = env,
+        .cwd = c->chdir,
+        .listen_fds = pool->listen_fds,
+        .listen_fd_count = pool->listen_fd_count,
+        .set_uid = pool->set_uid,
+        .set_gid = pool->set_gid,
+        .uid = pool->uid,
+        .gid = pool->gid,
+    };
+    char err[512];
+    int rc = worker_spawn(w, pool->loop, &launch, err, sizeof err);
+    free(argv);
+    environment_free(env);
+    if (rc != 0) {
+        log_event(LOG_ERROR, "worker_spawn_failed", slot->id, 0, "%s", err);
+        return NULL; /* worker_spawn closes and frees w */
+    }
+    pool->spawned_total++;
+    log_event(LOG_DEBUG, "worker_spawned", slot->id, w->pid, "started (generation %u)", w->generation);
+    return w;
+}
+
+static void slot_schedule_restart(struct slot *slot, uint64_t delay_ms);
+
+static void slot_start(struct slot *slot) {
+    slot->state = SLOT_RUNNING;
+    slot->active = pool_spawn_worker(slot->pool, slot);
+    if (!slot->active) {
+        struct backoff *b = &slot->backoff;
+        slot_schedule_restart(slot, backoff_record_failure(b, 0));
+    }
+}
+
+static void slot_on_restart_timer(uv_timer_t *timer) {
+    struct slot *slot = timer->data;
+    if (!slot->pool->stopping && !slot->active)
+        slot_start(slot);
+}
+
+static void slot_schedule_restart(struct slot *slot, uint64_t delay_ms) {
+    struct pool *pool = slot->pool;
+    slot->restarts++;
+    pool->restarts_total++;
+    if (backoff_is_crashloop(&slot->backoff)) {
+        slot->state = SLOT_CRASHLOOP;
+        log_event(LOG_ERROR, "worker_crashloop", slot->id, 0,
+                  "crash loop: %u failures in a row (last: %s); next start in %.1f s. Fix the app; the other workers keep serving",
+                  slot->backoff.failures, slot->last_exit, (double)delay_ms / 1000);
+    } else {
+        slot->state = SLOT_BACKOFF;
+        log_event(LOG_INFO, "worker_restart", slot->id, 0, "restarting in %llu ms (failure %u in a row)",
+                  (unsigned long long)delay_ms, slot->backoff.failures);
+    }
+    uv_timer_start(&slot->restart_timer, slot_on_restart_timer, delay_ms, 0);
+}
+
+static struct slot *slot_create(struct pool *pool, unsigned id) {
+    struct slot *slot = calloc(1, sizeof *slot);
+    if (!slot)
+        return NULL;
+    slot->pool = pool;
+    slot->id = id;
+    slot->state = SLOT_BACKOFF;
+    snprintf(slot->last_exit, sizeof slot->last_exit, "none");
+    uv_timer_init(pool->loop, &slot->restart_timer);
+    slot->restart_timer.data = slot;
+    return slot;
+}
+
+static void slot_on_close(uv_handle_t *handle) {
+    struct slot *slot = handle->data;
+    slot->pool->closing_slots--;
+    free(slot);
+}
+
+static void slot_close(struct slot *slot) {
+    slot->pool->closing_slots++;
+    uv_close((uv_handle_t *)&slot->restart_timer, slot_on_close);
+}
+
+/* The worker leaves its slot and drains on the pool's detached list. */
+static void pool_detach_and_stop(struct pool *pool, struct worker *w, bool graceful) {
+    w->slot = NULL;
+    w->next = pool->detached;
+    pool->detached = w;
+    worker_stop(w, graceful);
+}
+
+static int pool_add_slots(struct pool *pool, unsigned target) {
+    while (pool->slot_count < target) {
+        struct slot *slot = slot_create(pool, (unsigned)pool->slot_count + 1);
+        if (!slot) {
+            log_error("pool_scale_failed", "out of memory creating worker slot %zu", pool->slot_count + 1);
+            return -1;
+        }
+        pool->slots[pool->slot_count++] = slot;
+        slot_start(slot);
+    }
+    return 0;
+}
+
+int pool_start(struct pool *pool) {
+    pool->target = pool->config->workers;
+    return pool_add_slots(pool, pool->target);
+}
+
+int pool_scale(struct pool *pool, unsigned target) {
+    if (pool->stopping || target < 1 || target > pool->config->max_workers)
+        return -1;
+    unsigned previous = pool->target;
+    pool->target = target;
+    while (pool->slot_count > target) {
+        struct slot *slot = pool->slots[--pool->slot_count];
+        pool->slots[pool->slot_count] = NULL;
+        uv_timer_stop(&slot->restart_timer);
+        if (slot->successor)
+            pool_detach_and_stop(pool, slot->successor, true);
+        if (slot->active)
+            pool_detach_and_stop(pool, slot->active, true);
+        slot_close(slot);
+    }
+    int rc = pool_add_slots(pool, target);
+    if (previous != target)
+        log_info("pool_scaled", "workers %u -> %u", previous, target);
+    pool->events.changed(pool);
+    return rc;
+}
+
+void pool_reload(struct pool *pool) {
+    if (pool->stopping)
+        return;
+    pool->generation++;
+    log_info("reload_started", "rolling reload to generation %u: each worker is replaced once its successor is ready",
+             pool->generation);
+    for (size_t i = 0; i < pool->slot_count; i++)
+        pool->slots[i]->replace_pending = true;
+    pool_advance_replacements(pool);
+}
+
+bool pool_reload_in_progress(const struct pool *pool) {
+    for (size_t i = 0; i < pool->slot_count; i++)
+        if (pool->slots[i]->replace_pending || pool->slots[i]->successor)
+            return true;
+    return false;
+}
+
+int pool_recycle(struct pool *pool, unsigned slot_id) {
+    struct slot *slot = pool_find_slot(pool, slot_id);
+    if (!slot || pool->stopping)
+        return -1;
+    slot->replace_pending = true;
+    pool_advance_replacements(pool);
+    return 0;
+}
+
+/* Starts the next overlapped replacement, if none is under way. */
+static void pool_advance_replacements(struct pool *pool) {
+    if (pool->stopping)
+        return;
+    for (size_t i = 0; i < pool->slot_count; i++)
+        if (pool->slots[i]->successor)
+            return; /* one at a time */
+    for (size_t i = 0; i < pool->slot_count; i++) {
+        struct slot *slot = pool->slots[i];
+        if (!slot->replace_pending)
+            continue;
+        if (!slot->active) {
+            slot->replace_pending = false; /* restarting anyway, with the new generation */
+            continue;
+        }
+        if (slot->active->state != WORKER_READY)
+            continue; /* pool_worker_ready calls again */
+        slot->successor = pool_spawn_worker(pool, slot);
+        if (slot->successor)
+            return;
+        slot->replace_pending = false;
+        log_event(LOG_ERROR, "replace_failed", slot->id, slot->active->pid,
+                  "cannot start a replacement; the current worker keeps serving");
+    }
+    pool->events.changed(pool);
+}
+
+struct slot *pool_find_slot(const struct pool *pool, unsigned slot_id) {
+    return slot_id >= 1 && slot_id <= pool->slot_count ? pool->slots[slot_id - 1] : NULL;
+}
+
+unsigned pool_ready_count(const struct pool *pool) {
+    unsigned ready = 0;
+    for (size_t i = 0; i < pool->slot_count; i++)
+        if (pool->slots[i]->active && pool->slots[i]->active->state == WORKER_READY)
+            ready++;
+    return ready;
+}
+
+unsigned pool_live_count(const struct pool *pool) {
+    unsigned live = 0;
+    for (size_t i = 0; i < pool->slot_count; i++)
+        live += (pool->slots[i]->active != NULL) + (pool->slots[i]->successor != NULL);
+    for (const struct worker *w = pool->detached; w; w = w->next)
+        live++;
+    return live;
+}
+
+void pool_worker_ready(struct worker *w) {
+    struct pool *pool = w->pool;
+    struct slot *slot = w->slot;
+    pool->ever_ready = true;
+    log_event(LOG_INFO, "worker_ready", w->slot_id, w->pid, "ready in %llu ms (generation %u)",
+              (unsigned long long)(w->ready_ms - w->started_ms), w->generation);
+    if (slot && slot->successor == w) {
+        struct worker *old = slot->active;
+        slot->active = w;
+        slot->successor = NULL;
+        slot->replace_pending = false;
+        if (old) {
+            log_event(LOG_INFO, "worker_replaced", slot->id, old->pid, "replaced by pid %d; draining", w->pid);
+            pool_detach_and_stop(pool, old, true);
+        }
+    }
+    pool_advance_replacements(pool);
+    pool->events.changed(pool);
+}
+
+void pool_worker_retire(struct worker *w, const char *reason) {
+    struct slot *slot = w->slot;
+    if (!slot || slot->active != w || w->pool->stopping)
+        return;
+    log_event(LOG_INFO, "worker_retire", w->slot_id, w->pid, "asked to be replaced (%s)", reason);
+    slot->replace_pending = true;
+    pool_advance_replacements(w->pool);
+}
+
+static bool pool_remove_detached(struct pool *pool, struct worker *w) {
+    for (struct worker **p = &pool->detached; *p; p = &(*p)->next) {
+        if (*p == w) {
+            *p = w->next;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Before the app has ever served, a boot failure is final: exit 3 (2 for a broken interpreter). */
+static bool pool_fail_boot_if_never_ready(struct pool *pool, const struct worker *w, const struct slot *slot) {
+    if (pool->ever_ready)
+        return false;
+    int code = 0;
+    if (!w->term_signal && w->exit_status == 3)
+        code = 3;
+    else if (!w->term_signal && w->exit_status == 4)
+        code = 2;
+    else if (w->kill_reason == KILL_BOOT_TIMEOUT || backoff_is_crashloop(&slot->backoff))
+        code = 3;
+    if (!code)
+        return false;
+    log_event(LOG_CRITICAL, "boot_failed", w->slot_id, w->pid,
+              code == 2 ? "the worker cannot run with --python %s (%s); see the message above"
+                        : "the app failed to boot (%s); its traceback is above. Stopping",
+              code == 2 ? pool->config->python : slot->last_exit, slot->last_exit);
+    pool->events.boot_failed(pool, code);
+    return true;
+}
+
+void pool_worker_exited(struct worker *w) {
+    struct pool *pool = w->pool;
+    struct slot *slot = w->slot;
+    char description[96];
+    worker_describe_exit(w, description, sizeof description);
+
+    if (!slot) {
+        pool_remove_detached(pool, w);
+        log_event(w->kill_reason ? LOG_WARNING : LOG_INFO, "worker_exited", w->slot_id, w->pid, "stopped: %s", description);
+    } else if (slot->successor == w) {
+        slot->successor = NULL;
+        snprintf(slot->last_exit, sizeof slot->last_exit, "%s", description);
+        if (!pool->stopping) {
+            log_event(LOG_ERROR, "replace_failed", w->slot_id, w->pid,
+                      "the replacement exited before it was ready (%s); the old workers keep serving and the reload is abandoned",
+                      description);
+            for (size_t i = 0; i < pool->slot_count; i++)
+                pool->slots[i]->replace_pending = false;
+        }
+    } else {
+        slot->active = NULL;
+        snprintf(slot->last_exit, sizeof slot->last_exit, "%s", description);
+        if (pool->stopping || w->stop_requested) {
+            log_event(LOG_INFO, "worker_exited", w->slot_id, w->pid, "stopped: %s", description);
+        } else {
+            log_event(LOG_WARNING, "worker_died", w->slot_id, w->pid, "exited unexpectedly: %s", description);
+            uint64_t ready_for = w->ready_ms ? uv_now(pool->loop) - w->ready_ms : 0;
+            uint64_t delay = backoff_record_failure(&slot->backoff, ready_for);
+            if (pool_fail_boot_if_never_ready(pool, w, slot))
+                return;
+            slot_schedule_restart(slot, delay);
+        }
+    }
+    if (pool->stopping && pool_live_count(pool) == 0) {
+        pool->events.empty(pool);
+        return;
+    }
+    pool->events.changed(pool);
+}
+
+void pool_stop(struct pool *pool, bool graceful) {
+    bool first = !pool->stopping;
+    pool->stopping = true;
+    pool->graceful_stop = graceful;
+    for (size_t i = 0; i < pool->slot_count; i++) {
+        struct slot *slot = pool->slots[i];
+        uv_timer_stop(&slot->restart_timer);
+        slot->replace_pending = false;
+        if (slot->successor)
+            worker_stop(slot->successor, graceful);
+        if (slot->active)
+            worker_stop(slot->active, graceful);
+    }
+    for (struct worker *w = pool->detached; w; w = w->next)
+        worker_stop(w, graceful);
+    if (first && pool_live_count(pool) == 0)
+        pool->events.empty(pool);
+}
+
+void pool_close(struct pool *pool) {
+    for (size_t i = 0; i < pool->slot_count; i++)
+        slot_close(pool->slots[i]);
+    pool->slot_count = 0;
+    free(pool->slots);
+    pool->slots = NULL;
+}

@@ -1,0 +1,97 @@
+/* pool.h - the set of worker slots: target count, restarts, rolling replacement, stop. */
+#ifndef ARBITER_POOL_H
+#define ARBITER_POOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "backoff.h"
+#include "config.h"
+#include "listener.h"
+#include "worker.h"
+
+/* What a slot shows in status when it has no running worker. */
+enum slot_state { SLOT_RUNNING, SLOT_BACKOFF, SLOT_CRASHLOOP };
+
+/* A slot is a place for one worker, numbered 1..N; its id survives restarts of its worker. */
+struct slot {
+    struct pool *pool;
+    unsigned id;
+    struct worker *active;    /* booting or ready */
+    struct worker *successor; /* an overlapped replacement, booting while active serves */
+    bool replace_pending;     /* reload or recycle wants this slot's worker replaced */
+    enum slot_state state;
+    struct backoff backoff;
+    uint64_t restarts;
+    char last_exit[96];
+    uv_timer_t restart_timer;
+};
+
+struct pool;
+
+/* How the pool tells its owner about changes. */
+struct pool_events {
+    void (*changed)(struct pool *pool);                /* a worker became ready, exited, ... */
+    void (*empty)(struct pool *pool);                  /* stopping, and the last worker exited */
+    void (*boot_failed)(struct pool *pool, int exit_code); /* no worker ever became ready */
+    void *data;
+};
+
+struct pool {
+    uv_loop_t *loop;
+    const struct config *config;
+    struct pool_events events;
+    const int *listen_fds;
+    size_t listen_fd_count;
+    const char *shim_dir;
+    bool set_uid, set_gid;
+    uv_uid_t uid;
+    uv_gid_t gid;
+
+    struct slot **slots; /* slots[0..slot_count) ordered by id */
+    size_t slot_count;
+    unsigned target;
+    unsigned generation;
+    bool ever_ready;
+    bool stopping;
+    bool graceful_stop;
+    struct worker *detached; /* draining workers that no longer belong to a slot */
+    unsigned closing_slots;  /* restart timers still closing */
+    uint64_t spawned_total;
+    uint64_t restarts_total;
+};
+
+int pool_init(struct pool *pool, uv_loop_t *loop, const struct config *config, struct pool_events events,
+              const int *listen_fds, size_t listen_fd_count, const char *shim_dir);
+
+/* Creates the target number of slots and starts their workers. */
+int pool_start(struct pool *pool);
+
+/* Changes the target; new slots start at once, removed slots drain. */
+int pool_scale(struct pool *pool, unsigned target);
+
+/* Replaces every worker, one slot at a time, each new one ready before the old one drains. */
+void pool_reload(struct pool *pool);
+bool pool_reload_in_progress(const struct pool *pool);
+
+/* Replaces one slot's worker (overlapped). Returns -1 when there is no such slot. */
+int pool_recycle(struct pool *pool, unsigned slot_id);
+
+/* Stops every worker; events.empty fires when the last one has exited. */
+void pool_stop(struct pool *pool, bool graceful);
+
+/* Closes the slots' handles; call once the pool is empty. */
+void pool_close(struct pool *pool);
+
+unsigned pool_ready_count(const struct pool *pool);
+unsigned pool_live_count(const struct pool *pool);
+struct slot *pool_find_slot(const struct pool *pool, unsigned slot_id);
+const char *slot_state_name(const struct slot *slot);
+
+/* Called by worker.c. */
+void pool_worker_ready(struct worker *worker);
+void pool_worker_exited(struct worker *worker);
+void pool_worker_retire(struct worker *worker, const char *reason);
+
+#endif

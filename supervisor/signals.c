@@ -1,0 +1,83 @@
+/* signals.c - what each signal means to the arbiter, as in gunicorn.
+ *
+ * TERM graceful stop · INT, QUIT quick stop · HUP rolling reload · TTIN/TTOU one worker more/less ·
+ * USR1 reopen log files · USR2 binary upgrade. libuv turns each signal into a callback on the loop,
+ * so the handlers run in the same place as everything else, never in signal context. */
+#include <signal.h>
+#include <string.h>
+
+#include "arbiter.h"
+#include "log.h"
+
+struct signal_action {
+    int signum;
+    const char *name;
+    void (*handle)(struct arbiter *arbiter);
+};
+
+static void on_term(struct arbiter *a) { arbiter_stop(a, true, "SIGTERM"); }
+static void on_quick(struct arbiter *a) { arbiter_stop(a, false, "SIGINT/SIGQUIT"); }
+static void on_hup(struct arbiter *a) { arbiter_reload(a, "SIGHUP"); }
+static void on_ttin(struct arbiter *a) {
+    if (a->pool.target < a->config->max_workers)
+        arbiter_scale(a, a->pool.target + 1, "SIGTTIN");
+    else
+        log_warning("scale_refused", "SIGTTIN ignored: already at --max-workers %u", a->config->max_workers);
+}
+static void on_ttou(struct arbiter *a) {
+    if (a->pool.target > 1)
+        arbiter_scale(a, a->pool.target - 1, "SIGTTOU");
+    else
+        log_warning("scale_refused", "SIGTTOU ignored: one worker is the minimum; use `arbiter ctl stop` to stop");
+}
+static void on_usr1(struct arbiter *a) {
+    (void)a;
+    log_info("reopen_logs", "SIGUSR1: logs go to stderr; nothing to reopen");
+}
+static void on_usr2(struct arbiter *a) {
+    (void)a;
+    log_warning("upgrade_unsupported", "SIGUSR2 (binary upgrade) is not supported yet; use `arbiter ctl reload` "
+                                       "to restart the workers, or restart the service for a new arbiter binary");
+}
+
+static const struct signal_action signal_table[] = {
+    {SIGTERM, "TERM", on_term}, {SIGINT, "INT", on_quick},  {SIGQUIT, "QUIT", on_quick}, {SIGHUP, "HUP", on_hup},
+    {SIGTTIN, "TTIN", on_ttin}, {SIGTTOU, "TTOU", on_ttou}, {SIGUSR1, "USR1", on_usr1},  {SIGUSR2, "USR2", on_usr2},
+};
+
+_Static_assert(sizeof signal_table / sizeof signal_table[0] == ARBITER_SIGNAL_COUNT, "one uv_signal_t per signal");
+
+static void on_signal(uv_signal_t *handle, int signum) {
+    struct arbiter *arbiter = handle->data;
+    for (size_t i = 0; i < ARBITER_SIGNAL_COUNT; i++) {
+        if (signal_table[i].signum == signum) {
+            log_debug("signal", "received SIG%s", signal_table[i].name);
+            signal_table[i].handle(arbiter);
+            return;
+        }
+    }
+}
+
+int signals_start(struct arbiter *arbiter) {
+    signal(SIGPIPE, SIG_IGN); /* a control client that hangs up must not kill the arbiter */
+    for (size_t i = 0; i < ARBITER_SIGNAL_COUNT; i++) {
+        uv_signal_t *handle = &arbiter->signals[i];
+        uv_signal_init(arbiter->loop, handle);
+        handle->data = arbiter;
+        arbiter->signal_count++;
+        int rc = uv_signal_start(handle, on_signal, signal_table[i].signum);
+        if (rc != 0) {
+            log_error("signal_failed", "cannot handle SIG%s: %s", signal_table[i].name, uv_strerror(rc));
+            return -1;
+        }
+        /* Background jobs (arbiter run &) get TTIN/TTOU from the terminal too; that is fine: the
+         * handlers scale, as asked by whoever sent them. */
+    }
+    return 0;
+}
+
+void signals_close(struct arbiter *arbiter) {
+    for (size_t i = 0; i < arbiter->signal_count; i++)
+        uv_close((uv_handle_t *)&arbiter->signals[i], NULL); /* embedded in struct arbiter */
+    arbiter->signal_count = 0;
+}

@@ -1,0 +1,310 @@
+/* worker.c - one worker process and its state machine.
+ *
+ * A worker owns three libuv handles, embedded in struct worker: the process, the channel (our end
+ * of a socketpair) and a deadline timer. The deadline is the only timer a worker needs, because a
+ * worker waits for one thing at a time: booting waits for `ready` (--boot-timeout), ready waits for
+ * the next heartbeat (--timeout), draining waits for the exit (--graceful-timeout). Re-arming a timer
+ * costs no wakeup, so an idle pool wakes the arbiter only when a heartbeat arrives.
+ *
+ * All state changes go through worker_transition(), which checks the transition table and performs
+ * the entry action of the new state. The worker is freed only after all three handles are closed,
+ * through worker_close() — the one path — after the process has been reaped. */
+#include "worker.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "pool.h"
+
+#define STACK_DUMP_GRACE_MS 1000u /* time for faulthandler to write the stacks before SIGKILL */
+#define QUICK_STOP_MS 1000u
+
+static const char *const state_names[WORKER_STATE_COUNT] = {
+    [WORKER_SPAWNING] = "spawning", [WORKER_BOOTING] = "booting", [WORKER_READY] = "ready",
+    [WORKER_DRAINING] = "draining", [WORKER_EXITED] = "exited",
+};
+
+/* allowed[from][to]: the whole life of a worker. Any state may end in EXITED (a crash). */
+static const bool allowed[WORKER_STATE_COUNT][WORKER_STATE_COUNT] = {
+    [WORKER_SPAWNING] = {[WORKER_BOOTING] = true, [WORKER_EXITED] = true},
+    [WORKER_BOOTING] = {[WORKER_READY] = true, [WORKER_DRAINING] = true, [WORKER_EXITED] = true},
+    [WORKER_READY] = {[WORKER_DRAINING] = true, [WORKER_EXITED] = true},
+    [WORKER_DRAINING] = {[WORKER_EXITED] = true},
+    [WORKER_EXITED] = {false},
+};
+
+const char *worker_state_name(enum worker_state state) {
+    return state < WORKER_STATE_COUNT ? state_names[state] : "invalid";
+}
+
+bool worker_transition_allowed(enum worker_state from, enum worker_state to) {
+    return from < WORKER_STATE_COUNT && to < WORKER_STATE_COUNT && allowed[from][to];
+}
+
+static uint64_t seconds_to_ms(double seconds) { return (uint64_t)(seconds * 1000.0 + 0.5); }
+
+static void worker_on_deadline(uv_timer_t *timer);
+
+static void worker_arm_deadline(struct worker *w, uint64_t ms) {
+    if (ms == 0)
+        uv_timer_stop(&w->deadline);
+    else
+        uv_timer_start(&w->deadline, worker_on_deadline, ms, 0);
+}
+
+bool worker_transition(struct worker *w, enum worker_state next) {
+    if (!worker_transition_allowed(w->state, next)) {
+        log_event(LOG_ERROR, "worker_illegal_transition", w->slot_id, w->pid,
+                  "refusing illegal transition %s -> %s (a bug in arbiter; please report it)",
+                  worker_state_name(w->state), worker_state_name(next));
+        return false;
+    }
+    const struct config *config = w->pool->config;
+    w->state = next;
+    switch (next) {
+    case WORKER_SPAWNING:
+        break;
+    case WORKER_BOOTING:
+        worker_arm_deadline(w, seconds_to_ms(config->boot_timeout));
+        break;
+    case WORKER_READY:
+        w->ready_ms = uv_now(w->pool->loop);
+        worker_arm_deadline(w, seconds_to_ms(config->timeout));
+        break;
+    case WORKER_DRAINING:
+        break; /* worker_stop arms the deadline: graceful and quick stops differ */
+    case WORKER_EXITED:
+        uv_timer_stop(&w->deadline);
+        break;
+    case WORKER_STATE_COUNT:
+        break;
+    }
+    return true;
+}
+
+/* ---- the channel ---- */
+
+void worker_handle_message(struct worker *w, const char *line, size_t length) {
+    json_error_t error;
+    json_t *message = json_loadb(line, length, 0, &error);
+    const char *type = message ? json_string_value(json_object_get(message, "type")) : NULL;
+    if (!type) {
+        log_event(LOG_WARNING, "worker_bad_message", w->slot_id, w->pid,
+                  "ignoring a channel line that is not a JSON object with a \"type\": %.80s", line);
+        json_decref(message);
+        return;
+    }
+    if (w->state == WORKER_READY && w->kill_reason == KILL_NONE && !w->stack_dump_requested)
+        worker_arm_deadline(w, seconds_to_ms(w->pool->config->timeout)); /* any message is a sign of life */
+    if (strcmp(type, "heartbeat") == 0) {
+        json_int_t requests = json_integer_value(json_object_get(message, "requests"));
+        json_int_t in_flight = json_integer_value(json_object_get(message, "in_flight"));
+        w->requests = requests > 0 ? (uint64_t)requests : 0;
+        w->in_flight = in_flight > 0 ? (uint64_t)in_flight : 0;
+    } else if (strcmp(type, "ready") == 0) {
+        if (w->state == WORKER_BOOTING && worker_transition(w, WORKER_READY))
+            pool_worker_ready(w);
+    } else if (strcmp(type, "retire") == 0) {
+        const char *reason = json_string_value(json_object_get(message, "reason"));
+        if (!w->retire_requested && w->state == WORKER_READY) {
+            w->retire_requested = true;
+            pool_worker_retire(w, reason ? reason : "requested");
+        }
+    } else {
+        log_event(LOG_DEBUG, "worker_unknown_message", w->slot_id, w->pid, "ignoring message type '%.40s'", type);
+    }
+    json_decref(message);
+}
+
+static void worker_on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
+    struct worker *w = handle->data;
+    (void)suggested;
+    *buf = uv_buf_init(w->line + w->line_length, (unsigned)(sizeof w->line - w->line_length));
+}
+
+static void worker_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+    struct worker *w = stream->data;
+    (void)buf;
+    if (nread < 0) {
+        uv_read_stop(stream); /* EOF or error: the exit callback decides what it means */
+        return;
+    }
+    w->line_length += (size_t)nread;
+    size_t start = 0;
+    for (size_t i = 0; i < w->line_length; i++) {
+        if (w->line[i] != '\n')
+            continue;
+        if (!w->discarding_line && i > start)
+            worker_handle_message(w, w->line + start, i - start);
+        w->discarding_line = false;
+        start = i + 1;
+    }
+    memmove(w->line, w->line + start, w->line_length - start);
+    w->line_length -= start;
+    if (w->line_length == sizeof w->line) {
+        log_event(LOG_WARNING, "worker_line_too_long", w->slot_id, w->pid,
+                  "discarding a channel line longer than %d bytes", WORKER_LINE_MAX);
+        w->line_length = 0;
+        w->discarding_line = true;
+    }
+}
+
+/* ---- deadlines ---- */
+
+static void worker_signal(struct worker *w, int signum) {
+    if (w->state == WORKER_EXITED || w->state == WORKER_SPAWNING)
+        return;
+    int rc = uv_process_kill(&w->process, signum);
+    if (rc != 0 && rc != UV_ESRCH)
+        log_event(LOG_ERROR, "worker_kill_failed", w->slot_id, w->pid, "cannot send signal %d: %s", signum,
+                  uv_strerror(rc));
+}
+
+static void worker_on_deadline(uv_timer_t *timer) {
+    struct worker *w = timer->data;
+    const struct config *config = w->pool->config;
+    if (w->stack_dump_requested || w->state == WORKER_DRAINING) {
+        if (w->state == WORKER_DRAINING && w->kill_reason == KILL_NONE) {
+            w->kill_reason = KILL_GRACEFUL_TIMEOUT;
+            log_event(LOG_WARNING, "worker_graceful_timeout", w->slot_id, w->pid,
+                      "still running %.1f s after it was told to stop; killing it (raise --graceful-timeout if requests need longer)",
+                      config->graceful_timeout);
+        }
+        worker_signal(w, SIGKILL);
+        return;
+    }
+    if (w->state == WORKER_BOOTING) {
+        w->kill_reason = KILL_BOOT_TIMEOUT;
+        log_event(LOG_ERROR, "worker_boot_timeout", w->slot_id, w->pid,
+                  "not ready %.1f s after it started (--boot-timeout); dumping its Python stacks, then killing it",
+                  config->boot_timeout);
+    } else {
+        w->kill_reason = KILL_HEARTBEAT_TIMEOUT;
+        log_event(LOG_ERROR, "worker_timeout", w->slot_id, w->pid,
+                  "no heartbeat for %.1f s (--timeout): its event loop is blocked; dumping its Python stacks, then killing it",
+                  config->timeout);
+    }
+    w->stack_dump_requested = true;
+    worker_signal(w, SIGUSR1); /* faulthandler in the shim writes every thread's stack to stderr */
+    worker_arm_deadline(w, STACK_DUMP_GRACE_MS);
+}
+
+/* ---- process ---- */
+
+static void worker_on_exit(uv_process_t *process, int64_t exit_status, int term_signal) {
+    struct worker *w = process->data;
+    w->exit_status = exit_status;
+    w->term_signal = term_signal;
+    worker_transition(w, WORKER_EXITED);
+    pool_worker_exited(w); /* detaches the worker from its slot and decides what comes next */
+    worker_close(w);
+}
+
+static void worker_on_close(uv_handle_t *handle) {
+    struct worker *w = handle->data;
+    if (--w->open_handles == 0)
+        free(w);
+}
+
+void worker_close(struct worker *w) {
+    uv_handle_t *handles[] = {(uv_handle_t *)&w->process, (uv_handle_t *)&w->channel, (uv_handle_t *)&w->deadline};
+    for (size_t i = 0; i < sizeof handles / sizeof handles[0]; i++)
+        if (handles[i]->loop && !uv_is_closing(handles[i]))
+            uv_close(handles[i], worker_on_close);
+}
+
+int worker_spawn(struct worker *w, uv_loop_t *loop, const struct worker_launch *launch, char *err, size_t err_size) {
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
+        snprintf(err, err_size, "socketpair() for the worker channel failed: %s (check the open-files limit, ulimit -n)",
+                 strerror(errno));
+        return -1;
+    }
+    uv_stdio_container_t stdio[3 + LISTENER_MAX + 1];
+    size_t count = 0;
+    stdio[count++] = (uv_stdio_container_t){.flags = UV_IGNORE};
+    stdio[count++] = (uv_stdio_container_t){.flags = UV_INHERIT_FD, .data.fd = STDOUT_FILENO};
+    stdio[count++] = (uv_stdio_container_t){.flags = UV_INHERIT_FD, .data.fd = STDERR_FILENO};
+    for (size_t i = 0; i < launch->listen_fd_count && i < LISTENER_MAX; i++)
+        stdio[count++] = (uv_stdio_container_t){.flags = UV_INHERIT_FD, .data.fd = launch->listen_fds[i]};
+    stdio[count++] = (uv_stdio_container_t){.flags = UV_INHERIT_FD, .data.fd = pair[1]};
+
+    uv_process_options_t options = {
+        .exit_cb = worker_on_exit,
+        .file = launch->argv[0],
+        .args = launch->argv,
+        .env = launch->env,
+        .cwd = launch->cwd,
+        /* DETACHED = setsid: a terminal's Ctrl-C reaches the arbiter alone, which decides. */
+        .flags = UV_PROCESS_DETACHED | (launch->set_uid ? UV_PROCESS_SETUID : 0) | (launch->set_gid ? UV_PROCESS_SETGID : 0),
+        .stdio_count = (int)count,
+        .stdio = stdio,
+        .uid = launch->uid,
+        .gid = launch->gid,
+    };
+    w->state = WORKER_SPAWNING;
+    w->process.data = w;
+    w->channel.data = w;
+    w->deadline.data = w;
+    uv_timer_init(loop, &w->deadline);
+    uv_pipe_init(loop, &w->channel, 0);
+    w->open_handles = 2;
+    int rc = uv_pipe_open(&w->channel, pair[0]);
+    if (rc != 0) {
+        snprintf(err, err_size, "cannot watch the worker channel: %s", uv_strerror(rc));
+        close(pair[0]);
+        close(pair[1]);
+        worker_close(w);
+        return -1;
+    }
+    rc = uv_spawn(loop, &w->process, &options);
+    close(pair[1]);
+    w->open_handles++; /* uv_spawn initialises the process handle even when it fails */
+    if (rc != 0) {
+        snprintf(err, err_size, "cannot start %s: %s", launch->argv[0], uv_strerror(rc));
+        worker_close(w);
+        return -1;
+    }
+    w->pid = w->process.pid;
+    w->started_ms = uv_now(loop);
+    uv_read_start((uv_stream_t *)&w->channel, worker_on_alloc, worker_on_read);
+    worker_transition(w, WORKER_BOOTING);
+    return 0;
+}
+
+void worker_stop(struct worker *w, bool graceful) {
+    w->stop_requested = true;
+    if (w->state == WORKER_EXITED || w->state == WORKER_SPAWNING)
+        return;
+    if (w->state == WORKER_DRAINING) {
+        if (!graceful) { /* a quick stop overrides a graceful one already under way */
+            worker_signal(w, SIGQUIT);
+            worker_arm_deadline(w, QUICK_STOP_MS);
+        }
+        return;
+    }
+    worker_transition(w, WORKER_DRAINING);
+    w->stack_dump_requested = false;
+    worker_signal(w, graceful ? SIGTERM : SIGQUIT);
+    worker_arm_deadline(w, graceful ? seconds_to_ms(w->pool->config->graceful_timeout) : QUICK_STOP_MS);
+}
+
+void worker_describe_exit(const struct worker *w, char *out, size_t size) {
+    static const char *const because[] = {
+        [KILL_NONE] = "",
+        [KILL_HEARTBEAT_TIMEOUT] = " after missing heartbeats (--timeout)",
+        [KILL_BOOT_TIMEOUT] = " after not booting in time (--boot-timeout)",
+        [KILL_GRACEFUL_TIMEOUT] = " after --graceful-timeout",
+    };
+    if (w->term_signal)
+        snprintf(out, size, "killed by signal %d (%s)%s", w->term_signal, strsignal(w->term_signal), because[w->kill_reason]);
+    else
+        snprintf(out, size, "exit code %lld%s", (long long)w->exit_status, because[w->kill_reason]);
+}

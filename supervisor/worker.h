@@ -1,0 +1,100 @@
+/* worker.h - one worker process: spawn, channel, state machine, stop. */
+#ifndef ARBITER_WORKER_H
+#define ARBITER_WORKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+
+#define WORKER_LINE_MAX 4096
+
+/* The life of one worker process. Slot-level states (backoff, crashloop) live in pool.h. */
+enum worker_state {
+    WORKER_SPAWNING, /* fork/exec in progress */
+    WORKER_BOOTING,  /* running, lifespan startup not finished: --boot-timeout applies */
+    WORKER_READY,    /* serving: --timeout between heartbeats applies */
+    WORKER_DRAINING, /* told to stop: --graceful-timeout applies, then SIGKILL */
+    WORKER_EXITED,   /* reaped; handles closing */
+    WORKER_STATE_COUNT
+};
+
+/* Why the arbiter killed a worker, so its exit is explained in logs and status. */
+enum worker_kill_reason {
+    KILL_NONE,
+    KILL_HEARTBEAT_TIMEOUT,
+    KILL_BOOT_TIMEOUT,
+    KILL_GRACEFUL_TIMEOUT,
+};
+
+struct pool;
+struct slot;
+
+struct worker {
+    struct pool *pool;
+    struct slot *slot;     /* NULL once detached from its slot (draining after replacement) */
+    unsigned slot_id;
+    unsigned generation;
+    enum worker_state state;
+    enum worker_kill_reason kill_reason;
+    bool stack_dump_requested;
+    bool stop_requested;   /* planned: not a crash */
+    bool retire_requested; /* the worker asked for a replacement (max-requests) */
+    int pid;
+    uint64_t started_ms;
+    uint64_t ready_ms;     /* loop time when it became ready; 0 before */
+    uint64_t requests;
+    uint64_t in_flight;
+    int64_t exit_status;
+    int term_signal;
+    struct worker *next;   /* in the pool's list of detached workers */
+
+    uv_process_t process;
+    uv_pipe_t channel;
+    uv_timer_t deadline;
+    unsigned open_handles;
+
+    size_t line_length;
+    bool discarding_line;
+    char line[WORKER_LINE_MAX];
+};
+
+/* Everything a worker process needs to start. */
+struct worker_launch {
+    char **argv;  /* PYTHON -m arbiter_worker ... APP */
+    char **env;
+    const char *cwd;
+    const int *listen_fds;
+    size_t listen_fd_count;
+    bool set_uid, set_gid;
+    uv_uid_t uid;
+    uv_gid_t gid;
+};
+
+const char *worker_state_name(enum worker_state state);
+
+/* The one place a worker changes state; entry actions (deadlines) happen here. An illegal
+ * transition is logged and refused (returns false). */
+bool worker_transition(struct worker *worker, enum worker_state next);
+
+/* Pure table lookup, for tests and for the transition function. */
+bool worker_transition_allowed(enum worker_state from, enum worker_state to);
+
+/* Starts the process. On failure nothing stays open and err says why. */
+int worker_spawn(struct worker *worker, uv_loop_t *loop, const struct worker_launch *launch, char *err,
+                 size_t err_size);
+
+/* Graceful: SIGTERM, SIGKILL after --graceful-timeout. Quick: SIGQUIT, SIGKILL after 1 s. */
+void worker_stop(struct worker *worker, bool graceful);
+
+/* Closes the handles once the process has exited; frees the worker when the last one is closed. */
+void worker_close(struct worker *worker);
+
+/* Explains the exit in words: "exit code 3", "killed by signal 9 after missing heartbeats". */
+void worker_describe_exit(const struct worker *worker, char *out, size_t size);
+
+/* Handles one complete line from the channel (exposed for the fuzzer and unit tests). */
+void worker_handle_message(struct worker *worker, const char *line, size_t length);
+
+#endif

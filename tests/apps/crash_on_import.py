@@ -1,0 +1,3 @@
+"""Fails at import time, as an app with a typo or a missing setting does."""
+
+raise RuntimeError("boom at import: crash_on_import")

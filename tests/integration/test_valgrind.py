@@ -1,0 +1,32 @@
+"""The arbiter serving real workers under valgrind: no memory errors, no definite leaks."""
+
+import re
+import shutil
+import signal
+
+import pytest
+
+pytestmark = [
+    pytest.mark.valgrind,
+    pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed"),
+]
+
+
+def test_serving_and_graceful_stop_under_valgrind_has_no_errors_and_no_definite_leaks(arbiter):
+    report = arbiter.workdir / "valgrind.%p.log"
+    arbiter.run(workers=2, wrapper=[
+        "valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite", "--error-exitcode=99",
+        f"--log-file={report}",
+    ])
+    arbiter.wait_ready(2, timeout=60)
+    for _ in range(20):
+        assert arbiter.try_get_json(timeout=5) is not None
+
+    arbiter.signal(signal.SIGTERM)
+    code = arbiter.wait_exit(60)
+
+    text = (arbiter.workdir / f"valgrind.{arbiter.pid}.log").read_text()
+    definitely_lost = re.search(r"definitely lost: ([\d,]+) bytes", text)
+    assert code == 0, text[-4000:]
+    assert definitely_lost is None or definitely_lost.group(1) == "0", text[-4000:]
+    assert re.search(r"ERROR SUMMARY: 0 errors", text), text[-4000:]

@@ -1,0 +1,90 @@
+"""The worker's end of the channel: JSON lines to the arbiter, EOF from it (docs/worker-channel.md).
+
+The socket is non-blocking so a stalled arbiter can never freeze the event loop: what the kernel
+does not take at once is kept and flushed when the socket becomes writable. The arbiter writes
+nothing in this version; whatever it might write is read and ignored, and EOF (or a reset) means the
+arbiter is gone, so ``on_lost`` runs (the shim exits at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import Callable, Mapping
+
+MAX_LINE_BYTES = 4096
+
+
+class Channel:
+    def __init__(self, sock: socket.socket | None) -> None:
+        self._sock = sock
+        self._pending = bytearray()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_lost: Callable[[], None] = lambda: None
+        if sock is not None:
+            sock.setblocking(False)
+            sock.set_inheritable(False)
+
+    @classmethod
+    def from_fd(cls, fd: int | None) -> Channel:
+        if fd is None:
+            return cls(None)
+        sock = socket.socket(fileno=fd)
+        if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+            sock.detach()
+            raise OSError(f"channel fd {fd} is not an AF_UNIX/SOCK_STREAM socket")
+        return cls(sock)
+
+    def attach(self, loop: asyncio.AbstractEventLoop, on_lost: Callable[[], None]) -> None:
+        """Watch for the arbiter going away; must be called from inside the running loop."""
+        self._loop = loop
+        self._on_lost = on_lost
+        if self._sock is not None:
+            loop.add_reader(self._sock.fileno(), self._on_readable)
+
+    def detach(self) -> None:
+        if self._loop is not None and self._sock is not None:
+            self._loop.remove_reader(self._sock.fileno())
+            self._loop.remove_writer(self._sock.fileno())
+        self._loop = None
+
+    def send(self, message: Mapping[str, object]) -> None:
+        if self._sock is None:
+            return
+        line = json.dumps(message, separators=(",", ":")).encode() + b"\n"
+        if len(line) > MAX_LINE_BYTES:
+            raise ValueError(f"channel message of {len(line)} bytes exceeds {MAX_LINE_BYTES}")
+        self._pending += line
+        self._flush()
+
+    def _flush(self) -> None:
+        assert self._sock is not None
+        try:
+            while self._pending:
+                sent = self._sock.send(self._pending)
+                del self._pending[:sent]
+        except BlockingIOError:
+            if self._loop is not None:
+                self._loop.add_writer(self._sock.fileno(), self._flush)
+            return
+        except OSError:
+            self._lost()
+            return
+        if self._loop is not None:
+            self._loop.remove_writer(self._sock.fileno())
+
+    def _on_readable(self) -> None:
+        assert self._sock is not None
+        try:
+            data = self._sock.recv(MAX_LINE_BYTES)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._lost()
+
+    def _lost(self) -> None:
+        self.detach()
+        self._on_lost()

@@ -1,0 +1,67 @@
+"""The ARBITER_* environment the arbiter sets for every worker (docs/worker-channel.md, "Environment").
+
+Variables are validated here once, so the rest of the shim works with typed values. Without
+ARBITER_CHANNEL_FD the shim still serves (handy when debugging by hand); messages are then dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+FIRST_LISTEN_FD = 3
+DEFAULT_HEARTBEAT_INTERVAL = 5.0
+
+
+class EnvironmentInvalid(Exception):
+    """An ARBITER_* variable is malformed: the arbiter (or whoever started us) has a bug."""
+
+
+@dataclass(frozen=True)
+class WorkerEnvironment:
+    listen_fds: tuple[int, ...]
+    channel_fd: int | None
+    arbiter_pid: int | None
+    worker_id: str
+    generation: str
+    heartbeat_interval: float
+    log_format: str
+
+
+def _integer(environ: Mapping[str, str], name: str, minimum: int) -> int | None:
+    text = environ.get(name)
+    if text is None or text == "":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise EnvironmentInvalid(f"{name}={text!r} is not an integer") from None
+    if value < minimum:
+        raise EnvironmentInvalid(f"{name}={text!r} must be >= {minimum}")
+    return value
+
+
+def parse_environment(environ: Mapping[str, str]) -> WorkerEnvironment:
+    listen_count = _integer(environ, "ARBITER_LISTEN_FDS", 0) or 0
+    channel_fd = _integer(environ, "ARBITER_CHANNEL_FD", 0)
+    if channel_fd is not None and FIRST_LISTEN_FD <= channel_fd < FIRST_LISTEN_FD + listen_count:
+        raise EnvironmentInvalid(f"ARBITER_CHANNEL_FD={channel_fd} overlaps the listening fds 3..{2 + listen_count}")
+    interval_text = environ.get("ARBITER_HEARTBEAT_INTERVAL") or str(DEFAULT_HEARTBEAT_INTERVAL)
+    try:
+        interval = float(interval_text)
+    except ValueError:
+        raise EnvironmentInvalid(f"ARBITER_HEARTBEAT_INTERVAL={interval_text!r} is not a number") from None
+    if not interval > 0:
+        raise EnvironmentInvalid(f"ARBITER_HEARTBEAT_INTERVAL={interval_text!r} must be > 0")
+    log_format = environ.get("ARBITER_LOG_FORMAT") or "text"
+    if log_format not in ("text", "json"):
+        raise EnvironmentInvalid(f"ARBITER_LOG_FORMAT={log_format!r} must be text or json")
+    return WorkerEnvironment(
+        listen_fds=tuple(range(FIRST_LISTEN_FD, FIRST_LISTEN_FD + listen_count)),
+        channel_fd=channel_fd,
+        arbiter_pid=_integer(environ, "ARBITER_PID", 1),
+        worker_id=environ.get("ARBITER_WORKER_ID") or "?",
+        generation=environ.get("ARBITER_GENERATION") or "0",
+        heartbeat_interval=interval,
+        log_format=log_format,
+    )

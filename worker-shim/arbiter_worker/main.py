@@ -1,0 +1,62 @@
+"""main(): the order in which a worker comes to life, each step able to stop it with its exit code.
+
+1. tie our life to the arbiter's (PR_SET_PDEATHSIG, then check it is still our parent), and make a
+   stop signal that arrives before the server handles signals a clean exit 0;
+2. parse options and the ARBITER_* environment (exit 2 when wrong: the arbiter has a bug);
+3. arm faulthandler: SIGUSR1 dumps every thread's stack, even while the event loop is blocked;
+4. check this interpreter has a usable uvicorn (exit 4 with the fix otherwise);
+5. only then import the uvicorn-based modules and serve (exit 0, or 3 if the app failed to boot).
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from arbiter_worker import exits
+from arbiter_worker.cli import parse_args
+from arbiter_worker.environment import EnvironmentInvalid, parse_environment
+from arbiter_worker.parent import arm_parent_death_signal, parent_is_alive
+from arbiter_worker.requirements import uvicorn_problem
+
+
+def stop_before_serving(signum: int, frame: object) -> None:
+    """Until the server installs its own handlers, a stop signal simply ends the worker cleanly."""
+    raise SystemExit(exits.STOPPED)
+
+
+def configure_early_signals() -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(signum, stop_before_serving)
+
+
+def configure_stack_dumps() -> None:
+    faulthandler.enable(file=sys.stderr, all_threads=True)
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True, chain=False)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arm_parent_death_signal()
+    configure_early_signals()
+    try:
+        environment = parse_environment(os.environ)
+    except EnvironmentInvalid as exc:
+        print(f"arbiter_worker: {exc}", file=sys.stderr)
+        return exits.USAGE
+    if not parent_is_alive(environment.arbiter_pid):
+        print(f"arbiter_worker: the arbiter (pid {environment.arbiter_pid}) is gone; exiting", file=sys.stderr)
+        return exits.PARENT_GONE
+    options = parse_args(argv)
+    configure_stack_dumps()
+
+    problem = uvicorn_problem()
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return exits.UNUSABLE_INTERPRETER
+
+    from arbiter_worker.worker import run
+
+    return run(options, environment)

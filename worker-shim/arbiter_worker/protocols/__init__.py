@@ -1,0 +1,46 @@
+"""uvicorn's HTTP and WebSocket protocols, subclassed to drain gracefully (see drain.py).
+
+Only the implementation actually selected is imported, because each one needs its own optional
+library (httptools, h11, websockets).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+
+
+def http_protocol_class(name: str) -> type[asyncio.Protocol]:
+    """The draining subclass for ``--http`` auto, httptools or h11 (auto prefers httptools, like uvicorn)."""
+    if name == "auto":
+        name = "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
+    if name == "httptools":
+        from arbiter_worker.protocols.httptools_drain import DrainingHttpToolsProtocol
+
+        return DrainingHttpToolsProtocol
+    from arbiter_worker.protocols.h11_drain import DrainingH11Protocol
+
+    return DrainingH11Protocol
+
+
+def websocket_protocol_class(name: str) -> type[asyncio.Protocol] | str:
+    """The draining subclass for ``--ws``, or uvicorn's own name when there is no subclass for it."""
+    if name == "auto":
+        from uvicorn.protocols.websockets.auto import AutoWebSocketsProtocol
+
+        if AutoWebSocketsProtocol is None:
+            return "none"
+        if AutoWebSocketsProtocol.__module__.endswith("websockets_sansio_impl"):
+            name = "websockets-sansio"
+        elif AutoWebSocketsProtocol.__module__.endswith("websockets_impl"):
+            name = "websockets"
+    if name == "websockets-sansio":
+        from arbiter_worker.protocols.websockets_drain import DrainingWebSocketsSansIOProtocol
+
+        return DrainingWebSocketsSansIOProtocol
+    if name == "websockets":
+        from arbiter_worker.protocols.websockets_legacy_drain import DrainingWebSocketProtocol
+
+        return DrainingWebSocketProtocol
+    # wsproto, "none", or a custom module:Class: uvicorn's own class (its shutdown sends close code 1012).
+    return name

@@ -1,0 +1,238 @@
+"""uvicorn.Server, subclassed for life under the arbiter.
+
+What changes compared with uvicorn's own Server:
+- ``serve``: the channel watch and heartbeats start as soon as the loop runs (before the app is
+  even imported), and the app is imported here first so a failure prints a full traceback and
+  becomes exit 3 instead of uvicorn's one-line log and sys.exit(1)/(3).
+- ``startup``: ``ready`` is sent only once lifespan startup finished and every socket is served;
+  uvicorn's sys.exit(3) on a failed lifespan startup becomes ``boot_failed``.
+- ``capture_signals``: TERM drains, INT and QUIT stop quickly, and nothing is re-raised afterwards
+  (uvicorn re-raises the captured signal, which would turn a clean stop into death by SIGTERM).
+- ``on_tick``: ``retire`` once after --max-requests (uvicorn's limit_max_requests would exit instead).
+- ``shutdown``: the graceful drain (protocols/drain.py) bounded by --graceful-timeout, then lifespan
+  shutdown, instead of closing idle keep-alive connections at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Generator
+from types import FrameType
+
+import uvicorn
+from uvicorn.importer import ImportFromStringError, import_from_string
+
+from arbiter_worker import exits
+from arbiter_worker.channel import Channel
+from arbiter_worker.heartbeat import Heartbeat
+from arbiter_worker.logs import SHIM_LOGGER
+from arbiter_worker.sockets import describe
+
+logger = logging.getLogger(SHIM_LOGGER)
+
+DRAIN_POLL_SECONDS = 0.05
+IDLE_GRACE_SECONDS = 0.5
+"""How long an idle keep-alive connection stays open once the drain began (see protocols/drain.py)."""
+LIFESPAN_SHUTDOWN_SHARE = 0.2
+LIFESPAN_SHUTDOWN_MAX_RESERVE = 5.0
+CANCELLED_TASKS_WAIT = 1.0
+
+
+class WorkerServer(uvicorn.Server):
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        channel: Channel,
+        heartbeat_interval: float,
+        graceful_timeout: float,
+        max_requests: int,
+    ) -> None:
+        super().__init__(config)
+        self.boot_failed = False
+        self._channel = channel
+        self._heartbeat = Heartbeat(channel, heartbeat_interval, self.server_state)
+        self._graceful_timeout = graceful_timeout
+        self._max_requests = max_requests
+        self._retire_sent = False
+        self._told_to_drain: set[object] = set()
+        self._stop_requested: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._channel.attach(self._loop, self._arbiter_lost)
+        self._heartbeat.start(asyncio.get_running_loop())
+        try:
+            with self.capture_signals():
+                if not self._load_app():
+                    self.boot_failed = True
+                    return
+                if self.should_exit:
+                    return
+                await super().serve(sockets=sockets)
+        finally:
+            self._heartbeat.stop()
+            self._channel.detach()
+
+    def _load_app(self) -> bool:
+        """Import the app (and call the factory) with full tracebacks; False if it cannot boot."""
+        app = self.config.app
+        try:
+            import_from_string(app)
+        except ImportFromStringError as exc:
+            logger.error("Cannot load the app %r: %s", app, exc)
+            return False
+        except BaseException:
+            logger.exception("The app %r raised while being imported", app)
+            return False
+        try:
+            self.config.load()
+        except SystemExit:
+            logger.error("Cannot load the app %r (see the message above)", app)
+            return False
+        except BaseException:
+            logger.exception("Cannot load the app %r", app)
+            return False
+        return True
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        # A stop requested while lifespan startup runs abandons the boot (nothing was served, so
+        # there is nothing to drain) instead of waiting for a slow startup to finish.
+        loop = asyncio.get_running_loop()
+        self._stop_requested = asyncio.Event()
+        booting = loop.create_task(self._startup_or_exit(sockets))
+        stopping = loop.create_task(self._stop_requested.wait())
+        await asyncio.wait({booting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not booting.done():
+            logger.info("Stop requested while the app was booting: exiting without serving")
+            booting.cancel()
+            await asyncio.wait({booting})
+            self.should_exit = True
+            return
+        booting.result()
+        if self.lifespan.should_exit:
+            # The traceback has been logged by uvicorn's lifespan (or by Starlette's lifespan message).
+            logger.error("The app failed to boot: lifespan startup failed")
+            self.boot_failed = True
+            self.should_exit = True
+            return
+        if not self.started or self.should_exit:
+            return
+        for sock in sockets or []:
+            logger.info("Serving on %s", describe(sock))
+        self._channel.send({"type": "ready", "pid": os.getpid()})
+
+    async def _startup_or_exit(self, sockets: list[socket.socket] | None) -> None:
+        try:
+            await super().startup(sockets=sockets)
+        except SystemExit:
+            pass  # uvicorn >= 0.37 exits on a failed lifespan startup; older ones only set should_exit
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._max_requests and not self._retire_sent and self.server_state.total_requests >= self._max_requests:
+            self._retire_sent = True
+            logger.info("Served %d requests (--max-requests): asking to be replaced", self._max_requests)
+            self._channel.send({"type": "retire", "reason": "max-requests"})
+        return await super().on_tick(counter)
+
+    # --- signals ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handlers = {
+            signal.SIGTERM: self._request_graceful_stop,
+            signal.SIGINT: self._request_quick_stop,
+            signal.SIGQUIT: self._request_quick_stop,
+        }
+        previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _request_graceful_stop(self, sig: int, frame: FrameType | None) -> None:
+        self.should_exit = True
+        self._wake_startup()
+
+    def _request_quick_stop(self, sig: int, frame: FrameType | None) -> None:
+        self.should_exit = True
+        self.force_exit = True
+        self._wake_startup()
+
+    def _wake_startup(self) -> None:
+        if self._stop_requested is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._stop_requested.set)
+
+    def _arbiter_lost(self) -> None:
+        logger.error("The arbiter closed the channel (it died): exiting now")
+        os._exit(exits.PARENT_GONE)
+
+    # --- the drain --------------------------------------------------------------------------
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        state = self.server_state
+        began = loop.time()
+        reserve = min(LIFESPAN_SHUTDOWN_MAX_RESERVE, self._graceful_timeout * LIFESPAN_SHUTDOWN_SHARE)
+        drain_deadline = began + self._graceful_timeout - reserve
+
+        # Stop accepting. Only our copies close: the arbiter and the other workers keep theirs,
+        # so connections still queued on a shared listener go to them.
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+
+        if not self.force_exit:
+            logger.info(
+                "Draining %d connection(s), %d request(s) in flight (up to %.1fs)",
+                len(state.connections), len(state.tasks), max(0.0, drain_deadline - began),
+            )
+            while (state.connections or state.tasks) and not self.force_exit and loop.time() < drain_deadline:
+                for connection in list(state.connections):
+                    self._drain_connection(connection)
+                await asyncio.sleep(DRAIN_POLL_SECONDS)
+
+        if state.connections or state.tasks:
+            if not self.force_exit:
+                logger.warning(
+                    "Drain budget spent: closing %d connection(s), cancelling %d request(s)",
+                    len(state.connections), len(state.tasks),
+                )
+            for connection in list(state.connections):
+                connection.shutdown()
+            tasks = list(state.tasks)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=CANCELLED_TASKS_WAIT)
+
+        remaining = max(0.5, began + self._graceful_timeout - loop.time())
+        try:
+            await asyncio.wait_for(self.lifespan.shutdown(), timeout=remaining)
+        except asyncio.TimeoutError:
+            logger.error("Lifespan shutdown did not finish within %.1fs", remaining)
+
+    def _drain_connection(self, connection: object) -> None:
+        if connection in self._told_to_drain:
+            return
+        self._told_to_drain.add(connection)
+        begin_drain = getattr(connection, "begin_drain", None)
+        if begin_drain is not None:
+            begin_drain(IDLE_GRACE_SECONDS)
+        else:
+            # A protocol without a drain (wsproto, a custom class): uvicorn's own shutdown.
+            getattr(connection, "shutdown")()

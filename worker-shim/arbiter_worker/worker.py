@@ -1,0 +1,108 @@
+"""Wire one worker together: sockets, channel, logging, uvicorn.Config, the server, the event loop.
+
+Imported only once uvicorn is known to be usable (requirements.py); returns the exit code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import sys
+from collections.abc import Callable
+
+import uvicorn
+from uvicorn.config import LOG_LEVELS
+
+from arbiter_worker import exits
+from arbiter_worker.channel import Channel
+from arbiter_worker.cli import Options
+from arbiter_worker.environment import WorkerEnvironment
+from arbiter_worker.logs import SHIM_LOGGER, logging_config
+from arbiter_worker.protocols import http_protocol_class, websocket_protocol_class
+from arbiter_worker.requirements import library_problem
+from arbiter_worker.server import WorkerServer
+from arbiter_worker.sockets import SocketInvalid, adopt_listeners
+
+
+def missing_library(options: Options) -> str | None:
+    """The first library the chosen --loop/--http/--ws needs that is not installed, as a fix message."""
+    checks = [
+        ("--loop", options.loop, "uvloop", "uvloop", options.loop == "uvloop"),
+        ("--http", options.http, "httptools", "httptools", options.http == "httptools"),
+        ("--http", options.http, "h11", "h11", options.http == "h11"),
+        ("--ws", options.ws, "websockets", "websockets", options.ws in ("websockets", "websockets-sansio")),
+        ("--ws", options.ws, "wsproto", "wsproto", options.ws == "wsproto"),
+    ]
+    for option, value, module, requirement, needed in checks:
+        problem = library_problem(option, value, module, requirement) if needed else None
+        if problem is not None:
+            return problem
+    return None
+
+
+def build_config(options: Options, environment: WorkerEnvironment) -> uvicorn.Config:
+    return uvicorn.Config(
+        app=options.app,
+        factory=options.factory,
+        loop=options.loop,
+        http=http_protocol_class(options.http),
+        ws=websocket_protocol_class(options.ws),
+        lifespan=options.lifespan,  # type: ignore[arg-type]
+        proxy_headers=options.proxy_headers,
+        forwarded_allow_ips=options.forwarded_allow_ips,
+        root_path=options.root_path,
+        timeout_keep_alive=options.timeout_keep_alive,
+        limit_concurrency=options.limit_concurrency,
+        log_config=logging_config(environment.log_format, environment.worker_id),
+        log_level=options.log_level,
+        access_log=options.access_log,
+        workers=1,  # one process: ignore WEB_CONCURRENCY, which is the arbiter's business
+    )
+
+
+def run_event_loop(
+    server: WorkerServer,
+    sockets: list[socket.socket],
+    factory: Callable[[], asyncio.AbstractEventLoop] | None,
+) -> None:
+    """asyncio.run(server.serve()) on the loop --loop asks for (asyncio.run has no loop_factory before 3.12)."""
+    loop = factory() if factory is not None else asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(server.serve(sockets=sockets))
+        leftovers = asyncio.all_tasks(loop)
+        for task in leftovers:
+            task.cancel()
+        if leftovers:
+            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+def run(options: Options, environment: WorkerEnvironment) -> int:
+    problem = missing_library(options)
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return exits.UNUSABLE_INTERPRETER
+    try:
+        listeners = adopt_listeners(environment.listen_fds)
+        channel = Channel.from_fd(environment.channel_fd)
+    except (SocketInvalid, OSError) as exc:
+        print(f"arbiter_worker: {exc}; the arbiter must pass listening sockets at fds 3.. and the channel after them",
+              file=sys.stderr)
+        return exits.USAGE
+
+    config = build_config(options, environment)
+    logging.getLogger(SHIM_LOGGER).setLevel(min(LOG_LEVELS[options.log_level], logging.ERROR))
+    server = WorkerServer(
+        config,
+        channel,
+        heartbeat_interval=environment.heartbeat_interval,
+        graceful_timeout=options.graceful_timeout,
+        max_requests=options.max_requests,
+    )
+    run_event_loop(server, listeners, config.get_loop_factory())
+    return exits.BOOT_FAILED if server.boot_failed else exits.STOPPED
