@@ -1,10 +1,142 @@
-/* placeholder replaced by the control module */
+/* control.h - the control socket: protocol, permissions, and the server.
+ *
+ * PROTOCOL (the one place it is documented)
+ *
+ * A UNIX stream socket. Each request is one JSON object on one line, each reply one JSON object on
+ * one line; a connection may carry several requests, one after the other. Lines are at most
+ * CONTROL_LINE_MAX bytes. A client that sends nothing for CONTROL_IDLE_MS is disconnected.
+ *
+ *   request  {"cmd": NAME, ...fields}
+ *   success  {"ok": true, ...result}
+ *   failure  {"ok": false, "error": {"code": CODE, "message": TEXT}}
+ *
+ * Commands                                                       permission
+ *   {"cmd":"status"}                                              read
+ *       → {"ok":true,"pid","name","version","app","state":"running|reloading|stopping|starting",
+ *          "target_workers","ready_workers","generation","uptime_s","reloads","listeners":[..],
+ *          "workers":[{"id","pid","state":"booting|ready|draining|backoff|crashloop","generation",
+ *                      "uptime_s","requests","in_flight","restarts","last_exit",
+ *                      "memory_rss_bytes","memory_pss_bytes","cpu_seconds"}]}
+ *   {"cmd":"scale","workers":N}            absolute                write
+ *   {"cmd":"scale","delta":±N}             relative
+ *       → {"ok":true,"target_workers":N,"ready_workers":N} once all N are ready and removed
+ *         workers have exited (or at once with "wait":false)
+ *   {"cmd":"reload"}                                              write
+ *       → {"ok":true,"generation":G} once every worker was replaced (or at once with "wait":false)
+ *   {"cmd":"recycle","id":ID}              replace one worker     write
+ *       → {"ok":true,"id":ID,"pid":NEW_PID} once the replacement is ready
+ *   {"cmd":"stop","quick":false}           graceful (default) or quick            write
+ *       → {"ok":true,"pid":P} at once; the arbiter then stops
+ *
+ * Every waiting command takes "wait": bool (default true) and "timeout": seconds (default 120).
+ *
+ * Error codes
+ *   bad_json            the line is not JSON
+ *   bad_request         not an object, no "cmd", or a field of the wrong type
+ *   unknown_command     "cmd" names no command; the message lists the valid ones
+ *   invalid_argument    a field's value is not acceptable (e.g. scale with both workers and delta)
+ *   out_of_range        the resulting worker count is below 1 or above --max-workers
+ *   no_such_worker      recycle of an id that is not a current slot
+ *   permission_denied   the peer's uid may not run this command
+ *   line_too_long       the request exceeded CONTROL_LINE_MAX bytes; the connection is closed
+ *   busy                too many clients; the connection is closed
+ *   not_running         the arbiter is starting or stopping and cannot do this now
+ *   timeout             the change did not complete within "timeout"; it continues in the background
+ *   failed              the change did not complete (e.g. a new worker failed to boot during reload)
+ *
+ * Permissions (SO_PEERCRED): root and the arbiter's own uid may run every command; members of
+ * --control-group may run read commands; everyone else gets permission_denied. */
 #ifndef ARBITER_CONTROL_H
 #define ARBITER_CONTROL_H
+
+#include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#define CONTROL_LINE_MAX 8192
+#define CONTROL_MAX_CLIENTS 64
+#define CONTROL_IDLE_MS 10000u
+#define CONTROL_DEFAULT_TIMEOUT_S 120.0
+
 struct arbiter;
-struct control { struct arbiter *arbiter; };
+struct control_client;
+
+enum control_permission { CONTROL_READ, CONTROL_WRITE };
+
+struct control_error {
+    const char *code;
+    char message[512];
+};
+
+/* A parsed, validated request. */
+struct control_request {
+    const struct control_command *command;
+    bool wait;
+    double timeout;
+    bool has_workers, has_delta;
+    long long workers, delta;
+    long long id;
+    bool quick;
+    /* Set by run() for done(): what the waiting command compares against. */
+    uint64_t mark;
+    int old_pid;
+};
+
+/* What a command handler decides. */
+enum control_outcome { CONTROL_DONE, CONTROL_WAIT, CONTROL_FAILED };
+
+struct control_command {
+    const char *name;
+    enum control_permission permission;
+    /* Validates the command's own fields into request; returns -1 with error set. */
+    int (*parse)(json_t *json, struct control_request *request, struct control_error *error);
+    /* Acts; CONTROL_DONE with *reply set, CONTROL_WAIT to be polled with `done`, or CONTROL_FAILED. */
+    enum control_outcome (*run)(struct arbiter *arbiter, struct control_request *request, json_t **reply,
+                                struct control_error *error);
+    /* For waiting commands: called on every pool change; returns CONTROL_WAIT until complete. */
+    enum control_outcome (*done)(struct arbiter *arbiter, const struct control_request *request, json_t **reply,
+                                 struct control_error *error);
+    const char *help;
+};
+
+/* Parses one request line (pure: used by the server, the unit tests and the fuzzer). */
+int control_parse_request(const char *line, size_t length, struct control_request *request, struct control_error *error);
+
+/* May a peer with uid/gids run a command of this permission? */
+bool control_permitted(enum control_permission permission, uid_t peer_uid, const gid_t *peer_groups, size_t group_count,
+                       uid_t own_uid, bool has_read_group, gid_t read_group);
+
+/* The error reply object for error. */
+json_t *control_error_reply(const struct control_error *error);
+
+/* Builds the status object (also used by metrics). */
+json_t *control_status(struct arbiter *arbiter);
+
+/* "a|b|c": the valid command names, for messages and help. */
+const char *control_command_names(void);
+
+/* The default control socket path for NAME: $ARBITER_CONTROL, $RUNTIME_DIRECTORY/NAME.sock,
+ * /run/arbiter/NAME.sock for root, else $XDG_RUNTIME_DIR/arbiter/NAME.sock or /tmp/arbiter-UID/NAME.sock. */
+void control_default_path(const char *name, char *out, size_t size);
+
+struct control {
+    struct arbiter *arbiter;
+    uv_pipe_t server;
+    bool listening;
+    bool has_read_group;
+    gid_t read_group;
+    char path[108];
+    struct control_client *clients;
+    unsigned client_count;
+    uint64_t commands_total;
+};
+
 int control_start(struct control *control, struct arbiter *arbiter, char *err, size_t err_size);
+/* Re-checks waiting clients after any change in the pool. */
 void control_on_change(struct control *control);
 void control_close(struct control *control);
+
 #endif

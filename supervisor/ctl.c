@@ -1,3 +1,362 @@
-#include <stdio.h>
+/* ctl.c - `arbiter ctl`: sends one command to a running arbiter and shows the answer.
+ *
+ * A blocking client: connect, write one line, wait (poll with a deadline) for one line back.
+ * Commands that change the pool are answered by the arbiter only once the change is complete, so
+ * `ExecReload=arbiter ctl reload` returns when the reload is done and fails when it failed.
+ * `stop` additionally waits until the arbiter's pid is gone. Exit status: 0 done, 1 the arbiter
+ * refused or the change failed (the reason is printed), 2 usage error. */
+#define _GNU_SOURCE
 #include "ctl.h"
-int ctl_main(int argc, char **argv) { (void)argc; (void)argv; fprintf(stderr, "arbiter ctl: not implemented yet\n"); return 1; }
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "control.h"
+
+#define CTL_REPLY_MAX (4u << 20)
+
+struct ctl_options {
+    const char *control;
+    const char *name;
+    bool json;
+    bool wait;
+    bool quick;
+    double timeout;
+};
+
+static void ctl_usage(FILE *out) {
+    fprintf(out, "usage: arbiter ctl [--control PATH] [--name NAME] [--json] [--no-wait] [--timeout S] COMMAND\n\n"
+                 "commands:\n"
+                 "  status              the workers: id, pid, state, uptime, requests, restarts, memory\n"
+                 "  scale N|+N|-N       set the number of workers; waits until they are ready\n"
+                 "  reload              replace every worker, each new one ready before the old one drains\n"
+                 "  recycle ID          replace one worker the same way\n"
+                 "  stop [--quick]      stop gracefully (or quickly); waits until the arbiter has exited\n\n"
+                 "The control socket is --control PATH, else $ARBITER_CONTROL, else $RUNTIME_DIRECTORY/NAME.sock,\n"
+                 "else /run/arbiter/NAME.sock for root or $XDG_RUNTIME_DIR/arbiter-NAME.sock (NAME: arbiter).\n");
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int ctl_connect(const char *path) {
+    struct sockaddr_un address = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof address.sun_path) {
+        fprintf(stderr, "arbiter ctl: control socket path too long: %s\n", path);
+        return -1;
+    }
+    strcpy(address.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        fprintf(stderr, "arbiter ctl: socket(): %s\n", strerror(errno));
+        return -1;
+    }
+    if (connect(fd, (struct sockaddr *)&address, sizeof address) != 0) {
+        fprintf(stderr, "arbiter ctl: cannot connect to the arbiter at %s: %s.\nIs it running? Pass --control PATH "
+                        "(or set ARBITER_CONTROL) to the path it logged as 'control socket'.\n",
+                path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Sends request, returns the parsed reply or NULL (with a message printed). */
+static json_t *ctl_exchange(int fd, json_t *request, double timeout) {
+    char *text = json_dumps(request, JSON_COMPACT);
+    if (!text)
+        return NULL;
+    size_t length = strlen(text);
+    text[length] = '\n'; /* json_dumps' NUL becomes the line end; length + 1 bytes are sent */
+    size_t sent = 0;
+    while (sent < length + 1) {
+        ssize_t n = send(fd, text + sent, length + 1 - sent, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            fprintf(stderr, "arbiter ctl: cannot send the request: %s\n", strerror(errno));
+            free(text);
+            return NULL;
+        }
+        sent += (size_t)n;
+    }
+    free(text);
+    size_t capacity = 65536, used = 0;
+    char *buffer = malloc(capacity);
+    double deadline = now_seconds() + timeout;
+    json_t *reply = NULL;
+    while (buffer) {
+        char *newline = memchr(buffer, '\n', used);
+        if (newline) {
+            json_error_t error;
+            reply = json_loadb(buffer, (size_t)(newline - buffer), 0, &error);
+            if (!reply)
+                fprintf(stderr, "arbiter ctl: the arbiter sent a reply that is not JSON: %s\n", error.text);
+            break;
+        }
+        double left = deadline - now_seconds();
+        if (left <= 0) {
+            fprintf(stderr, "arbiter ctl: no reply within %.0f s; the arbiter may still be working on it "
+                            "(check `arbiter ctl status`)\n", timeout);
+            break;
+        }
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int ready = poll(&pfd, 1, (int)(left * 1000) + 1);
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready <= 0)
+            continue;
+        if (used == capacity) {
+            if (capacity >= CTL_REPLY_MAX) {
+                fprintf(stderr, "arbiter ctl: reply larger than %u bytes\n", CTL_REPLY_MAX);
+                break;
+            }
+            char *bigger = realloc(buffer, capacity * 2);
+            if (!bigger)
+                break;
+            buffer = bigger;
+            capacity *= 2;
+        }
+        ssize_t n = recv(fd, buffer + used, capacity - used, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            fprintf(stderr, "arbiter ctl: the arbiter closed the connection without a reply%s%s\n", n < 0 ? ": " : "",
+                    n < 0 ? strerror(errno) : "");
+            break;
+        }
+        used += (size_t)n;
+    }
+    free(buffer);
+    return reply;
+}
+
+static void format_duration(double seconds, char *out, size_t size) {
+    if (seconds < 60)
+        snprintf(out, size, "%.0fs", seconds);
+    else if (seconds < 3600)
+        snprintf(out, size, "%.0fm%02.0fs", floor(seconds / 60), fmod(seconds, 60));
+    else if (seconds < 86400)
+        snprintf(out, size, "%.0fh%02.0fm", floor(seconds / 3600), floor(fmod(seconds, 3600) / 60));
+    else
+        snprintf(out, size, "%.0fd%02.0fh", floor(seconds / 86400), floor(fmod(seconds, 86400) / 3600));
+}
+
+static void format_bytes(json_int_t bytes, char *out, size_t size) {
+    if (bytes <= 0)
+        snprintf(out, size, "-");
+    else if (bytes < (1 << 20))
+        snprintf(out, size, "%.0fK", (double)bytes / 1024);
+    else
+        snprintf(out, size, "%.1fM", (double)bytes / 1048576);
+}
+
+static void ctl_print_status(json_t *reply) {
+    char uptime[32];
+    format_duration(json_number_value(json_object_get(reply, "uptime_s")), uptime, sizeof uptime);
+    printf("%s (pid %lld) %s: %lld/%lld workers ready, generation %lld, up %s, %lld reloads\n",
+           json_string_value(json_object_get(reply, "name")), (long long)json_integer_value(json_object_get(reply, "pid")),
+           json_string_value(json_object_get(reply, "state")),
+           (long long)json_integer_value(json_object_get(reply, "ready_workers")),
+           (long long)json_integer_value(json_object_get(reply, "target_workers")),
+           (long long)json_integer_value(json_object_get(reply, "generation")), uptime,
+           (long long)json_integer_value(json_object_get(reply, "reloads")));
+    printf("%-4s %-8s %-10s %-4s %-8s %9s %8s %9s %9s  %s\n", "ID", "PID", "STATE", "GEN", "UPTIME", "REQUESTS",
+           "RESTARTS", "PSS", "RSS", "LAST EXIT");
+    size_t i;
+    json_t *w;
+    json_array_foreach(json_object_get(reply, "workers"), i, w) {
+        char pss[16], rss[16], pid[16];
+        format_duration(json_number_value(json_object_get(w, "uptime_s")), uptime, sizeof uptime);
+        format_bytes(json_integer_value(json_object_get(w, "memory_pss_bytes")), pss, sizeof pss);
+        format_bytes(json_integer_value(json_object_get(w, "memory_rss_bytes")), rss, sizeof rss);
+        json_t *pid_json = json_object_get(w, "pid");
+        if (json_is_integer(pid_json))
+            snprintf(pid, sizeof pid, "%lld", (long long)json_integer_value(pid_json));
+        else
+            snprintf(pid, sizeof pid, "-");
+        const char *last_exit = json_string_value(json_object_get(w, "last_exit"));
+        printf("%-4lld %-8s %-10s %-4lld %-8s %9lld %8lld %9s %9s  %s\n", (long long)json_integer_value(json_object_get(w, "id")),
+               pid, json_string_value(json_object_get(w, "state")), (long long)json_integer_value(json_object_get(w, "generation")),
+               json_is_integer(pid_json) ? uptime : "-", (long long)json_integer_value(json_object_get(w, "requests")),
+               (long long)json_integer_value(json_object_get(w, "restarts")), pss, rss, last_exit ? last_exit : "");
+    }
+}
+
+/* Builds the request from COMMAND [ARG]; returns NULL after printing a usage error. */
+static json_t *ctl_build_request(const char *command, const char *argument, const struct ctl_options *options) {
+    json_t *request = json_pack("{s:s}", "cmd", command);
+    if (!request)
+        return NULL;
+    bool needs_argument = strcmp(command, "scale") == 0 || strcmp(command, "recycle") == 0;
+    if (needs_argument != (argument != NULL)) {
+        fprintf(stderr, "arbiter ctl %s: %s\n", command,
+                needs_argument ? (strcmp(command, "scale") == 0 ? "needs N, +N or -N (e.g. scale 8, scale +2)" : "needs a worker ID (see ctl status)")
+                               : "takes no argument");
+        json_decref(request);
+        return NULL;
+    }
+    if (argument) {
+        char *end;
+        errno = 0;
+        long long value = strtoll(argument, &end, 10);
+        if (errno || *end || !*argument) {
+            fprintf(stderr, "arbiter ctl %s: '%s' is not a whole number\n", command, argument);
+            json_decref(request);
+            return NULL;
+        }
+        if (strcmp(command, "recycle") == 0)
+            json_object_set_new(request, "id", json_integer(value));
+        else if (argument[0] == '+' || argument[0] == '-')
+            json_object_set_new(request, "delta", json_integer(value));
+        else
+            json_object_set_new(request, "workers", json_integer(value));
+    }
+    if (strcmp(command, "stop") == 0)
+        json_object_set_new(request, "quick", json_boolean(options->quick));
+    json_object_set_new(request, "wait", json_boolean(options->wait));
+    json_object_set_new(request, "timeout", json_real(options->timeout));
+    return request;
+}
+
+/* After `stop` was accepted: wait until the arbiter's pid is gone. */
+static int ctl_wait_for_exit(pid_t pid, double timeout) {
+    double deadline = now_seconds() + timeout;
+    while (kill(pid, 0) == 0 || errno == EPERM) {
+        if (now_seconds() > deadline) {
+            fprintf(stderr, "arbiter ctl stop: the arbiter (pid %d) is still running after %.0f s\n", (int)pid, timeout);
+            return 1;
+        }
+        struct timespec pause = {0, 20 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    return 0;
+}
+
+int ctl_main(int argc, char **argv) {
+    struct ctl_options options = {.wait = true, .timeout = CONTROL_DEFAULT_TIMEOUT_S, .name = "arbiter"};
+    static const struct option long_options[] = {
+        {"control", required_argument, NULL, 'c'}, {"name", required_argument, NULL, 'n'},
+        {"json", no_argument, NULL, 'j'},          {"no-wait", no_argument, NULL, 'W'},
+        {"quick", no_argument, NULL, 'q'},         {"timeout", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},          {0, 0, 0, 0},
+    };
+    const char *positional[3] = {0};
+    size_t positional_count = 0;
+    optind = 0;
+    opterr = 0;
+    /* '-' keeps operands in order and lets "scale -2" through: a dash followed by a digit is a number. */
+    while (optind < argc) {
+        if (argv[optind][0] == '-' && (argv[optind][1] >= '0' && argv[optind][1] <= '9')) {
+            if (positional_count < 3)
+                positional[positional_count] = argv[optind];
+            positional_count++;
+            optind++;
+            continue;
+        }
+        int ch = getopt_long(argc, argv, "+h", long_options, NULL);
+        if (ch == -1) {
+            if (positional_count < 3)
+                positional[positional_count] = argv[optind];
+            positional_count++;
+            optind++;
+            continue;
+        }
+        switch (ch) {
+        case 'c': options.control = optarg; break;
+        case 'n': options.name = optarg; break;
+        case 'j': options.json = true; break;
+        case 'W': options.wait = false; break;
+        case 'q': options.quick = true; break;
+        case 't': {
+            char *end;
+            options.timeout = strtod(optarg, &end);
+            if (*end || !(options.timeout > 0)) {
+                fprintf(stderr, "arbiter ctl: --timeout '%s' is not a positive number of seconds\n", optarg);
+                return 2;
+            }
+            break;
+        }
+        case 'h': ctl_usage(stdout); return 0;
+        default:
+            fprintf(stderr, "arbiter ctl: unknown option '%s'\n", argv[optind - 1]);
+            ctl_usage(stderr);
+            return 2;
+        }
+    }
+    if (positional_count == 0 || positional_count > 2) {
+        fprintf(stderr, positional_count ? "arbiter ctl: too many arguments\n" : "arbiter ctl: missing COMMAND\n");
+        ctl_usage(stderr);
+        return 2;
+    }
+    const char *command = positional[0];
+    if (!strstr(control_command_names(), command) || strchr(command, '|')) {
+        fprintf(stderr, "arbiter ctl: unknown command '%s'; valid commands: %s\n", command, control_command_names());
+        return 2;
+    }
+    json_t *request = ctl_build_request(command, positional_count > 1 ? positional[1] : NULL, &options);
+    if (!request)
+        return 2;
+    char path[108];
+    if (options.control)
+        snprintf(path, sizeof path, "%s", options.control);
+    else
+        control_default_path(options.name, path, sizeof path);
+    int fd = ctl_connect(path);
+    if (fd < 0) {
+        json_decref(request);
+        return 1;
+    }
+    json_t *reply = ctl_exchange(fd, request, options.timeout + 5);
+    close(fd);
+    json_decref(request);
+    if (!reply)
+        return 1;
+    int code = 0;
+    if (!json_is_true(json_object_get(reply, "ok"))) {
+        json_t *error = json_object_get(reply, "error");
+        if (!options.json)
+            fprintf(stderr, "arbiter ctl %s: %s (%s)\n", command, json_string_value(json_object_get(error, "message")),
+                    json_string_value(json_object_get(error, "code")));
+        code = 1;
+    } else if (strcmp(command, "stop") == 0 && options.wait) {
+        code = ctl_wait_for_exit((pid_t)json_integer_value(json_object_get(reply, "pid")), options.timeout);
+    }
+    if (options.json) {
+        char *text = json_dumps(reply, JSON_COMPACT);
+        if (text)
+            puts(text);
+        free(text);
+    } else if (code == 0) {
+        if (strcmp(command, "status") == 0)
+            ctl_print_status(reply);
+        else if (strcmp(command, "scale") == 0)
+            printf("%lld workers%s\n", (long long)json_integer_value(json_object_get(reply, "target_workers")),
+                   options.wait ? " ready" : " requested");
+        else if (strcmp(command, "reload") == 0)
+            printf(options.wait ? "reloaded: generation %lld\n" : "reload started: generation %lld\n",
+                   (long long)json_integer_value(json_object_get(reply, "generation")));
+        else if (strcmp(command, "recycle") == 0)
+            printf("worker %lld recycled%s\n", (long long)json_integer_value(json_object_get(reply, "id")),
+                   options.wait ? "" : " (in progress)");
+        else if (strcmp(command, "stop") == 0)
+            printf("stopped\n");
+    }
+    json_decref(reply);
+    return code;
+}

@@ -286,6 +286,7 @@ static void pool_advance_replacements(struct pool *pool) {
         if (slot->successor)
             return;
         slot->replace_pending = false;
+        pool->replace_failures++;
         log_event(LOG_ERROR, "replace_failed", slot->id, slot->active->pid,
                   "cannot start a replacement; the current worker keeps serving");
     }
@@ -386,6 +387,7 @@ void pool_worker_exited(struct worker *w) {
         slot->successor = NULL;
         snprintf(slot->last_exit, sizeof slot->last_exit, "%s", description);
         if (!pool->stopping) {
+            pool->replace_failures++;
             log_event(LOG_ERROR, "replace_failed", w->slot_id, w->pid,
                       "the replacement exited before it was ready (%s); the old workers keep serving and the reload is abandoned",
                       description);

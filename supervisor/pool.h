@@ -60,6 +60,7 @@ struct pool {
     unsigned closing_slots;  /* restart timers still closing */
     uint64_t spawned_total;
     uint64_t restarts_total;
+    uint64_t replace_failures; /* replacements that exited before ready */
 };
 
 int pool_init(struct pool *pool, uv_loop_t *loop, const struct config *config, struct pool_events events,

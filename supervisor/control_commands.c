@@ -1,0 +1,326 @@
+/* control_commands.c - the control commands: one row each in command_table.
+ *
+ * A row names the command, the permission it needs, how its fields are validated (parse), what it
+ * does (run) and, for commands that change the pool, when it is complete (done). The server in
+ * control.c knows nothing about individual commands, so adding one is adding a row and its
+ * functions here, and a line in the protocol comment of control.h. Parsing is pure and shared with
+ * the unit tests and the fuzzer. */
+#define _GNU_SOURCE
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "arbiter.h"
+#include "control.h"
+#include "log.h"
+#include "procstat.h"
+
+static void set_error(struct control_error *error, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_error(struct control_error *error, const char *code, const char *fmt, ...) {
+    va_list args;
+    va_start(args, fmt);
+    error->code = code;
+    vsnprintf(error->message, sizeof error->message, fmt, args);
+    va_end(args);
+}
+
+json_t *control_error_reply(const struct control_error *error) {
+    return json_pack("{s:b, s:{s:s, s:s}}", "ok", 0, "error", "code", error->code, "message", error->message);
+}
+
+/* ---- field helpers ---- */
+
+static int get_integer(json_t *json, const char *field, bool *present, long long *value, struct control_error *error) {
+    json_t *v = json_object_get(json, field);
+    *present = v != NULL;
+    if (!v)
+        return 0;
+    if (!json_is_integer(v)) {
+        set_error(error, "bad_request", "\"%s\" must be an integer", field);
+        return -1;
+    }
+    *value = json_integer_value(v);
+    return 0;
+}
+
+static int get_bool(json_t *json, const char *field, bool *value, struct control_error *error) {
+    json_t *v = json_object_get(json, field);
+    if (!v)
+        return 0;
+    if (!json_is_boolean(v)) {
+        set_error(error, "bad_request", "\"%s\" must be true or false", field);
+        return -1;
+    }
+    *value = json_is_true(v);
+    return 0;
+}
+
+/* ---- status ---- */
+
+static json_t *worker_json(struct arbiter *a, const struct worker *w, const struct slot *slot) {
+    uint64_t now = uv_now(a->loop);
+    struct proc_stats stats;
+    int alive = w && procstat_read(w->pid, &stats) == 0;
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_integer(slot ? slot->id : w->slot_id));
+    json_object_set_new(o, "pid", w ? json_integer(w->pid) : json_null());
+    json_object_set_new(o, "state", json_string(slot && !w ? slot_state_name(slot) : worker_state_name(w->state)));
+    json_object_set_new(o, "generation", json_integer(w ? w->generation : a->pool.generation));
+    json_object_set_new(o, "uptime_s", json_real(w ? (double)(now - w->started_ms) / 1000.0 : 0.0));
+    json_object_set_new(o, "requests", json_integer(w ? (json_int_t)w->requests : 0));
+    json_object_set_new(o, "in_flight", json_integer(w ? (json_int_t)w->in_flight : 0));
+    json_object_set_new(o, "restarts", json_integer(slot ? (json_int_t)slot->restarts : 0));
+    json_object_set_new(o, "last_exit", slot ? json_string(slot->last_exit) : json_null());
+    json_object_set_new(o, "memory_rss_bytes", json_integer(alive ? (json_int_t)stats.rss_bytes : 0));
+    json_object_set_new(o, "memory_pss_bytes", json_integer(alive ? (json_int_t)stats.pss_bytes : 0));
+    json_object_set_new(o, "cpu_seconds", json_real(alive ? stats.cpu_seconds : 0.0));
+    return o;
+}
+
+json_t *control_status(struct arbiter *a) {
+    const struct pool *pool = &a->pool;
+    json_t *workers = json_array();
+    for (size_t i = 0; i < pool->slot_count; i++) {
+        const struct slot *slot = pool->slots[i];
+        json_array_append_new(workers, worker_json(a, slot->active, slot));
+        if (slot->successor)
+            json_array_append_new(workers, worker_json(a, slot->successor, NULL));
+    }
+    for (const struct worker *w = pool->detached; w; w = w->next)
+        json_array_append_new(workers, worker_json(a, w, NULL));
+    json_t *listeners = json_array();
+    for (size_t i = 0; i < a->listeners.count; i++)
+        json_array_append_new(listeners, json_string(a->listeners.items[i].name));
+    return json_pack("{s:b, s:i, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:I, s:I, s:o, s:o}", "ok", 1, "pid",
+                     (int)getpid(), "name", a->config->name, "version", ARBITER_VERSION, "app", a->config->app, "state",
+                     arbiter_state_name(a->state), "target_workers", (int)pool->target, "ready_workers",
+                     (int)pool_ready_count(pool), "generation", (int)pool->generation, "uptime_s",
+                     (double)(uv_now(a->loop) - a->started_ms) / 1000.0, "reloads", (json_int_t)a->reloads_total,
+                     "restarts", (json_int_t)pool->restarts_total, "listeners", listeners, "workers", workers);
+}
+
+static enum control_outcome status_run(struct arbiter *a, struct control_request *r, json_t **reply,
+                                       struct control_error *error) {
+    (void)r, (void)error;
+    *reply = control_status(a);
+    return CONTROL_DONE;
+}
+
+/* ---- scale ---- */
+
+static int scale_parse(json_t *json, struct control_request *r, struct control_error *error) {
+    if (get_integer(json, "workers", &r->has_workers, &r->workers, error) != 0 ||
+        get_integer(json, "delta", &r->has_delta, &r->delta, error) != 0)
+        return -1;
+    if (r->has_workers == r->has_delta) {
+        set_error(error, "invalid_argument", "scale takes either \"workers\": N or \"delta\": +N/-N");
+        return -1;
+    }
+    if (r->has_workers && r->workers < 1) {
+        set_error(error, "out_of_range", "scale to %lld workers: at least 1 is needed; use stop to stop", r->workers);
+        return -1;
+    }
+    return 0;
+}
+
+static enum control_outcome scale_done(struct arbiter *a, const struct control_request *r, json_t **reply,
+                                       struct control_error *error) {
+    (void)r, (void)error;
+    const struct pool *pool = &a->pool;
+    if (pool_ready_count(pool) != pool->target || pool_live_count(pool) != pool->target)
+        return CONTROL_WAIT;
+    *reply = json_pack("{s:b, s:i, s:i}", "ok", 1, "target_workers", (int)pool->target, "ready_workers",
+                       (int)pool_ready_count(pool));
+    return CONTROL_DONE;
+}
+
+static enum control_outcome scale_run(struct arbiter *a, struct control_request *r, json_t **reply,
+                                      struct control_error *error) {
+    long long target = r->has_workers ? r->workers : (long long)a->pool.target + r->delta;
+    if (target < 1 || target > a->config->max_workers) {
+        set_error(error, "out_of_range", "cannot scale to %lld workers: the range is 1 to %u (--max-workers)", target,
+                  a->config->max_workers);
+        return CONTROL_FAILED;
+    }
+    if (a->state == ARBITER_STOPPING || a->state == ARBITER_STARTING) {
+        set_error(error, "not_running", "the arbiter is %s; try again when it is running", arbiter_state_name(a->state));
+        return CONTROL_FAILED;
+    }
+    char why[64];
+    snprintf(why, sizeof why, "control command");
+    if (arbiter_scale(a, (unsigned)target, why) != 0) {
+        set_error(error, "failed", "could not scale to %lld workers; see the log", target);
+        return CONTROL_FAILED;
+    }
+    return r->wait ? scale_done(a, r, reply, error) : (*reply = json_pack("{s:b, s:i}", "ok", 1, "target_workers", (int)target), CONTROL_DONE);
+}
+
+/* ---- reload ---- */
+
+static enum control_outcome reload_done(struct arbiter *a, const struct control_request *r, json_t **reply,
+                                        struct control_error *error) {
+    if (a->state == ARBITER_RELOADING || pool_reload_in_progress(&a->pool))
+        return CONTROL_WAIT;
+    if (a->pool.replace_failures != r->mark) {
+        set_error(error, "failed", "a new worker failed to boot, so the reload stopped; the old workers keep serving. "
+                                   "See the arbiter's log for the traceback");
+        return CONTROL_FAILED;
+    }
+    *reply = json_pack("{s:b, s:i}", "ok", 1, "generation", (int)a->pool.generation);
+    return CONTROL_DONE;
+}
+
+static enum control_outcome reload_run(struct arbiter *a, struct control_request *r, json_t **reply,
+                                       struct control_error *error) {
+    if (a->state != ARBITER_RUNNING && a->state != ARBITER_RELOADING) {
+        set_error(error, "not_running", "the arbiter is %s; reload when it is running", arbiter_state_name(a->state));
+        return CONTROL_FAILED;
+    }
+    r->mark = a->pool.replace_failures;
+    arbiter_reload(a, "control command");
+    if (!r->wait) {
+        *reply = json_pack("{s:b, s:i}", "ok", 1, "generation", (int)a->pool.generation);
+        return CONTROL_DONE;
+    }
+    return reload_done(a, r, reply, error);
+}
+
+/* ---- recycle ---- */
+
+static int recycle_parse(json_t *json, struct control_request *r, struct control_error *error) {
+    bool present;
+    if (get_integer(json, "id", &present, &r->id, error) != 0)
+        return -1;
+    if (!present) {
+        set_error(error, "invalid_argument", "recycle needs \"id\": the worker id shown by status");
+        return -1;
+    }
+    return 0;
+}
+
+static enum control_outcome recycle_done(struct arbiter *a, const struct control_request *r, json_t **reply,
+                                         struct control_error *error) {
+    const struct slot *slot = r->id >= 1 && r->id <= 1000000 ? pool_find_slot(&a->pool, (unsigned)r->id) : NULL;
+    if (!slot) {
+        set_error(error, "failed", "worker %lld went away (scaled down?) before its replacement was ready", r->id);
+        return CONTROL_FAILED;
+    }
+    if (a->pool.replace_failures != r->mark) {
+        set_error(error, "failed", "the replacement for worker %lld failed to boot; the old worker keeps serving", r->id);
+        return CONTROL_FAILED;
+    }
+    if (slot->successor || slot->replace_pending || !slot->active || slot->active->state != WORKER_READY)
+        return CONTROL_WAIT;
+    *reply = json_pack("{s:b, s:I, s:i}", "ok", 1, "id", (json_int_t)r->id, "pid", slot->active->pid);
+    return CONTROL_DONE;
+}
+
+static enum control_outcome recycle_run(struct arbiter *a, struct control_request *r, json_t **reply,
+                                        struct control_error *error) {
+    if (a->state == ARBITER_STOPPING) {
+        set_error(error, "not_running", "the arbiter is stopping");
+        return CONTROL_FAILED;
+    }
+    const struct slot *slot = r->id >= 1 && r->id <= 1000000 ? pool_find_slot(&a->pool, (unsigned)r->id) : NULL;
+    if (!slot || !slot->active) {
+        set_error(error, "no_such_worker", "no running worker with id %lld; `arbiter ctl status` lists them", r->id);
+        return CONTROL_FAILED;
+    }
+    r->mark = a->pool.replace_failures;
+    r->old_pid = slot->active->pid;
+    log_info("recycle", "recycling worker %lld (pid %d) on request", r->id, r->old_pid);
+    pool_recycle(&a->pool, (unsigned)r->id);
+    if (!r->wait) {
+        *reply = json_pack("{s:b, s:I}", "ok", 1, "id", (json_int_t)r->id);
+        return CONTROL_DONE;
+    }
+    return recycle_done(a, r, reply, error);
+}
+
+/* ---- stop ---- */
+
+static int stop_parse(json_t *json, struct control_request *r, struct control_error *error) {
+    return get_bool(json, "quick", &r->quick, error);
+}
+
+static enum control_outcome stop_run(struct arbiter *a, struct control_request *r, json_t **reply,
+                                     struct control_error *error) {
+    (void)error;
+    *reply = json_pack("{s:b, s:i}", "ok", 1, "pid", (int)getpid());
+    arbiter_stop(a, !r->quick, "control command");
+    return CONTROL_DONE;
+}
+
+static const struct control_command command_table[] = {
+    {"status", CONTROL_READ, NULL, status_run, NULL, "show the workers"},
+    {"scale", CONTROL_WRITE, scale_parse, scale_run, scale_done, "set the number of workers: N, +N or -N"},
+    {"reload", CONTROL_WRITE, NULL, reload_run, reload_done, "replace every worker, overlapped"},
+    {"recycle", CONTROL_WRITE, recycle_parse, recycle_run, recycle_done, "replace one worker, overlapped"},
+    {"stop", CONTROL_WRITE, stop_parse, stop_run, NULL, "stop the arbiter, gracefully or quickly"},
+};
+
+const char *control_command_names(void) {
+    static char names[256];
+    if (!names[0]) {
+        size_t used = 0;
+        for (size_t i = 0; i < sizeof command_table / sizeof command_table[0]; i++)
+            used += (size_t)snprintf(names + used, sizeof names - used, "%s%s", i ? "|" : "", command_table[i].name);
+    }
+    return names;
+}
+
+int control_parse_request(const char *line, size_t length, struct control_request *r, struct control_error *error) {
+    memset(r, 0, sizeof *r);
+    r->wait = true;
+    r->timeout = CONTROL_DEFAULT_TIMEOUT_S;
+    json_error_t json_error;
+    json_t *json = json_loadb(line, length, JSON_REJECT_DUPLICATES, &json_error);
+    if (!json) {
+        set_error(error, "bad_json", "the request is not JSON (%s at column %d); send one object per line, "
+                                     "e.g. {\"cmd\":\"status\"}", json_error.text, json_error.column);
+        return -1;
+    }
+    int rc = -1;
+    const char *name = json_string_value(json_object_get(json, "cmd"));
+    if (!json_is_object(json) || !name) {
+        set_error(error, "bad_request", "the request must be an object with a \"cmd\" string, e.g. {\"cmd\":\"status\"}");
+        goto out;
+    }
+    for (size_t i = 0; i < sizeof command_table / sizeof command_table[0]; i++)
+        if (strcmp(command_table[i].name, name) == 0)
+            r->command = &command_table[i];
+    if (!r->command) {
+        set_error(error, "unknown_command", "unknown command '%.64s'; valid commands: %s", name, control_command_names());
+        goto out;
+    }
+    if (get_bool(json, "wait", &r->wait, error) != 0)
+        goto out;
+    json_t *timeout = json_object_get(json, "timeout");
+    if (timeout) {
+        double seconds = json_number_value(timeout);
+        if (!json_is_number(timeout) || !isfinite(seconds) || seconds <= 0 || seconds > 86400) {
+            set_error(error, "bad_request", "\"timeout\" must be a number of seconds from 0 to 86400");
+            goto out;
+        }
+        r->timeout = seconds;
+    }
+    rc = r->command->parse ? r->command->parse(json, r, error) : 0;
+out:
+    json_decref(json);
+    return rc;
+}
+
+bool control_permitted(enum control_permission permission, uid_t peer_uid, const gid_t *peer_groups, size_t group_count,
+                       uid_t own_uid, bool has_read_group, gid_t read_group) {
+    if (peer_uid == 0 || peer_uid == own_uid)
+        return true;
+    if (permission != CONTROL_READ || !has_read_group)
+        return false;
+    for (size_t i = 0; i < group_count; i++)
+        if (peer_groups[i] == read_group)
+            return true;
+    return false;
+}
