@@ -124,7 +124,9 @@ void arbiter_stop(struct arbiter *a, bool graceful, const char *why) {
     log_info("stopping", "%s stop (%s)%s", graceful ? "graceful" : "quick", why,
              graceful ? ": workers finish their requests" : "");
     a->state = ARBITER_STOPPING;
-    notify_send(&a->notify, "STOPPING=1");
+    /* Tell systemd how long the drain may take, so TimeoutStopSec does not cut it short. */
+    notify_send(&a->notify, "STOPPING=1\nEXTEND_TIMEOUT_USEC=%llu",
+                (unsigned long long)((a->config->graceful_timeout + 5) * 1e6));
     control_on_change(&a->control);
     pool_stop(&a->pool, graceful);
 }
@@ -181,6 +183,21 @@ static int resolve_identity(struct arbiter *a, char *err, size_t err_size) {
     return 0;
 }
 
+/* Without tcp_migrate_req, closing a reuse-port listener resets the connections queued on it. */
+static void warn_if_requests_cannot_migrate(void) {
+    FILE *file = fopen("/proc/sys/net/ipv4/tcp_migrate_req", "re");
+    int value = 0;
+    if (file) {
+        if (fscanf(file, "%d", &value) != 1)
+            value = 0;
+        fclose(file);
+    }
+    if (value != 1)
+        log_warning("reuse_port_migration", "--reuse-port with net.ipv4.tcp_migrate_req=%d: on scale-down, connections "
+                    "still queued on the removed worker's listener are reset. Set `sysctl -w net.ipv4.tcp_migrate_req=1` "
+                    "(Linux >= 5.14) so the kernel moves them to the other workers", value);
+}
+
 static int open_listeners(struct arbiter *a, char *err, size_t err_size) {
     unsigned systemd_count = 0;
     if (listener_systemd_count(getenv("LISTEN_PID"), getenv("LISTEN_FDS"), (int)getpid(), &systemd_count, err, err_size) != 0)
@@ -193,10 +210,13 @@ static int open_listeners(struct arbiter *a, char *err, size_t err_size) {
         }
         if (listener_adopt_systemd(&a->listeners, systemd_count, names, err, err_size) != 0)
             return -1;
-    } else if (listener_open_all(&a->listeners, a->config->binds, a->config->bind_count, (int)a->config->backlog,
+    } else if ((a->listeners.reuse_port = a->config->reuse_port),
+               listener_open_all(&a->listeners, a->config->binds, a->config->bind_count, (int)a->config->backlog,
                                  a->config->socket_mode, err, err_size) != 0) {
         return -1;
     }
+    if (a->config->reuse_port)
+        warn_if_requests_cannot_migrate();
     unsetenv("LISTEN_PID");
     unsetenv("LISTEN_FDS");
     unsetenv("LISTEN_FDNAMES");
@@ -250,6 +270,8 @@ int arbiter_run(struct config *config) {
     } else {
         log_info("starting", "arbiter %s (pid %d) starting %u worker%s for %s with %s", ARBITER_VERSION, (int)getpid(),
                  config->workers, config->workers == 1 ? "" : "s", config->app, config->python);
+        if (config->boot_timeout > 0) /* slow lifespan startups must not hit TimeoutStartSec */
+            notify_send(&a->notify, "EXTEND_TIMEOUT_USEC=%llu", (unsigned long long)((config->boot_timeout + 5) * 1e6));
         pool_start(&a->pool);
     }
     uv_run(a->loop, UV_RUN_DEFAULT);

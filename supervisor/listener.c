@@ -263,7 +263,7 @@ static int clear_stale_unix_socket(const struct bind_address *a, char *err, size
     return 0;
 }
 
-static int open_one(struct listener *l, int backlog, unsigned unix_mode, char *err, size_t err_size) {
+static int open_one(struct listener *l, int backlog, unsigned unix_mode, bool reuse_port, char *err, size_t err_size) {
     const struct bind_address *a = &l->address;
     if (a->kind == BIND_FD) {
         if (listener_check_fd(a->fd, err, err_size) != 0)
@@ -282,6 +282,8 @@ static int open_one(struct listener *l, int backlog, unsigned unix_mode, char *e
     }
     int one = 1;
     if (a->kind == BIND_INET && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
+        goto fail_errno;
+    if (a->kind == BIND_INET && reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
         goto fail_errno;
     if (a->addr.ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0)
         goto fail_errno;
@@ -326,7 +328,7 @@ int listener_open_all(struct listener_set *set, const struct bind_address *addre
         struct listener *l = &set->items[set->count];
         memset(l, 0, sizeof *l);
         l->address = addresses[i];
-        if (open_one(l, backlog, unix_mode, err, err_size) != 0) {
+        if (open_one(l, backlog, unix_mode, set->reuse_port, err, err_size) != 0) {
             listener_close_all(set);
             return -1;
         }
@@ -397,4 +399,33 @@ int listener_adopt_systemd(struct listener_set *set, unsigned count, const char 
         }
     }
     return 0;
+}
+
+int listener_open_sibling(int fd, int backlog, char *err, size_t err_size) {
+    struct sockaddr_storage addr;
+    socklen_t len = sizeof addr;
+    if (getsockname(fd, (struct sockaddr *)&addr, &len) != 0) {
+        snprintf(err, err_size, "getsockname(fd %d): %s", fd, strerror(errno));
+        return -1;
+    }
+    if (addr.ss_family != AF_INET && addr.ss_family != AF_INET6)
+        return -2;
+    int sibling = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (sibling < 0) {
+        snprintf(err, err_size, "socket(): %s (check the open-files limit, ulimit -n)", strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    if (setsockopt(sibling, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        setsockopt(sibling, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+        (addr.ss_family == AF_INET6 && setsockopt(sibling, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) ||
+        bind(sibling, (struct sockaddr *)&addr, len) != 0 || listen(sibling, backlog) != 0) {
+        char name[LISTENER_TEXT_MAX];
+        listener_describe(fd, name, sizeof name);
+        snprintf(err, err_size, "cannot open a SO_REUSEPORT listener on %s: %s (was the first one bound with --reuse-port?)",
+                 name, strerror(errno));
+        close(sibling);
+        return -1;
+    }
+    return sibling;
 }

@@ -32,6 +32,7 @@ struct listener {
 struct listener_set {
     struct listener items[LISTENER_MAX];
     size_t count;
+    bool reuse_port; /* set before listener_open_all: TCP sockets get SO_REUSEPORT */
 };
 
 /* Parses HOST:PORT, [V6]:PORT, unix:PATH, fd://N. Host names are resolved (first address).
@@ -54,6 +55,10 @@ void listener_close_all(struct listener_set *set);
 void listener_describe(int fd, char *out, size_t size);
 
 
+
+/* --reuse-port: another socket in the SO_REUSEPORT group of the TCP listener fd, for one worker
+ * slot. Returns the new fd; -1 with err set on failure; -2 when fd is not TCP (the slot shares it). */
+int listener_open_sibling(int fd, int backlog, char *err, size_t err_size);
 
 /* systemd socket activation: how many fds (from fd 3) LISTEN_PID/LISTEN_FDS hand to process self.
  * Sets *count to 0 when the variables are absent or meant for another pid; -1 when malformed. */

@@ -112,7 +112,7 @@ static struct worker *pool_spawn_worker(struct pool *pool, struct slot *slot) {
         .argv = argv,
         .env = env,
         .cwd = c->chdir,
-        .listen_fds = pool->listen_fds,
+        .listen_fds = pool->config->reuse_port ? slot->listen_fds : pool->listen_fds,
         .listen_fd_count = pool->listen_fd_count,
         .set_uid = pool->set_uid,
         .set_gid = pool->set_gid,
@@ -174,9 +174,33 @@ static struct slot *slot_create(struct pool *pool, unsigned id) {
     slot->id = id;
     slot->state = SLOT_BACKOFF;
     snprintf(slot->last_exit, sizeof slot->last_exit, "none");
+    for (size_t i = 0; i < pool->listen_fd_count; i++) {
+        slot->listen_fds[i] = pool->listen_fds[i];
+        if (!pool->config->reuse_port || id == 1)
+            continue; /* slot 1 uses the listeners bound at start, the first of each SO_REUSEPORT group */
+        char err[256];
+        int fd = listener_open_sibling(pool->listen_fds[i], (int)pool->config->backlog, err, sizeof err);
+        if (fd == -1) {
+            log_event(LOG_ERROR, "reuse_port_failed", id, 0, "%s; this slot shares the first listener", err);
+        } else if (fd >= 0) {
+            slot->listen_fds[i] = fd;
+            slot->owned[i] = true;
+        }
+    }
     uv_timer_init(pool->loop, &slot->restart_timer);
     slot->restart_timer.data = slot;
     return slot;
+}
+
+/* Closing our copy first makes the draining worker's close the last one: with
+ * net.ipv4.tcp_migrate_req=1 the kernel then moves connections still queued on it to the other
+ * listeners of the group instead of resetting them. */
+static void slot_close_listeners(struct slot *slot) {
+    for (size_t i = 0; i < slot->pool->listen_fd_count; i++) {
+        if (slot->owned[i])
+            close(slot->listen_fds[i]);
+        slot->owned[i] = false;
+    }
 }
 
 static void slot_on_close(uv_handle_t *handle) {
@@ -186,6 +210,7 @@ static void slot_on_close(uv_handle_t *handle) {
 }
 
 static void slot_close(struct slot *slot) {
+    slot_close_listeners(slot);
     slot->pool->closing_slots++;
     uv_close((uv_handle_t *)&slot->restart_timer, slot_on_close);
 }
@@ -225,6 +250,7 @@ int pool_scale(struct pool *pool, unsigned target) {
         struct slot *slot = pool->slots[--pool->slot_count];
         pool->slots[pool->slot_count] = NULL;
         uv_timer_stop(&slot->restart_timer);
+        slot_close_listeners(slot);
         if (slot->successor)
             pool_detach_and_stop(pool, slot->successor, true);
         if (slot->active)

@@ -26,6 +26,9 @@ struct slot {
     uint64_t restarts;
     char last_exit[96];
     uv_timer_t restart_timer;
+    /* --reuse-port: this slot's own listeners (owned[i]: opened for this slot, closed with it). */
+    int listen_fds[LISTENER_MAX];
+    bool owned[LISTENER_MAX];
 };
 
 struct pool;

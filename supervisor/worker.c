@@ -22,6 +22,7 @@
 
 #include "log.h"
 #include "pool.h"
+#include "procstat.h"
 
 #define STACK_DUMP_GRACE_MS 1000u /* time for faulthandler to write the stacks before SIGKILL */
 #define QUICK_STOP_MS 1000u
@@ -91,6 +92,28 @@ bool worker_transition(struct worker *w, enum worker_state next) {
 
 /* ---- the channel ---- */
 
+/* --max-lifetime and --max-memory are checked when a heartbeat arrives: no timer of their own, so
+ * they cost no wakeups, and a heartbeat interval (at most 5 s) is precise enough for both. */
+static void worker_check_limits(struct worker *w) {
+    const struct config *config = w->pool->config;
+    if (w->state != WORKER_READY || w->retire_requested)
+        return;
+    char reason[96] = "";
+    uint64_t lived_ms = uv_now(w->pool->loop) - w->started_ms;
+    if (config->max_lifetime > 0 && (double)lived_ms >= config->max_lifetime * 1000.0) {
+        snprintf(reason, sizeof reason, "max-lifetime: up %.0f s", (double)lived_ms / 1000);
+    } else if (config->max_memory) {
+        struct proc_stats stats;
+        if (procstat_read(w->pid, &stats) == 0 && stats.pss_bytes > config->max_memory)
+            snprintf(reason, sizeof reason, "max-memory: PSS %.1f MiB > %.1f MiB", (double)stats.pss_bytes / 1048576,
+                     (double)config->max_memory / 1048576);
+    }
+    if (reason[0]) {
+        w->retire_requested = true;
+        pool_worker_retire(w, reason);
+    }
+}
+
 void worker_handle_message(struct worker *w, const char *line, size_t length) {
     json_error_t error;
     json_t *message = json_loadb(line, length, 0, &error);
@@ -108,6 +131,7 @@ void worker_handle_message(struct worker *w, const char *line, size_t length) {
         json_int_t in_flight = json_integer_value(json_object_get(message, "in_flight"));
         w->requests = requests > 0 ? (uint64_t)requests : 0;
         w->in_flight = in_flight > 0 ? (uint64_t)in_flight : 0;
+        worker_check_limits(w);
     } else if (strcmp(type, "ready") == 0) {
         if (w->state == WORKER_BOOTING && worker_transition(w, WORKER_READY))
             pool_worker_ready(w);
