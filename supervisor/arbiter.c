@@ -100,6 +100,7 @@ static void arbiter_on_pool_changed(struct pool *pool) {
 static void arbiter_finish(struct arbiter *a) {
     log_info("stopped", "all workers stopped; exiting with %d", a->exit_code);
     control_close(&a->control);
+    metrics_close(&a->metrics);
     pool_close(&a->pool);
     signals_close(a);
     notify_close(&a->notify);
@@ -259,6 +260,11 @@ int arbiter_run(struct config *config) {
     int rc = signals_start(a);
     if (rc == 0 && !a->check_mode && control_start(&a->control, a, err, sizeof err) != 0) {
         log_event(LOG_CRITICAL, "control_failed", 0, 0, "%s", err);
+        a->exit_code = EXIT_USAGE;
+        rc = -1;
+    }
+    if (rc == 0 && config->metrics && metrics_start(&a->metrics, a, config->metrics, err, sizeof err) != 0) {
+        log_event(LOG_CRITICAL, "metrics_failed", 0, 0, "%s", err);
         a->exit_code = EXIT_USAGE;
         rc = -1;
     }

@@ -10,6 +10,7 @@
 #include "config.h"
 #include "control.h"
 #include "listener.h"
+#include "metrics.h"
 #include "notify.h"
 #include "pool.h"
 
@@ -43,6 +44,7 @@ struct arbiter {
     struct pool pool;
     struct notify notify;
     struct control control;
+    struct metrics metrics;
     uv_signal_t signals[ARBITER_SIGNAL_COUNT];
     size_t signal_count;
     char shim_dir[PATH_MAX];

@@ -273,7 +273,9 @@ static const struct option_spec option_table[] = {
     {"user", 'u', "USER", apply_string, FIELD(user), 0, 0, NULL, 0, "run the workers as USER"},
     {"group", 'g', "GROUP", apply_string, FIELD(group), 0, 0, NULL, 0, "run the workers with GROUP"},
     {"metrics", 0, "ADDR", apply_string, FIELD(metrics), 0, 0, NULL, 0,
-     "serve Prometheus /metrics and /healthz on ADDR"},
+     "serve Prometheus /metrics and /healthz on ADDR (HOST:PORT or unix:PATH)"},
+    {"min-ready", 0, "N", apply_uint, FIELD(min_ready), 1, CONFIG_MAX_WORKERS_LIMIT, NULL, 0,
+     "/healthz answers 503 while fewer than N workers are ready (default 1)"},
     {"log-level", 0, "LEVEL", apply_log_level, 0, 0, 0, NULL, 0,
      "critical|error|warning|info|debug|trace (default info)"},
     {"log-format", 0, "FORMAT", apply_log_format, 0, 0, 0, NULL, 0, "text|json (default text)"},
@@ -685,6 +687,7 @@ static void config_set_builtin_defaults(struct config *c, const char *command) {
     c->log_level = LOG_INFO;
     c->log_format = LOG_FORMAT_TEXT;
     c->access_log = true;
+    c->min_ready = 1;
 }
 
 enum config_result config_parse(struct config *c, int argc, char **argv, char *const *envp, char *err,

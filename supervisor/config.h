@@ -44,6 +44,7 @@ struct config {
     char *user;
     char *group;
     char *metrics;
+    unsigned min_ready;
     enum log_level log_level;
     enum log_format log_format;
     bool access_log;

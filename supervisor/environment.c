@@ -29,10 +29,11 @@ static size_t name_length(const char *entry) {
     return eq ? (size_t)(eq - entry) : strlen(entry);
 }
 
+/* An entry without '=' (execve allows one) has no value: NULL, not a pointer past its end. */
 const char *environment_get(char *const *env, const char *name) {
     size_t len = strlen(name);
     for (; env && *env; env++)
-        if (name_length(*env) == len && strncmp(*env, name, len) == 0)
+        if (strncmp(*env, name, len) == 0 && (*env)[len] == '=')
             return *env + len + 1;
     return NULL;
 }

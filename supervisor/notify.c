@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include "notify.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -42,13 +43,23 @@ int notify_parse_address(const char *text, struct sockaddr_un *address, socklen_
     return 0;
 }
 
+/* systemd writes plain decimal digits; strtoull alone would also take " 5" and wrap "-5" to 2^64-5. */
+static bool all_digits(const char *text) {
+    if (!*text)
+        return false;
+    for (; *text; text++)
+        if (!isdigit((unsigned char)*text))
+            return false;
+    return true;
+}
+
 uint64_t notify_parse_watchdog(const char *usec, const char *pid, int self) {
-    if (!usec || !*usec)
+    if (!usec || !all_digits(usec))
         return 0;
     if (pid && *pid) {
-        char *end;
-        long owner = strtol(pid, &end, 10);
-        if (*end || owner != self)
+        errno = 0;
+        long owner = all_digits(pid) ? strtol(pid, NULL, 10) : -1;
+        if (errno || owner != self)
             return 0; /* the watchdog is meant for another process */
     }
     char *end;

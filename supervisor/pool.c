@@ -32,6 +32,24 @@ static double heartbeat_interval(const struct config *config) {
     return interval < 0.05 ? 0.05 : interval > 5.0 ? 5.0 : interval;
 }
 
+const char *exit_reason_name(enum exit_reason reason) {
+    static const char *const names[EXIT_REASON_COUNT] = {"stopped", "error", "signal", "heartbeat_timeout",
+                                                          "boot_timeout", "graceful_timeout"};
+    return reason < EXIT_REASON_COUNT ? names[reason] : "unknown";
+}
+
+static enum exit_reason classify_exit(const struct worker *w) {
+    switch (w->kill_reason) {
+    case KILL_HEARTBEAT_TIMEOUT: return EXIT_REASON_HEARTBEAT_TIMEOUT;
+    case KILL_BOOT_TIMEOUT: return EXIT_REASON_BOOT_TIMEOUT;
+    case KILL_GRACEFUL_TIMEOUT: return EXIT_REASON_GRACEFUL_TIMEOUT;
+    case KILL_NONE: break;
+    }
+    if (w->term_signal)
+        return EXIT_REASON_SIGNAL;
+    return w->exit_status == 0 && w->stop_requested ? EXIT_REASON_STOPPED : EXIT_REASON_ERROR;
+}
+
 const char *slot_state_name(const struct slot *slot) {
     if (slot->active)
         return worker_state_name(slot->active->state);
@@ -405,6 +423,8 @@ void pool_worker_exited(struct worker *w) {
     struct slot *slot = w->slot;
     char description[96];
     worker_describe_exit(w, description, sizeof description);
+    pool->exits[classify_exit(w)]++;
+    pool->requests_of_exited += w->requests;
 
     if (!slot) {
         pool_remove_detached(pool, w);

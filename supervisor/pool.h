@@ -11,6 +11,18 @@
 #include "listener.h"
 #include "worker.h"
 
+/* Why workers exited, for metrics. */
+enum exit_reason {
+    EXIT_REASON_STOPPED,           /* exit 0 after being told to stop */
+    EXIT_REASON_ERROR,             /* non-zero exit code */
+    EXIT_REASON_SIGNAL,            /* killed by a signal the arbiter did not send */
+    EXIT_REASON_HEARTBEAT_TIMEOUT, /* killed: missed heartbeats */
+    EXIT_REASON_BOOT_TIMEOUT,      /* killed: not ready in time */
+    EXIT_REASON_GRACEFUL_TIMEOUT,  /* killed: drain took too long */
+    EXIT_REASON_COUNT
+};
+const char *exit_reason_name(enum exit_reason reason);
+
 /* What a slot shows in status when it has no running worker. */
 enum slot_state { SLOT_RUNNING, SLOT_BACKOFF, SLOT_CRASHLOOP };
 
@@ -64,6 +76,8 @@ struct pool {
     uint64_t spawned_total;
     uint64_t restarts_total;
     uint64_t replace_failures; /* replacements that exited before ready */
+    uint64_t exits[EXIT_REASON_COUNT];
+    uint64_t requests_of_exited; /* requests served by workers that are gone */
 };
 
 int pool_init(struct pool *pool, uv_loop_t *loop, const struct config *config, struct pool_events events,

@@ -1,0 +1,439 @@
+/* metrics.c - a tiny HTTP/1.0 server for Prometheus and load balancers.
+ *
+ * It serves two GET paths and nothing else. Each connection gets a fixed request buffer
+ * (METRICS_REQUEST_MAX) and a deadline (METRICS_CLIENT_TIMEOUT_MS); the response is rendered in one
+ * go from the arbiter's own state (no I/O but /proc reads of the workers), written, and the
+ * connection is closed. So a garbage, huge, slow or idle client costs a bounded amount of memory and
+ * time and never blocks the loop.
+ *
+ * /healthz is the lame-duck switch: it turns 503 the moment the arbiter starts to stop, while the
+ * workers are still draining and the listeners still accept, so a load balancer's health check
+ * takes the node out of rotation before any connection could be refused.
+ *
+ * Adding a metric is one text_buffer_printf block in metrics_render. */
+#define _GNU_SOURCE
+#include "metrics.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "arbiter.h"
+#include "log.h"
+#include "procstat.h"
+
+struct metrics_client {
+    struct metrics *metrics;
+    struct metrics_client *next;
+    union {
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+        uv_stream_t stream;
+        uv_handle_t handle;
+    } connection;
+    uv_timer_t timer;
+    uv_write_t write;
+    unsigned open_handles;
+    bool closing;
+    bool responded;
+    char *head; /* response head and body, alive until the write completes */
+    char *body;
+    size_t length;
+    char request[METRICS_REQUEST_MAX];
+};
+
+/* ---- text buffer ---- */
+
+void text_buffer_printf(struct text_buffer *b, const char *fmt, ...) {
+    if (b->truncated)
+        return;
+    for (;;) {
+        size_t room = b->capacity - b->length;
+        va_list args;
+        va_start(args, fmt);
+        int n = b->data ? vsnprintf(b->data + b->length, room, fmt, args) : -2;
+        va_end(args);
+        if (n >= 0 && (size_t)n < room) {
+            b->length += (size_t)n;
+            return;
+        }
+        if (n == -1) {
+            b->truncated = true;
+            return;
+        }
+        size_t capacity = b->capacity ? b->capacity * 2 : 16384;
+        if (b->limit && capacity > b->limit)
+            capacity = b->limit;
+        if (capacity <= b->capacity) {
+            b->truncated = true;
+            return;
+        }
+        char *data = realloc(b->data, capacity);
+        if (!data) {
+            b->truncated = true;
+            return;
+        }
+        b->data = data;
+        b->capacity = capacity;
+    }
+}
+
+void text_buffer_free(struct text_buffer *b) {
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}
+
+void metrics_escape_label(struct text_buffer *b, const char *value) {
+    for (const char *p = value; *p; p++) {
+        if (*p == '\\')
+            text_buffer_printf(b, "\\\\");
+        else if (*p == '"')
+            text_buffer_printf(b, "\\\"");
+        else if (*p == '\n')
+            text_buffer_printf(b, "\\n");
+        else
+            text_buffer_printf(b, "%c", *p);
+    }
+}
+
+/* ---- rendering ---- */
+
+static void header(struct text_buffer *b, const char *name, const char *type, const char *help) {
+    text_buffer_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void per_worker(struct text_buffer *b, const char *name, unsigned id, int pid, const char *value_fmt, double value) {
+    text_buffer_printf(b, "%s{worker=\"%u\",pid=\"%d\"} ", name, id, pid);
+    text_buffer_printf(b, value_fmt, value);
+    text_buffer_printf(b, "\n");
+}
+
+struct worker_sample {
+    const struct worker *worker;
+    struct proc_stats stats;
+    bool alive;
+};
+
+static size_t collect_workers(const struct pool *pool, struct worker_sample *out, size_t max) {
+    size_t n = 0;
+    for (size_t i = 0; i < pool->slot_count; i++) {
+        if (pool->slots[i]->active && n < max)
+            out[n++].worker = pool->slots[i]->active;
+        if (pool->slots[i]->successor && n < max)
+            out[n++].worker = pool->slots[i]->successor;
+    }
+    for (const struct worker *w = pool->detached; w && n < max; w = w->next)
+        out[n++].worker = w;
+    for (size_t i = 0; i < n; i++)
+        out[i].alive = procstat_read(out[i].worker->pid, &out[i].stats) == 0;
+    return n;
+}
+
+void metrics_render(struct arbiter *a, struct text_buffer *b) {
+    const struct pool *pool = &a->pool;
+    header(b, "arbiter_build_info", "gauge", "Version of the arbiter binary.");
+    text_buffer_printf(b, "arbiter_build_info{version=\"%s\"} 1\n", ARBITER_VERSION);
+    header(b, "arbiter_up_seconds", "gauge", "Seconds since the arbiter started.");
+    text_buffer_printf(b, "arbiter_up_seconds %.3f\n", (double)(uv_now(a->loop) - a->started_ms) / 1000.0);
+    header(b, "arbiter_stopping", "gauge", "1 while the arbiter drains to stop (lame duck).");
+    text_buffer_printf(b, "arbiter_stopping %d\n", a->state == ARBITER_STOPPING);
+    header(b, "arbiter_target_workers", "gauge", "Number of worker slots asked for.");
+    text_buffer_printf(b, "arbiter_target_workers %u\n", pool->target);
+
+    unsigned by_state[5] = {0}; /* booting ready draining backoff crashloop */
+    for (size_t i = 0; i < pool->slot_count; i++) {
+        const struct slot *slot = pool->slots[i];
+        if (!slot->active)
+            by_state[slot->state == SLOT_CRASHLOOP ? 4 : 3]++;
+        else if (slot->active->state == WORKER_READY)
+            by_state[1]++;
+        else
+            by_state[0]++;
+        if (slot->successor)
+            by_state[0]++;
+    }
+    for (const struct worker *w = pool->detached; w; w = w->next)
+        by_state[2]++;
+    static const char *const state_names[] = {"booting", "ready", "draining", "backoff", "crashloop"};
+    header(b, "arbiter_workers", "gauge", "Workers by state.");
+    for (size_t i = 0; i < 5; i++)
+        text_buffer_printf(b, "arbiter_workers{state=\"%s\"} %u\n", state_names[i], by_state[i]);
+
+    header(b, "arbiter_worker_restarts_total", "counter", "Restarts of crashed or killed workers.");
+    text_buffer_printf(b, "arbiter_worker_restarts_total %llu\n", (unsigned long long)pool->restarts_total);
+    header(b, "arbiter_worker_exits_total", "counter", "Worker exits by reason.");
+    for (int r = 0; r < EXIT_REASON_COUNT; r++)
+        text_buffer_printf(b, "arbiter_worker_exits_total{reason=\"%s\"} %llu\n", exit_reason_name((enum exit_reason)r),
+                           (unsigned long long)pool->exits[r]);
+    header(b, "arbiter_reloads_total", "counter", "Rolling reloads started.");
+    text_buffer_printf(b, "arbiter_reloads_total %llu\n", (unsigned long long)a->reloads_total);
+    header(b, "arbiter_control_commands_total", "counter", "Requests received on the control socket.");
+    text_buffer_printf(b, "arbiter_control_commands_total %llu\n", (unsigned long long)a->control.commands_total);
+
+    struct worker_sample *samples = calloc(pool->slot_count * 2 + 64, sizeof *samples);
+    size_t count = samples ? collect_workers(pool, samples, pool->slot_count * 2 + 64) : 0;
+    uint64_t requests = pool->requests_of_exited, in_flight = 0;
+    for (size_t i = 0; i < count; i++) {
+        requests += samples[i].worker->requests;
+        in_flight += samples[i].worker->in_flight;
+    }
+    header(b, "arbiter_requests_total", "counter", "Requests served by all workers, as of their last heartbeat.");
+    text_buffer_printf(b, "arbiter_requests_total %llu\n", (unsigned long long)requests);
+    header(b, "arbiter_requests_in_flight", "gauge", "Requests being served, as of the last heartbeats.");
+    text_buffer_printf(b, "arbiter_requests_in_flight %llu\n", (unsigned long long)in_flight);
+
+    static const struct {
+        const char *name, *type, *help, *fmt;
+        int field;
+    } per_worker_metrics[] = {
+        {"arbiter_worker_requests_total", "counter", "Requests served by this worker.", "%.0f", 0},
+        {"arbiter_worker_requests_in_flight", "gauge", "Requests this worker is serving.", "%.0f", 1},
+        {"arbiter_worker_memory_pss_bytes", "gauge", "Proportional set size of the worker.", "%.0f", 2},
+        {"arbiter_worker_memory_rss_bytes", "gauge", "Resident set size of the worker.", "%.0f", 3},
+        {"arbiter_worker_cpu_seconds_total", "counter", "CPU time (user + system) of the worker.", "%.2f", 4},
+        {"arbiter_worker_uptime_seconds", "gauge", "Seconds since the worker started.", "%.3f", 5},
+    };
+    for (size_t m = 0; m < sizeof per_worker_metrics / sizeof per_worker_metrics[0]; m++) {
+        header(b, per_worker_metrics[m].name, per_worker_metrics[m].type, per_worker_metrics[m].help);
+        for (size_t i = 0; i < count; i++) {
+            const struct worker *w = samples[i].worker;
+            const struct proc_stats *s = &samples[i].stats;
+            double values[] = {(double)w->requests, (double)w->in_flight, (double)s->pss_bytes, (double)s->rss_bytes,
+                               s->cpu_seconds, (double)(uv_now(a->loop) - w->started_ms) / 1000.0};
+            if (samples[i].alive || per_worker_metrics[m].field < 2)
+                per_worker(b, per_worker_metrics[m].name, w->slot_id, w->pid, per_worker_metrics[m].fmt,
+                           values[per_worker_metrics[m].field]);
+        }
+    }
+    free(samples);
+
+    header(b, "arbiter_listen_queue_length", "gauge", "Connections waiting in the listener's accept queue (TCP_INFO).");
+    struct text_buffer maxima = {.limit = 1 << 20};
+    for (size_t i = 0; i < a->listeners.count; i++) {
+        struct tcp_info info;
+        socklen_t len = sizeof info;
+        if (getsockopt(a->listeners.items[i].fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0)
+            continue; /* not TCP */
+        text_buffer_printf(b, "arbiter_listen_queue_length{listener=\"");
+        metrics_escape_label(b, a->listeners.items[i].name);
+        text_buffer_printf(b, "\"} %u\n", info.tcpi_unacked);
+        text_buffer_printf(&maxima, "arbiter_listen_queue_max{listener=\"");
+        metrics_escape_label(&maxima, a->listeners.items[i].name);
+        text_buffer_printf(&maxima, "\"} %u\n", info.tcpi_sacked);
+    }
+    header(b, "arbiter_listen_queue_max", "gauge", "Size of the listener's accept queue (backlog).");
+    if (maxima.data)
+        text_buffer_printf(b, "%.*s", (int)maxima.length, maxima.data);
+    text_buffer_free(&maxima);
+}
+
+int metrics_health(const struct arbiter *a, char *reason, size_t size) {
+    unsigned ready = pool_ready_count(&a->pool);
+    if (a->state == ARBITER_STOPPING) {
+        snprintf(reason, size, "stopping: draining, take this node out of rotation");
+        return 503;
+    }
+    if (ready < a->config->min_ready) {
+        snprintf(reason, size, "%u/%u workers ready, fewer than --min-ready %u", ready, a->pool.target, a->config->min_ready);
+        return 503;
+    }
+    snprintf(reason, size, "ok: %u/%u workers ready", ready, a->pool.target);
+    return 200;
+}
+
+/* ---- server ---- */
+
+static void metrics_client_on_close(uv_handle_t *handle) {
+    struct metrics_client *client = handle->data;
+    if (--client->open_handles == 0) {
+        free(client->head);
+        free(client->body);
+        free(client);
+    }
+}
+
+static void metrics_client_close(struct metrics_client *client) {
+    if (client->closing)
+        return;
+    client->closing = true;
+    struct metrics *metrics = client->metrics;
+    for (struct metrics_client **p = &metrics->clients; *p; p = &(*p)->next) {
+        if (*p == client) {
+            *p = client->next;
+            metrics->client_count--;
+            break;
+        }
+    }
+    uv_close(&client->connection.handle, metrics_client_on_close);
+    uv_close((uv_handle_t *)&client->timer, metrics_client_on_close);
+}
+
+static void metrics_on_written(uv_write_t *req, int status) {
+    (void)status;
+    metrics_client_close(req->data);
+}
+
+/* Sends the response and closes; takes ownership of body (heap, may be NULL for an empty body). */
+static void metrics_respond(struct metrics_client *client, int code, const char *content_type, char *body,
+                            size_t body_length) {
+    const char *reason = code == 200 ? "OK" : code == 400 ? "Bad Request" : code == 404 ? "Not Found"
+                       : code == 405 ? "Method Not Allowed" : code == 431 ? "Request Header Fields Too Large"
+                                     : "Service Unavailable";
+    client->responded = true;
+    client->body = body;
+    uv_read_stop(&client->connection.stream);
+    struct text_buffer head = {.limit = 4096};
+    text_buffer_printf(&head,
+                       "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n"
+                       "Connection: close\r\n\r\n",
+                       code, reason, content_type, body_length);
+    client->head = head.data;
+    if (head.truncated || !head.data) {
+        metrics_client_close(client);
+        return;
+    }
+    uv_buf_t bufs[2] = {uv_buf_init(head.data, (unsigned)head.length), uv_buf_init(body ? body : "", (unsigned)body_length)};
+    client->write.data = client;
+    if (uv_write(&client->write, &client->connection.stream, bufs, body_length ? 2 : 1, metrics_on_written) != 0)
+        metrics_client_close(client);
+}
+
+static void metrics_respond_text(struct metrics_client *client, int code, const char *text, bool head_only) {
+    char *body = strdup(text);
+    metrics_respond(client, code, "text/plain; charset=utf-8", body, body && !head_only ? strlen(body) : 0);
+}
+
+static void metrics_handle_request(struct metrics_client *client) {
+    struct arbiter *a = client->metrics->arbiter;
+    char method[16], path[256];
+    if (sscanf(client->request, "%15s %255s HTTP/1.", method, path) != 2) {
+        metrics_respond_text(client, 400, "bad request: send `GET /metrics HTTP/1.1`\n", false);
+        return;
+    }
+    bool head_only = strcmp(method, "HEAD") == 0;
+    if (strcmp(method, "GET") != 0 && !head_only) {
+        metrics_respond_text(client, 405, "only GET and HEAD\n", false);
+        return;
+    }
+    path[strcspn(path, "?")] = '\0';
+    if (strcmp(path, "/metrics") == 0) {
+        client->metrics->scrapes++;
+        struct text_buffer body = {.limit = 32u << 20};
+        metrics_render(a, &body);
+        metrics_respond(client, 200, "text/plain; version=0.0.4; charset=utf-8", body.data, head_only ? 0 : body.length);
+    } else if (strcmp(path, "/healthz") == 0) {
+        char reason[192];
+        int code = metrics_health(a, reason, sizeof reason - 1);
+        strcat(reason, "\n");
+        metrics_respond_text(client, code, reason, head_only);
+    } else {
+        metrics_respond_text(client, 404, "not found: try /metrics or /healthz\n", false);
+    }
+}
+
+static void metrics_on_timeout(uv_timer_t *timer) {
+    metrics_client_close(timer->data); /* slow or silent client: bounded time, then gone */
+}
+
+static void metrics_on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
+    struct metrics_client *client = handle->data;
+    (void)suggested;
+    *buf = uv_buf_init(client->request + client->length, (unsigned)(sizeof client->request - 1 - client->length));
+}
+
+static void metrics_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+    struct metrics_client *client = stream->data;
+    (void)buf;
+    if (client->responded)
+        return;
+    if (nread < 0) {
+        metrics_client_close(client);
+        return;
+    }
+    client->length += (size_t)nread;
+    client->request[client->length] = '\0';
+    if (strstr(client->request, "\r\n\r\n") || strstr(client->request, "\n\n"))
+        metrics_handle_request(client);
+    else if (client->length >= sizeof client->request - 1)
+        metrics_respond_text(client, 431, "request headers too large\n", false);
+}
+
+static void metrics_on_connection(uv_stream_t *server, int status) {
+    struct metrics *metrics = server->data;
+    if (status < 0)
+        return;
+    struct metrics_client *client = calloc(1, sizeof *client);
+    if (!client)
+        return;
+    client->metrics = metrics;
+    uv_loop_t *loop = metrics->arbiter->loop;
+    if (server->type == UV_TCP)
+        uv_tcp_init(loop, &client->connection.tcp);
+    else
+        uv_pipe_init(loop, &client->connection.pipe, 0);
+    uv_timer_init(loop, &client->timer);
+    client->connection.handle.data = client;
+    client->timer.data = client;
+    client->open_handles = 2;
+    client->next = metrics->clients;
+    metrics->clients = client;
+    metrics->client_count++;
+    if (uv_accept(server, &client->connection.stream) != 0 || metrics->client_count > METRICS_MAX_CLIENTS) {
+        metrics_client_close(client); /* over the limit: dropped at once, the others are served */
+        return;
+    }
+    uv_timer_start(&client->timer, metrics_on_timeout, METRICS_CLIENT_TIMEOUT_MS, 0);
+    uv_read_start(&client->connection.stream, metrics_on_alloc, metrics_on_read);
+}
+
+int metrics_start(struct metrics *metrics, struct arbiter *arbiter, const char *address, char *err, size_t err_size) {
+    memset(metrics, 0, sizeof *metrics);
+    metrics->arbiter = arbiter;
+    struct bind_address parsed;
+    char reason[256];
+    if (listener_parse_address(address, &parsed, reason, sizeof reason) != 0 || parsed.kind == BIND_FD) {
+        snprintf(err, err_size, "--metrics %s: %s", address, parsed.kind == BIND_FD ? "use HOST:PORT or unix:PATH" : reason);
+        return -1;
+    }
+    int rc;
+    if (parsed.kind == BIND_INET) {
+        uv_tcp_init(arbiter->loop, &metrics->server.tcp);
+        metrics->listening = true;
+        rc = uv_tcp_bind(&metrics->server.tcp, (struct sockaddr *)&parsed.addr, 0);
+    } else {
+        const char *path = ((struct sockaddr_un *)&parsed.addr)->sun_path;
+        uv_pipe_init(arbiter->loop, &metrics->server.pipe, 0);
+        metrics->listening = true;
+        unlink(path);
+        rc = uv_pipe_bind(&metrics->server.pipe, path);
+        if (rc == 0)
+            snprintf(metrics->unix_path, sizeof metrics->unix_path, "%s", path);
+    }
+    metrics->server.handle.data = metrics;
+    if (rc == 0)
+        rc = uv_listen(&metrics->server.stream, 64, metrics_on_connection);
+    if (rc != 0) {
+        snprintf(err, err_size, "--metrics %s: cannot listen: %s", address, uv_strerror(rc));
+        return -1;
+    }
+    log_info("metrics", "metrics on http://%s/metrics and /healthz", address);
+    return 0;
+}
+
+void metrics_close(struct metrics *metrics) {
+    if (!metrics->listening)
+        return;
+    metrics->listening = false;
+    while (metrics->clients)
+        metrics_client_close(metrics->clients);
+    uv_close(&metrics->server.handle, NULL); /* embedded in struct arbiter */
+    if (metrics->unix_path[0])
+        unlink(metrics->unix_path);
+}

@@ -1,0 +1,55 @@
+/* metrics.h - --metrics ADDR: Prometheus /metrics and the load balancer's /healthz. */
+#ifndef ARBITER_METRICS_H
+#define ARBITER_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+#define METRICS_REQUEST_MAX 8192
+#define METRICS_CLIENT_TIMEOUT_MS 5000u
+#define METRICS_MAX_CLIENTS 64
+
+struct arbiter;
+struct metrics_client;
+
+/* A growable text buffer with a hard cap; writes past the cap set `truncated`. */
+struct text_buffer {
+    char *data;
+    size_t length;
+    size_t capacity;
+    size_t limit;
+    bool truncated;
+};
+
+void text_buffer_printf(struct text_buffer *buffer, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void text_buffer_free(struct text_buffer *buffer);
+
+/* Writes value with Prometheus label escaping (\\, \", \n). */
+void metrics_escape_label(struct text_buffer *buffer, const char *value);
+
+/* The whole /metrics page. */
+void metrics_render(struct arbiter *arbiter, struct text_buffer *out);
+
+/* /healthz: fills reason and returns 200 or 503. */
+int metrics_health(const struct arbiter *arbiter, char *reason, size_t reason_size);
+
+struct metrics {
+    struct arbiter *arbiter;
+    union {
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+        uv_stream_t stream;
+        uv_handle_t handle;
+    } server;
+    bool listening;
+    char unix_path[108];
+    struct metrics_client *clients;
+    unsigned client_count;
+    unsigned long long scrapes;
+};
+
+int metrics_start(struct metrics *metrics, struct arbiter *arbiter, const char *address, char *err, size_t err_size);
+void metrics_close(struct metrics *metrics);
+
+#endif
