@@ -629,7 +629,7 @@ static int config_apply_defaults(struct config *c, char *const *envp, char *err,
         }
     }
     if (!c->max_workers)
-        c->max_workers = 128;
+        c->max_workers = c->workers > 128 ? c->workers : 128;
     if (c->workers > c->max_workers) {
         snprintf(err, n, "--workers %u is more than --max-workers %u; raise --max-workers", c->workers, c->max_workers);
         return -1;
@@ -665,8 +665,9 @@ static int config_apply_defaults(struct config *c, char *const *envp, char *err,
     }
     if (c->chdir) {
         struct stat st;
-        if (stat(c->chdir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-            snprintf(err, n, "--chdir %s: %s", c->chdir, errno ? strerror(errno) : "not a directory");
+        int found = stat(c->chdir, &st) == 0;
+        if (!found || !S_ISDIR(st.st_mode)) {
+            snprintf(err, n, "--chdir %s: %s", c->chdir, found ? "not a directory" : strerror(errno));
             return -1;
         }
     }
@@ -732,7 +733,9 @@ enum config_result config_parse(struct config *c, int argc, char **argv, char *c
             break;
         if (ch == '?' || ch == ':') {
             const char *what = argv[optind - 1];
-            if (ch == '?')
+            if (ch == '?' && optopt >= 1000)
+                snprintf(err, err_size, "option '--%s' takes no value", option_table[optopt - 1000].name);
+            else if (ch == '?')
                 snprintf(err, err_size, "unknown option '%s'", optopt && optopt < 256 ? (char[]){'-', (char)optopt, 0} : what);
             else
                 snprintf(err, err_size, "option '%s' needs a value", what);

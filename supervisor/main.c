@@ -24,7 +24,8 @@ static int run_or_check(int argc, char **argv) {
     enum config_result result = config_parse(&config, argc, argv, environ, err, sizeof err);
     if (result != CONFIG_OK) {
         if (result == CONFIG_USAGE_ERROR)
-            fprintf(stderr, "arbiter %s: %s\nTry 'arbiter %s --help'.\n", argv[0], err, argv[0]);
+            fprintf(stderr, "arbiter %s: %s\nusage: arbiter %s [OPTIONS] APP\nTry 'arbiter %s --help' for every option.\n",
+                    argv[0], err, argv[0], argv[0]);
         config_free(&config);
         return result == CONFIG_EXIT_OK ? EXIT_CLEAN : EXIT_USAGE;
     }

@@ -10,6 +10,7 @@ Environment:
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -262,12 +263,33 @@ class Arbiter:
                 f"{waiting_for}; output:\n{self.tail()}"
             )
 
+    def ready_pids_from_ctl(self) -> Optional[set[int]]:
+        """The pids `ctl status` reports as ready, or None if the control socket did not answer."""
+        if not self.control_path.exists():
+            return None
+        try:
+            result = subprocess.run(
+                [str(ARBITER_BIN), "ctl", "--control", str(self.control_path), "--json", "status"],
+                capture_output=True, text=True, timeout=5,
+            )
+            status = json.loads(result.stdout) if result.returncode == 0 else None
+        except (subprocess.TimeoutExpired, ValueError):
+            return None
+        if not isinstance(status, dict) or not isinstance(status.get("workers"), list):
+            return None
+        return {w.get("pid") for w in status["workers"] if w.get("state") == "ready"}
+
     def wait_ready(self, workers: int, timeout: float = 30.0) -> set[int]:
-        """Wait until `workers` worker processes exist and an HTTP request is answered."""
+        """Wait until `workers` worker processes exist, an HTTP request is answered and, when the
+        control socket answers, `ctl status` reports all of them ready (a worker answering is not
+        enough: the others may still be booting, and the arbiter treats that as 'starting')."""
         def ready():
             self._check_running(f"{workers} workers to be ready")
             current = self.workers()
-            return current if len(current) == workers and self.try_get_json() is not None else None
+            if len(current) != workers or self.try_get_json() is None:
+                return None
+            from_ctl = self.ready_pids_from_ctl()
+            return current if from_ctl is None or from_ctl == current else None
         try:
             return wait_until(ready, timeout, f"{workers} workers serving on {self.bind}", interval=0.1)
         except AssertionError as failure:

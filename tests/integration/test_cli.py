@@ -61,10 +61,18 @@ def test_version_prints_a_version_and_exits_0(arbiter):
     assert re.search(r"\d+\.\d+", arbiter.output())
 
 
-def test_help_mentions_every_run_flag_and_exits_0(arbiter):
+def test_help_exits_0_and_names_every_command(arbiter):
     code = _exit_code(arbiter, "--help")
+
+    assert code == 0
+    for command in ("run", "check", "ctl"):
+        assert re.search(rf"\b{command}\b", arbiter.output()), f"--help does not mention {command}"
+
+
+def test_run_help_mentions_every_run_flag_and_exits_0(arbiter):
+    code = _exit_code(arbiter, "run", "--help")
 
     assert code == 0
     text = arbiter.output()
     missing = [flag for flag in RUN_FLAGS if not re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", text)]
-    assert not missing, f"--help does not mention {missing}"
+    assert not missing, f"run --help does not mention {missing}"

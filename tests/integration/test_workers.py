@@ -102,7 +102,7 @@ def test_arbiter_killed_with_sigkill_takes_every_worker_with_it_and_frees_the_po
 
     wait_until(lambda: not any(pid_alive(pid) for pid in workers), 1.0,
                f"workers {workers} to die with the arbiter", interval=0.02)
-    assert port_is_free(host, int(port))
+    assert port_is_free(host, int(port)), f"{arbiter.bind} is still in use after the arbiter and its workers died"
 
 
 def test_worker_environment_drops_systemd_variables_and_names_the_worker(arbiter):

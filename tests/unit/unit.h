@@ -1,0 +1,34 @@
+/* unit.h - the suites of unit_tests and the helpers they share.
+ *
+ * Each module has one suite in its own file; unit_tests.c runs them all. Helpers here create and
+ * remove scratch files so that no test depends on what the machine already has, and capture a
+ * function's stdout so --help output does not clutter the test log. */
+#ifndef ARBITER_UNIT_H
+#define ARBITER_UNIT_H
+
+#include <check.h>
+#include <stddef.h>
+
+Suite *backoff_suite(void);
+Suite *config_suite(void);
+Suite *environment_suite(void);
+Suite *listener_suite(void);
+Suite *log_suite(void);
+Suite *notify_suite(void);
+Suite *worker_state_suite(void);
+
+/* One directory under $TMPDIR (or /tmp) for the whole run, created and removed by main. */
+void scratch_root_create(void);
+void scratch_root_remove(void);
+/* A fresh directory under the root; remove it with scratch_dir_remove. */
+void scratch_dir_create(char *out, size_t size);
+/* Removes the directory and everything in it. */
+void scratch_dir_remove(const char *dir);
+/* Writes text to dir/name and stores the full path in out. */
+void scratch_file_write(const char *dir, const char *name, const char *text, char *out, size_t size);
+
+/* Redirects stdout to /dev/null until unit_stdout_restore; returns the saved fd. */
+int unit_stdout_silence(void);
+void unit_stdout_restore(int saved);
+
+#endif
