@@ -2,7 +2,7 @@
 # Fresh Debian 12 → every test of arbiter: installs what is missing, builds the normal and the
 # ASan+UBSan trees, then runs the stages below in order and stops at the first that fails.
 #
-#   install · build · build-asan · unit · unit-valgrind · unit-asan · integration · e2e · fuzz-smoke
+#   install · build · build-asan · unit · unit-valgrind · unit-asan · shim · integration · e2e · fuzz-smoke
 #
 # The last line of output is always the total over every stage that ran, counted from the tools'
 # own reports (check's "Checks: N, Failures: F, Errors: E" lines, pytest's JUnit XML, a runner's
@@ -21,7 +21,7 @@ LOG_DIR="$REPO/.cache/test-logs"
 rm -rf "$LOG_DIR"
 mkdir -p "$LOG_DIR"
 
-TEST_PACKAGES=("${BUILD_PACKAGES[@]}" valgrind clang libclang-rt-14-dev)
+TEST_PACKAGES=("${BUILD_PACKAGES[@]}" valgrind clang libclang-rt-14-dev prometheus)
 export ARBITER_BIN="$REPO/build/arbiter"
 export ARBITER_TEST_PYTHON="$VENV/bin/python"
 export CK_VERBOSITY=normal          # check prints its "Checks: N, Failures: F" line, which we count
@@ -149,6 +149,18 @@ run_runner() {
     return "$status"
 }
 
+# The worker shim's own tests: the shim started by a Python harness, without the arbiter.
+stage_shim() {
+    local status
+    (cd "$REPO/worker-shim" && "$VENV/bin/python" -m pytest tests -p no:cacheprovider --timeout=240 -q \
+        --junitxml="$LOG_DIR/shim.xml")
+    status=$?
+    if [ -s "$LOG_DIR/shim.xml" ]; then
+        "$SYSTEM_PYTHON" "$REPO/scripts/count_results.py" junit "$LOG_DIR/shim.xml" > "$COUNTS" || return 1
+    fi
+    return "$status"
+}
+
 stage_e2e() { run_runner "$E2E_RUNNER"; }
 stage_fuzz_smoke() { FUZZ_SECONDS="${FUZZ_SECONDS:-30}" run_runner "$FUZZ_RUNNER"; }
 
@@ -159,6 +171,7 @@ run_stage build-asan stage_build_asan
 run_stage unit stage_unit
 run_stage unit-valgrind stage_unit_valgrind
 run_stage unit-asan stage_unit_asan
+run_stage shim stage_shim
 run_stage integration stage_integration
 if E2E_RUNNER="$(find_runner "$REPO/tests/e2e")"; then
     run_stage e2e stage_e2e
