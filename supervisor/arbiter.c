@@ -89,8 +89,13 @@ static void arbiter_on_pool_changed(struct pool *pool) {
         }
     } else if (a->state == ARBITER_RELOADING && !pool_reload_in_progress(pool)) {
         a->state = ARBITER_RUNNING;
-        log_info("reload_done", "reload finished in %llu ms; %u/%u workers ready",
-                 (unsigned long long)(uv_now(a->loop) - a->reload_started_ms), ready, pool->target);
+        if (pool->replace_failures != a->reload_failures_mark)
+            log_error("reload_failed", "reload abandoned after %llu ms: a new worker failed to boot (see above); "
+                      "%u/%u workers of the previous generation keep serving",
+                      (unsigned long long)(uv_now(a->loop) - a->reload_started_ms), ready, pool->target);
+        else
+            log_info("reload_done", "reload finished in %llu ms; %u/%u workers ready",
+                     (unsigned long long)(uv_now(a->loop) - a->reload_started_ms), ready, pool->target);
         notify_send(&a->notify, "READY=1");
     }
     arbiter_update_status(a);
@@ -140,6 +145,7 @@ void arbiter_reload(struct arbiter *a, const char *why) {
     a->state = ARBITER_RELOADING;
     a->reload_started_ms = uv_now(a->loop);
     a->reloads_total++;
+    a->reload_failures_mark = a->pool.replace_failures;
     notify_send(&a->notify, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)notify_monotonic_usec());
     log_info("reload", "reload requested (%s)", why);
     pool_reload(&a->pool);

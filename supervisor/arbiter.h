@@ -37,6 +37,7 @@ struct arbiter {
     uint64_t started_ms;
     uint64_t reload_started_ms;
     uint64_t reloads_total;
+    uint64_t reload_failures_mark; /* pool.replace_failures when the reload started */
     char status_line[128]; /* last STATUS= sent to systemd */
 
     struct listener_set listeners;
