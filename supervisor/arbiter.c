@@ -257,9 +257,8 @@ int arbiter_run(struct config *config) {
     }
     a->pool.listen_fd_count = a->listeners.count;
     find_shim_dir(a->shim_dir, sizeof a->shim_dir);
-    if (!a->shim_dir[0])
-        log_warning("shim_missing", "the worker shim (arbiter_worker) was not found next to the arbiter; "
-                                    "workers will start only if it is installed in the app's venv (pip install arbiter)");
+    if (!a->shim_dir[0]) /* installed with pip: the shim is in the venv's site-packages */
+        log_debug("shim", "using the arbiter_worker package installed in the interpreter's environment");
     a->pool.shim_dir = a->shim_dir[0] ? a->shim_dir : NULL;
     a->started_ms = uv_now(a->loop);
     notify_init(&a->notify, a->loop);

@@ -253,7 +253,7 @@ static const struct option_spec option_table[] = {
     {"config", 0, "FILE", apply_nothing, 0, 0, 0, NULL, 0,
      "JSON file of options: {\"workers\": 4, \"bind\": [\"unix:/run/app.sock\"]}; flags override it"},
     {"control", 0, "PATH", apply_string, FIELD(control_path), 0, 0, NULL, 0,
-     "control socket (default $ARBITER_CONTROL, else $RUNTIME_DIRECTORY/arbiter.sock, else per user)"},
+     "control socket (default $ARBITER_CONTROL, else $RUNTIME_DIRECTORY/NAME.sock, else /run/arbiter/NAME.sock for root)"},
     {"control-group", 0, "GROUP", apply_string, FIELD(control_group), 0, 0, NULL, 0,
      "members of GROUP may run `ctl status`"},
     {"timeout", 't', "S", apply_seconds, FIELD(timeout), 0, 86400, NULL, 0,

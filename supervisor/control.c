@@ -346,39 +346,21 @@ void control_default_path(const char *name, char *out, size_t size) {
 }
 
 static int control_prepare_path(const char *path, char *err, size_t err_size) {
-    struct stat st;
-    if (lstat(path, &st) != 0)
+    switch (listener_clear_stale_unix(path)) {
+    case STALE_SOCKET_FREE:
         return 0;
-    if (!S_ISSOCK(st.st_mode)) {
+    case STALE_SOCKET_NOT_A_SOCKET:
         snprintf(err, err_size, "control socket %s: the path exists and is not a socket; remove it or pass --control", path);
         return -1;
-    }
-    struct bind_address probe;
-    char reason[256];
-    char text[LISTENER_TEXT_MAX + 8];
-    snprintf(text, sizeof text, "unix:%s", path);
-    if (listener_parse_address(text, &probe, reason, sizeof reason) != 0) {
-        snprintf(err, err_size, "control socket %s: %s", path, reason);
-        return -1;
-    }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        snprintf(err, err_size, "control socket: socket(): %s", strerror(errno));
-        return -1;
-    }
-    int rc = connect(fd, (struct sockaddr *)&probe.addr, probe.addr_len);
-    int connect_errno = errno;
-    close(fd);
-    if (rc == 0) {
+    case STALE_SOCKET_IN_USE:
         snprintf(err, err_size, "another arbiter is running with control socket %s; stop it, or give this one "
                                 "another --name or --control", path);
         return -1;
+    case STALE_SOCKET_ERROR:
+        break;
     }
-    if (connect_errno == ECONNREFUSED && unlink(path) != 0) {
-        snprintf(err, err_size, "control socket %s: cannot remove the stale socket: %s", path, strerror(errno));
-        return -1;
-    }
-    return 0;
+    snprintf(err, err_size, "control socket %s: cannot check or remove the existing file: %s", path, strerror(errno));
+    return -1;
 }
 
 int control_start(struct control *control, struct arbiter *arbiter, char *err, size_t err_size) {

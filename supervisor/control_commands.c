@@ -15,7 +15,6 @@
 #include "arbiter.h"
 #include "control.h"
 #include "log.h"
-#include "procstat.h"
 
 static void set_error(struct control_error *error, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -62,8 +61,8 @@ static int get_bool(json_t *json, const char *field, bool *value, struct control
 
 static json_t *worker_json(struct arbiter *a, const struct worker *w, const struct slot *slot) {
     uint64_t now = uv_now(a->loop);
-    struct proc_stats stats;
-    int alive = w && procstat_read(w->pid, &stats) == 0;
+    static const struct proc_stats none;
+    const struct proc_stats *stats = w && w->stats_ms ? &w->stats : &none;
     json_t *o = json_object();
     json_object_set_new(o, "id", json_integer(slot ? slot->id : w->slot_id));
     json_object_set_new(o, "pid", w ? json_integer(w->pid) : json_null());
@@ -74,9 +73,9 @@ static json_t *worker_json(struct arbiter *a, const struct worker *w, const stru
     json_object_set_new(o, "in_flight", json_integer(w ? (json_int_t)w->in_flight : 0));
     json_object_set_new(o, "restarts", json_integer(slot ? (json_int_t)slot->restarts : 0));
     json_object_set_new(o, "last_exit", slot ? json_string(slot->last_exit) : json_null());
-    json_object_set_new(o, "memory_rss_bytes", json_integer(alive ? (json_int_t)stats.rss_bytes : 0));
-    json_object_set_new(o, "memory_pss_bytes", json_integer(alive ? (json_int_t)stats.pss_bytes : 0));
-    json_object_set_new(o, "cpu_seconds", json_real(alive ? stats.cpu_seconds : 0.0));
+    json_object_set_new(o, "memory_rss_bytes", json_integer((json_int_t)stats->rss_bytes));
+    json_object_set_new(o, "memory_pss_bytes", json_integer((json_int_t)stats->pss_bytes));
+    json_object_set_new(o, "cpu_seconds", json_real(stats->cpu_seconds));
     return o;
 }
 
@@ -162,7 +161,9 @@ static enum control_outcome scale_run(struct arbiter *a, struct control_request 
 
 static enum control_outcome reload_done(struct arbiter *a, const struct control_request *r, json_t **reply,
                                         struct control_error *error) {
-    if (a->state == ARBITER_RELOADING || pool_reload_in_progress(&a->pool))
+    /* Complete means the old workers have drained and exited too, so ExecReload= returns when the
+     * previous generation is gone. */
+    if (a->state == ARBITER_RELOADING || pool_reload_in_progress(&a->pool) || a->pool.detached)
         return CONTROL_WAIT;
     if (a->pool.replace_failures != r->mark) {
         set_error(error, "failed", "a new worker failed to boot, so the reload stopped; the old workers keep serving. "

@@ -234,33 +234,46 @@ static const char *bind_advice(int error, const struct bind_address *a) {
     }
 }
 
-/* A UNIX socket file left by a dead process refuses connections: remove it. A live one is in use. */
-static int clear_stale_unix_socket(const struct bind_address *a, char *err, size_t err_size) {
-    const struct sockaddr_un *sun = (const struct sockaddr_un *)&a->addr;
+enum stale_socket listener_clear_stale_unix(const char *path) {
     struct stat st;
-    if (lstat(sun->sun_path, &st) != 0)
-        return 0;
-    if (!S_ISSOCK(st.st_mode)) {
-        snprintf(err, err_size, "cannot bind %s: the path exists and is not a socket; remove it or choose another path", a->text);
-        return -1;
+    if (lstat(path, &st) != 0)
+        return STALE_SOCKET_FREE;
+    if (!S_ISSOCK(st.st_mode))
+        return STALE_SOCKET_NOT_A_SOCKET;
+    struct sockaddr_un address = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof address.sun_path) {
+        errno = ENAMETOOLONG;
+        return STALE_SOCKET_ERROR;
     }
+    strcpy(address.sun_path, path);
     int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (probe < 0) {
-        snprintf(err, err_size, "cannot bind %s: socket(): %s", a->text, strerror(errno));
-        return -1;
-    }
-    int rc = connect(probe, (const struct sockaddr *)&a->addr, a->addr_len);
+    if (probe < 0)
+        return STALE_SOCKET_ERROR;
+    int rc = connect(probe, (const struct sockaddr *)&address, sizeof address);
     int connect_errno = errno;
     close(probe);
-    if (rc == 0) {
+    if (rc == 0)
+        return STALE_SOCKET_IN_USE;
+    if (connect_errno == ECONNREFUSED && unlink(path) != 0)
+        return STALE_SOCKET_ERROR;
+    return STALE_SOCKET_FREE;
+}
+
+static int clear_stale_unix_socket(const struct bind_address *a, char *err, size_t err_size) {
+    switch (listener_clear_stale_unix(((const struct sockaddr_un *)&a->addr)->sun_path)) {
+    case STALE_SOCKET_FREE:
+        return 0;
+    case STALE_SOCKET_NOT_A_SOCKET:
+        snprintf(err, err_size, "cannot bind %s: the path exists and is not a socket; remove it or choose another path", a->text);
+        return -1;
+    case STALE_SOCKET_IN_USE:
         snprintf(err, err_size, "cannot bind %s: address already in use: another process is serving on this socket; stop it or choose another path", a->text);
         return -1;
+    case STALE_SOCKET_ERROR:
+        break;
     }
-    if (connect_errno == ECONNREFUSED && unlink(sun->sun_path) != 0) {
-        snprintf(err, err_size, "cannot bind %s: cannot remove the stale socket file: %s", a->text, strerror(errno));
-        return -1;
-    }
-    return 0;
+    snprintf(err, err_size, "cannot bind %s: cannot check or remove the existing socket file: %s", a->text, strerror(errno));
+    return -1;
 }
 
 static int open_one(struct listener *l, int backlog, unsigned unix_mode, bool reuse_port, char *err, size_t err_size) {

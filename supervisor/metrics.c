@@ -27,7 +27,6 @@
 
 #include "arbiter.h"
 #include "log.h"
-#include "procstat.h"
 
 struct metrics_client {
     struct metrics *metrics;
@@ -115,24 +114,17 @@ static void per_worker(struct text_buffer *b, const char *name, unsigned id, int
     text_buffer_printf(b, "\n");
 }
 
-struct worker_sample {
-    const struct worker *worker;
-    struct proc_stats stats;
-    bool alive;
-};
-
-static size_t collect_workers(const struct pool *pool, struct worker_sample *out, size_t max) {
+/* Every live worker: the slots' active and successor workers, then the detached (draining) ones. */
+static size_t collect_workers(const struct pool *pool, const struct worker **out, size_t max) {
     size_t n = 0;
     for (size_t i = 0; i < pool->slot_count; i++) {
         if (pool->slots[i]->active && n < max)
-            out[n++].worker = pool->slots[i]->active;
+            out[n++] = pool->slots[i]->active;
         if (pool->slots[i]->successor && n < max)
-            out[n++].worker = pool->slots[i]->successor;
+            out[n++] = pool->slots[i]->successor;
     }
     for (const struct worker *w = pool->detached; w && n < max; w = w->next)
-        out[n++].worker = w;
-    for (size_t i = 0; i < n; i++)
-        out[i].alive = procstat_read(out[i].worker->pid, &out[i].stats) == 0;
+        out[n++] = w;
     return n;
 }
 
@@ -152,15 +144,11 @@ void metrics_render(struct arbiter *a, struct text_buffer *b) {
         const struct slot *slot = pool->slots[i];
         if (!slot->active)
             by_state[slot->state == SLOT_CRASHLOOP ? 4 : 3]++;
-        else if (slot->active->state == WORKER_READY)
-            by_state[1]++;
         else
-            by_state[0]++;
+            by_state[slot->active->state == WORKER_READY ? 1 : slot->active->state == WORKER_DRAINING ? 2 : 0]++;
         if (slot->successor)
             by_state[0]++;
     }
-    for (const struct worker *w = pool->detached; w; w = w->next)
-        by_state[2]++;
     static const char *const state_names[] = {"booting", "ready", "draining", "backoff", "crashloop"};
     header(b, "arbiter_workers", "gauge", "Workers by state.");
     for (size_t i = 0; i < 5; i++)
@@ -177,42 +165,44 @@ void metrics_render(struct arbiter *a, struct text_buffer *b) {
     header(b, "arbiter_control_commands_total", "counter", "Requests received on the control socket.");
     text_buffer_printf(b, "arbiter_control_commands_total %llu\n", (unsigned long long)a->control.commands_total);
 
-    struct worker_sample *samples = calloc(pool->slot_count * 2 + 64, sizeof *samples);
-    size_t count = samples ? collect_workers(pool, samples, pool->slot_count * 2 + 64) : 0;
+    size_t capacity = pool->slot_count * 2 + 64;
+    const struct worker **workers = calloc(capacity, sizeof *workers);
+    size_t count = workers ? collect_workers(pool, workers, capacity) : 0;
     uint64_t requests = pool->requests_of_exited, in_flight = 0;
     for (size_t i = 0; i < count; i++) {
-        requests += samples[i].worker->requests;
-        in_flight += samples[i].worker->in_flight;
+        requests += workers[i]->requests;
+        in_flight += workers[i]->in_flight;
     }
     header(b, "arbiter_requests_total", "counter", "Requests served by all workers, as of their last heartbeat.");
     text_buffer_printf(b, "arbiter_requests_total %llu\n", (unsigned long long)requests);
     header(b, "arbiter_requests_in_flight", "gauge", "Requests being served, as of the last heartbeats.");
     text_buffer_printf(b, "arbiter_requests_in_flight %llu\n", (unsigned long long)in_flight);
 
+    /* Memory and CPU come from each worker's cached /proc figures (see WORKER_STATS_MAX_AGE_MS). */
     static const struct {
         const char *name, *type, *help, *fmt;
         int field;
     } per_worker_metrics[] = {
         {"arbiter_worker_requests_total", "counter", "Requests served by this worker.", "%.0f", 0},
         {"arbiter_worker_requests_in_flight", "gauge", "Requests this worker is serving.", "%.0f", 1},
-        {"arbiter_worker_memory_pss_bytes", "gauge", "Proportional set size of the worker.", "%.0f", 2},
-        {"arbiter_worker_memory_rss_bytes", "gauge", "Resident set size of the worker.", "%.0f", 3},
-        {"arbiter_worker_cpu_seconds_total", "counter", "CPU time (user + system) of the worker.", "%.2f", 4},
+        {"arbiter_worker_memory_pss_bytes", "gauge", "Proportional set size of the worker (refreshed every 10 s).", "%.0f", 2},
+        {"arbiter_worker_memory_rss_bytes", "gauge", "Resident set size of the worker (refreshed every 10 s).", "%.0f", 3},
+        {"arbiter_worker_cpu_seconds_total", "counter", "CPU time (user + system) of the worker (refreshed every 10 s).", "%.2f", 4},
         {"arbiter_worker_uptime_seconds", "gauge", "Seconds since the worker started.", "%.3f", 5},
     };
     for (size_t m = 0; m < sizeof per_worker_metrics / sizeof per_worker_metrics[0]; m++) {
         header(b, per_worker_metrics[m].name, per_worker_metrics[m].type, per_worker_metrics[m].help);
         for (size_t i = 0; i < count; i++) {
-            const struct worker *w = samples[i].worker;
-            const struct proc_stats *s = &samples[i].stats;
+            const struct worker *w = workers[i];
+            const struct proc_stats *s = &w->stats;
             double values[] = {(double)w->requests, (double)w->in_flight, (double)s->pss_bytes, (double)s->rss_bytes,
                                s->cpu_seconds, (double)(uv_now(a->loop) - w->started_ms) / 1000.0};
-            if (samples[i].alive || per_worker_metrics[m].field < 2)
-                per_worker(b, per_worker_metrics[m].name, w->slot_id, w->pid, per_worker_metrics[m].fmt,
-                           values[per_worker_metrics[m].field]);
+            int field = per_worker_metrics[m].field;
+            if (w->stats_ms || field < 2 || field == 5)
+                per_worker(b, per_worker_metrics[m].name, w->slot_id, w->pid, per_worker_metrics[m].fmt, values[field]);
         }
     }
-    free(samples);
+    free(workers);
 
     header(b, "arbiter_listen_queue_length", "gauge", "Connections waiting in the listener's accept queue (TCP_INFO).");
     struct text_buffer maxima = {.limit = 1 << 20};
@@ -280,9 +270,10 @@ static void metrics_on_written(uv_write_t *req, int status) {
     metrics_client_close(req->data);
 }
 
-/* Sends the response and closes; takes ownership of body (heap, may be NULL for an empty body). */
+/* Sends the response and closes; takes ownership of body (heap, may be NULL for an empty body).
+ * A HEAD request gets the same headers, Content-Length included, without the body. */
 static void metrics_respond(struct metrics_client *client, int code, const char *content_type, char *body,
-                            size_t body_length) {
+                            size_t body_length, bool head_only) {
     const char *reason = code == 200 ? "OK" : code == 400 ? "Bad Request" : code == 404 ? "Not Found"
                        : code == 405 ? "Method Not Allowed" : code == 431 ? "Request Header Fields Too Large"
                                      : "Service Unavailable";
@@ -301,19 +292,48 @@ static void metrics_respond(struct metrics_client *client, int code, const char 
     }
     uv_buf_t bufs[2] = {uv_buf_init(head.data, (unsigned)head.length), uv_buf_init(body ? body : "", (unsigned)body_length)};
     client->write.data = client;
-    if (uv_write(&client->write, &client->connection.stream, bufs, body_length ? 2 : 1, metrics_on_written) != 0)
+    if (uv_write(&client->write, &client->connection.stream, bufs, body_length && !head_only ? 2 : 1, metrics_on_written) != 0)
         metrics_client_close(client);
 }
 
 static void metrics_respond_text(struct metrics_client *client, int code, const char *text, bool head_only) {
     char *body = strdup(text);
-    metrics_respond(client, code, "text/plain; charset=utf-8", body, body && !head_only ? strlen(body) : 0);
+    metrics_respond(client, code, "text/plain; charset=utf-8", body, body ? strlen(body) : 0, head_only);
+}
+
+/* Parses "METHOD SP PATH SP HTTP/1.x" strictly: anything else is a bad request. */
+static bool parse_request_line(const char *request, size_t length, char *method, size_t method_size, char *path,
+                               size_t path_size) {
+    const char *end = memchr(request, '\n', length);
+    if (!end)
+        return false;
+    size_t line = (size_t)(end - request);
+    if (line > 0 && request[line - 1] == '\r')
+        line--;
+    const char *space = memchr(request, ' ', line);
+    if (!space || space == request || (size_t)(space - request) >= method_size)
+        return false;
+    for (const char *p = request; p < space; p++)
+        if (*p < 'A' || *p > 'Z')
+            return false;
+    const char *target = space + 1;
+    const char *second = memchr(target, ' ', line - (size_t)(target - request));
+    if (!second || second == target || (size_t)(second - target) >= path_size || target[0] != '/')
+        return false;
+    size_t version = line - (size_t)(second + 1 - request);
+    if (version != 8 || memcmp(second + 1, "HTTP/1.", 7) != 0 || (second[8] != '0' && second[8] != '1'))
+        return false;
+    memcpy(method, request, (size_t)(space - request));
+    method[space - request] = '\0';
+    memcpy(path, target, (size_t)(second - target));
+    path[second - target] = '\0';
+    return true;
 }
 
 static void metrics_handle_request(struct metrics_client *client) {
     struct arbiter *a = client->metrics->arbiter;
     char method[16], path[256];
-    if (sscanf(client->request, "%15s %255s HTTP/1.", method, path) != 2) {
+    if (!parse_request_line(client->request, client->length, method, sizeof method, path, sizeof path)) {
         metrics_respond_text(client, 400, "bad request: send `GET /metrics HTTP/1.1`\n", false);
         return;
     }
@@ -327,7 +347,7 @@ static void metrics_handle_request(struct metrics_client *client) {
         client->metrics->scrapes++;
         struct text_buffer body = {.limit = 32u << 20};
         metrics_render(a, &body);
-        metrics_respond(client, 200, "text/plain; version=0.0.4; charset=utf-8", body.data, head_only ? 0 : body.length);
+        metrics_respond(client, 200, "text/plain; version=0.0.4; charset=utf-8", body.data, body.length, head_only);
     } else if (strcmp(path, "/healthz") == 0) {
         char reason[192];
         int code = metrics_health(a, reason, sizeof reason - 1);
@@ -359,8 +379,10 @@ static void metrics_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *
     }
     client->length += (size_t)nread;
     client->request[client->length] = '\0';
-    if (strstr(client->request, "\r\n\r\n") || strstr(client->request, "\n\n"))
+    if (memmem(client->request, client->length, "\r\n\r\n", 4) || memmem(client->request, client->length, "\n\n", 2))
         metrics_handle_request(client);
+    else if (client->request[0] != 0 && (client->request[0] < 'A' || client->request[0] > 'Z'))
+        metrics_respond_text(client, 400, "bad request: this is plain HTTP (a TLS client?)\n", false);
     else if (client->length >= sizeof client->request - 1)
         metrics_respond_text(client, 431, "request headers too large\n", false);
 }
@@ -385,9 +407,20 @@ static void metrics_on_connection(uv_stream_t *server, int status) {
     client->next = metrics->clients;
     metrics->clients = client;
     metrics->client_count++;
-    if (uv_accept(server, &client->connection.stream) != 0 || metrics->client_count > METRICS_MAX_CLIENTS) {
-        metrics_client_close(client); /* over the limit: dropped at once, the others are served */
+    if (uv_accept(server, &client->connection.stream) != 0) {
+        metrics_client_close(client);
         return;
+    }
+    if (metrics->client_count > METRICS_MAX_CLIENTS) {
+        /* Full: the oldest client still sending its request goes, so idle connections can never
+         * keep a load balancer's health check out. */
+        struct metrics_client *oldest = NULL;
+        for (struct metrics_client *c = metrics->clients; c; c = c->next)
+            if (!c->responded && c != client)
+                oldest = c; /* the list is newest first */
+        metrics_client_close(oldest ? oldest : client);
+        if (!oldest)
+            return;
     }
     uv_timer_start(&client->timer, metrics_on_timeout, METRICS_CLIENT_TIMEOUT_MS, 0);
     uv_read_start(&client->connection.stream, metrics_on_alloc, metrics_on_read);

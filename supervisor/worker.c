@@ -92,22 +92,30 @@ bool worker_transition(struct worker *w, enum worker_state next) {
 
 /* ---- the channel ---- */
 
-/* --max-lifetime and --max-memory are checked when a heartbeat arrives: no timer of their own, so
- * they cost no wakeups, and a heartbeat interval (at most 5 s) is precise enough for both. */
-static void worker_check_limits(struct worker *w) {
+/* Refreshes the /proc figures, then checks --max-lifetime and --max-memory. Runs when a heartbeat
+ * arrives: no timer of its own, so it costs no wakeups, and a heartbeat interval (at most 5 s) is
+ * precise enough for both limits. */
+static void worker_refresh_stats(struct worker *w, bool force) {
+    uint64_t now = uv_now(w->pool->loop);
+    if (force || !w->stats_ms || w->pool->config->max_memory || now - w->stats_ms >= WORKER_STATS_MAX_AGE_MS) {
+        if (procstat_read(w->pid, &w->stats) == 0)
+            w->stats_ms = now ? now : 1;
+    }
+}
+
+static void worker_on_heartbeat(struct worker *w) {
     const struct config *config = w->pool->config;
+    uint64_t now = uv_now(w->pool->loop);
+    worker_refresh_stats(w, false);
     if (w->state != WORKER_READY || w->retire_requested)
         return;
     char reason[96] = "";
-    uint64_t lived_ms = uv_now(w->pool->loop) - w->started_ms;
-    if (config->max_lifetime > 0 && (double)lived_ms >= config->max_lifetime * 1000.0) {
+    uint64_t lived_ms = now - w->started_ms;
+    if (config->max_lifetime > 0 && (double)lived_ms >= config->max_lifetime * 1000.0)
         snprintf(reason, sizeof reason, "max-lifetime: up %.0f s", (double)lived_ms / 1000);
-    } else if (config->max_memory) {
-        struct proc_stats stats;
-        if (procstat_read(w->pid, &stats) == 0 && stats.pss_bytes > config->max_memory)
-            snprintf(reason, sizeof reason, "max-memory: PSS %.1f MiB > %.1f MiB", (double)stats.pss_bytes / 1048576,
-                     (double)config->max_memory / 1048576);
-    }
+    else if (config->max_memory && w->stats.pss_bytes > config->max_memory)
+        snprintf(reason, sizeof reason, "max-memory: PSS %.1f MiB > %.1f MiB", (double)w->stats.pss_bytes / 1048576,
+                 (double)config->max_memory / 1048576);
     if (reason[0]) {
         w->retire_requested = true;
         pool_worker_retire(w, reason);
@@ -131,10 +139,12 @@ void worker_handle_message(struct worker *w, const char *line, size_t length) {
         json_int_t in_flight = json_integer_value(json_object_get(message, "in_flight"));
         w->requests = requests > 0 ? (uint64_t)requests : 0;
         w->in_flight = in_flight > 0 ? (uint64_t)in_flight : 0;
-        worker_check_limits(w);
+        worker_on_heartbeat(w);
     } else if (strcmp(type, "ready") == 0) {
-        if (w->state == WORKER_BOOTING && worker_transition(w, WORKER_READY))
+        if (w->state == WORKER_BOOTING && worker_transition(w, WORKER_READY)) {
+            worker_refresh_stats(w, true); /* the app is imported now: memory worth showing */
             pool_worker_ready(w);
+        }
     } else if (strcmp(type, "retire") == 0) {
         const char *reason = json_string_value(json_object_get(message, "reason"));
         if (!w->retire_requested && w->state == WORKER_READY) {

@@ -7,8 +7,12 @@
 #include <uv.h>
 
 #include "config.h"
+#include "procstat.h"
 
 #define WORKER_LINE_MAX 4096
+/* PSS costs ~1 ms per worker to read (smaps_rollup walks every mapping): read it on a worker's own
+ * heartbeat, at most this often, so a scrape or a status never reads /proc for 64 workers at once. */
+#define WORKER_STATS_MAX_AGE_MS 10000u
 
 /* The life of one worker process. Slot-level states (backoff, crashloop) live in pool.h. */
 enum worker_state {
@@ -46,6 +50,8 @@ struct worker {
     uint64_t ready_ms;     /* loop time when it became ready; 0 before */
     uint64_t requests;
     uint64_t in_flight;
+    struct proc_stats stats; /* from /proc, refreshed on heartbeats (WORKER_STATS_MAX_AGE_MS) */
+    uint64_t stats_ms;       /* loop time of the last refresh; 0: never read */
     int64_t exit_status;
     int term_signal;
     struct worker *next;   /* in the pool's list of detached workers */

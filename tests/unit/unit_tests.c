@@ -7,9 +7,11 @@ int main(void) {
     scratch_root_create();
     SRunner *runner = srunner_create(backoff_suite());
     srunner_add_suite(runner, config_suite());
+    srunner_add_suite(runner, control_suite());
     srunner_add_suite(runner, environment_suite());
     srunner_add_suite(runner, listener_suite());
     srunner_add_suite(runner, log_suite());
+    srunner_add_suite(runner, metrics_suite());
     srunner_add_suite(runner, notify_suite());
     srunner_add_suite(runner, worker_state_suite());
     srunner_run_all(runner, CK_NORMAL);
