@@ -230,40 +230,28 @@ static void control_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *
         uv_read_stop(stream);
         return;
     }
+    /* The idle deadline is not pushed back by partial input: a request must be complete within
+     * CONTROL_IDLE_MS of the connection or of the previous reply, however slowly it trickles in. */
     client->length += (size_t)nread;
-    if (!client->waiting)
-        control_client_arm_idle(client);
     control_client_process(client);
 }
 
-/* The peer's uid, pid and groups, from SO_PEERCRED and /proc/PID/status. */
+/* The peer's uid, pid and groups, from the socket itself (SO_PEERCRED, SO_PEERGROUPS): taken at
+ * connect time by the kernel, so no pid-reuse race. */
 static void control_client_identify(struct control_client *client) {
-    uv_os_fd_t fd;
+    uv_os_fd_t fd = -1;
     struct ucred cred = {.pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1};
     socklen_t len = sizeof cred;
-    if (uv_fileno((uv_handle_t *)&client->pipe, &fd) == 0)
-        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+    if (uv_fileno((uv_handle_t *)&client->pipe, &fd) == 0 && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+        log_warning("control_peercred", "SO_PEERCRED failed: %s; treating the client as unprivileged", strerror(errno));
     client->uid = cred.uid;
     client->pid = cred.pid;
     client->groups[client->group_count++] = cred.gid;
-    char path[64], buffer[4096];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)cred.pid);
-    FILE *file = cred.pid > 0 ? fopen(path, "re") : NULL;
-    if (!file)
-        return;
-    while (fgets(buffer, sizeof buffer, file)) {
-        if (strncmp(buffer, "Groups:", 7) != 0)
-            continue;
-        char *cursor = buffer + 7, *end;
-        for (;;) {
-            unsigned long gid = strtoul(cursor, &end, 10);
-            if (end == cursor || client->group_count >= CONTROL_MAX_GROUPS)
-                break;
-            client->groups[client->group_count++] = (gid_t)gid;
-            cursor = end;
-        }
-    }
-    fclose(file);
+    gid_t groups[CONTROL_MAX_GROUPS - 1];
+    socklen_t groups_len = sizeof groups;
+    if (fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &groups_len) == 0)
+        for (size_t i = 0; i < groups_len / sizeof groups[0]; i++)
+            client->groups[client->group_count++] = groups[i];
 }
 
 static void control_on_connection(uv_stream_t *server, int status) {

@@ -115,6 +115,9 @@ json_t *control_error_reply(const struct control_error *error);
 /* Builds the status object (also used by metrics). */
 json_t *control_status(struct arbiter *arbiter);
 
+/* The table row for a command name, or NULL. */
+const struct control_command *control_find_command(const char *name);
+
 /* "a|b|c": the valid command names, for messages and help. */
 const char *control_command_names(void);
 

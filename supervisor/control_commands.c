@@ -215,6 +215,9 @@ static enum control_outcome recycle_done(struct arbiter *a, const struct control
     }
     if (slot->successor || slot->replace_pending || !slot->active || slot->active->state != WORKER_READY)
         return CONTROL_WAIT;
+    for (const struct worker *w = a->pool.detached; w; w = w->next)
+        if (w->pid == r->old_pid)
+            return CONTROL_WAIT; /* complete once the old worker has drained and exited */
     *reply = json_pack("{s:b, s:I, s:i}", "ok", 1, "id", (json_int_t)r->id, "pid", slot->active->pid);
     return CONTROL_DONE;
 }
@@ -263,6 +266,13 @@ static const struct control_command command_table[] = {
     {"stop", CONTROL_WRITE, stop_parse, stop_run, NULL, "stop the arbiter, gracefully or quickly"},
 };
 
+const struct control_command *control_find_command(const char *name) {
+    for (size_t i = 0; i < sizeof command_table / sizeof command_table[0]; i++)
+        if (strcmp(command_table[i].name, name) == 0)
+            return &command_table[i];
+    return NULL;
+}
+
 const char *control_command_names(void) {
     static char names[256];
     if (!names[0]) {
@@ -278,7 +288,7 @@ int control_parse_request(const char *line, size_t length, struct control_reques
     r->wait = true;
     r->timeout = CONTROL_DEFAULT_TIMEOUT_S;
     json_error_t json_error;
-    json_t *json = json_loadb(line, length, JSON_REJECT_DUPLICATES, &json_error);
+    json_t *json = json_loadb(line, length, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &json_error);
     if (!json) {
         set_error(error, "bad_json", "the request is not JSON (%s at column %d); send one object per line, "
                                      "e.g. {\"cmd\":\"status\"}", json_error.text, json_error.column);
@@ -290,9 +300,7 @@ int control_parse_request(const char *line, size_t length, struct control_reques
         set_error(error, "bad_request", "the request must be an object with a \"cmd\" string, e.g. {\"cmd\":\"status\"}");
         goto out;
     }
-    for (size_t i = 0; i < sizeof command_table / sizeof command_table[0]; i++)
-        if (strcmp(command_table[i].name, name) == 0)
-            r->command = &command_table[i];
+    r->command = control_find_command(name);
     if (!r->command) {
         set_error(error, "unknown_command", "unknown command '%.64s'; valid commands: %s", name, control_command_names());
         goto out;

@@ -305,7 +305,7 @@ int ctl_main(int argc, char **argv) {
         return 2;
     }
     const char *command = positional[0];
-    if (!strstr(control_command_names(), command) || strchr(command, '|')) {
+    if (!control_find_command(command)) {
         fprintf(stderr, "arbiter ctl: unknown command '%s'; valid commands: %s\n", command, control_command_names());
         return 2;
     }

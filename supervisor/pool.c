@@ -156,6 +156,7 @@ static void slot_start(struct slot *slot) {
     slot->state = SLOT_RUNNING;
     slot->active = pool_spawn_worker(slot->pool, slot);
     if (!slot->active) {
+        snprintf(slot->last_exit, sizeof slot->last_exit, "could not start (see the log)");
         struct backoff *b = &slot->backoff;
         slot_schedule_restart(slot, backoff_record_failure(b, 0));
     }

@@ -202,10 +202,12 @@ END_TEST
 START_TEST(test_array_is_bad_request) { refused_with("[\"status\"]", "bad_request"); }
 END_TEST
 
-/* A bare JSON scalar ("status", 42) should be bad_request too (control.h: "not an object"), but the
- * parser reports bad_json because json_loadb is called without JSON_DECODE_ANY; check has no
- * expected-failure marker, so that case is pinned as an xfail in
- * tests/integration/test_control_commands.py instead. */
+START_TEST(test_json_scalar_is_bad_request) {
+    refused_with("\"status\"", "bad_request");
+    refused_with("42", "bad_request");
+    refused_with("null", "bad_request");
+}
+END_TEST
 
 START_TEST(test_object_without_cmd_is_bad_request) { refused_with("{\"workers\":4}", "bad_request"); }
 END_TEST
@@ -588,6 +590,7 @@ Suite *control_suite(void) {
     tcase_add_test(errors, test_duplicate_keys_are_bad_json);
     tcase_add_test(errors, test_embedded_nul_is_bad_json);
     tcase_add_test(errors, test_array_is_bad_request);
+    tcase_add_test(errors, test_json_scalar_is_bad_request);
     tcase_add_test(errors, test_object_without_cmd_is_bad_request);
     tcase_add_test(errors, test_cmd_that_is_not_a_string_is_bad_request);
     tcase_add_test(errors, test_wait_that_is_not_a_boolean_is_bad_request);
