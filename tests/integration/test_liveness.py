@@ -2,6 +2,7 @@
 memory. Each is detected from outside the app and ends with a new worker serving."""
 
 import threading
+import time
 
 import httpx
 
@@ -16,7 +17,9 @@ def _replaced(arbiter, old_pid: int, count: int = 1):
 
 
 def test_worker_with_a_blocked_event_loop_is_killed_after_timeout_with_its_stack_logged(arbiter):
-    arbiter.run(app="blocking:app", workers=1, extra=["--timeout", "2"])
+    timeout = 2.0
+    heartbeat_interval = timeout / 4  # what the arbiter passes in ARBITER_HEARTBEAT_INTERVAL
+    arbiter.run(app="blocking:app", workers=1, extra=["--timeout", str(timeout)])
     (victim,) = arbiter.wait_ready(1)
 
     def block():
@@ -25,8 +28,13 @@ def test_worker_with_a_blocked_event_loop_is_killed_after_timeout_with_its_stack
         except httpx.HTTPError:
             pass  # the worker is killed under this request: that is the point
 
+    blocked_at = time.monotonic()  # the loop blocks a few milliseconds later, when the request arrives
     threading.Thread(target=block, daemon=True).start()
 
+    wait_until(lambda: "no heartbeat for" in arbiter.output(), timeout + heartbeat_interval + 5,
+               "the arbiter to report the missing heartbeats", interval=0.01)
+    detected_after = time.monotonic() - blocked_at
+    assert detected_after <= timeout + heartbeat_interval, f"detected only {detected_after:.2f}s after the loop blocked"
     wait_until(_replaced(arbiter, victim), 30, f"blocked worker {victim} to be replaced")
     assert not pid_alive(victim)
     assert "block_the_event_loop" in arbiter.output(), "the hung worker's Python stack was not logged"
