@@ -303,9 +303,10 @@ void control_on_change(struct control *control) {
     }
 }
 
-static void ensure_private_dir(const char *dir) {
-    if (mkdir(dir, 0700) == 0 || errno != EEXIST)
-        return;
+/* Creates the default socket's directory if needed; bind() reports any real problem with it. */
+static void ensure_dir(const char *dir, mode_t mode) {
+    if (mkdir(dir, mode) != 0 && errno != EEXIST)
+        log_debug("control_dir", "cannot create %s: %s", dir, strerror(errno));
 }
 
 void control_default_path(const char *name, char *out, size_t size) {
@@ -319,14 +320,14 @@ void control_default_path(const char *name, char *out, size_t size) {
         size_t first = strcspn(runtime, ":"); /* several RuntimeDirectory= entries: the first */
         n = snprintf(out, size, "%.*s/%s.sock", (int)first, runtime, name);
     } else if (geteuid() == 0) {
-        ensure_private_dir("/run/arbiter");
+        ensure_dir("/run/arbiter", 0755); /* traversable: --control-group members connect too */
         n = snprintf(out, size, "/run/arbiter/%s.sock", name);
     } else if (xdg && *xdg) {
         n = snprintf(out, size, "%s/arbiter-%s.sock", xdg, name);
     } else {
         char dir[64];
         snprintf(dir, sizeof dir, "/tmp/arbiter-%u", (unsigned)geteuid());
-        ensure_private_dir(dir);
+        ensure_dir(dir, 0700);
         n = snprintf(out, size, "%s/%s.sock", dir, name);
     }
     if (n < 0 || (size_t)n >= size)
