@@ -242,6 +242,11 @@ int arbiter_run(struct config *config) {
     a->check_mode = strcmp(config->command, "check") == 0;
     a->exit_code = EXIT_CLEAN;
     log_configure(config->log_level, config->log_format, config->name);
+    char err[CONFIG_ERROR_MAX];
+    if (config->log_file && log_open_file(config->log_file, err, sizeof err) != 0) {
+        log_event(LOG_CRITICAL, "config_error", 0, 0, "%s", err);
+        return EXIT_USAGE;
+    }
 
     a->loop = uv_default_loop();
     struct pool_events events = {arbiter_on_pool_changed, arbiter_on_pool_empty, arbiter_on_boot_failed, a};
@@ -249,7 +254,6 @@ int arbiter_run(struct config *config) {
         log_error("startup_failed", "out of memory");
         return EXIT_RUNTIME_FAILURE;
     }
-    char err[CONFIG_ERROR_MAX];
     if (resolve_identity(a, err, sizeof err) != 0 || open_listeners(a, err, sizeof err) != 0) {
         log_event(LOG_CRITICAL, "config_error", 0, 0, "%s", err);
         pool_close(&a->pool);

@@ -279,6 +279,8 @@ static const struct option_spec option_table[] = {
     {"log-level", 0, "LEVEL", apply_log_level, 0, 0, 0, NULL, 0,
      "critical|error|warning|info|debug|trace (default info)"},
     {"log-format", 0, "FORMAT", apply_log_format, 0, 0, 0, NULL, 0, "text|json (default text)"},
+    {"log-file", 0, "PATH", apply_string, FIELD(log_file), 0, 0, NULL, 0,
+     "append the arbiter's and the workers' logs to PATH instead of stderr; SIGUSR1 reopens it"},
     {"access-log", 0, NULL, apply_true, FIELD(access_log), 0, 0, NULL, 0, "log every request (default)"},
     {"no-access-log", 0, NULL, apply_false, FIELD(access_log), 0, 0, NULL, 0, "do not log requests"},
     {"factory", 0, NULL, apply_true, FIELD(factory), 0, 0, NULL, 0,
@@ -800,6 +802,7 @@ void config_free(struct config *c) {
     free(c->user);
     free(c->group);
     free(c->metrics);
+    free(c->log_file);
     string_list_free(&c->env);
     string_list_free(&c->forward);
     memset(c, 0, sizeof *c);

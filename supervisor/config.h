@@ -47,6 +47,7 @@ struct config {
     unsigned min_ready;
     enum log_level log_level;
     enum log_format log_format;
+    char *log_file;
     bool access_log;
     bool factory;
     struct string_list env;     /* KEY=VALUE from --env and --env-file, in order */

@@ -115,6 +115,8 @@ char **environment_build(char *const *base, const struct string_list *extra, con
     builder_putf(&b, "ARBITER_GENERATION=%u", id->generation);
     builder_putf(&b, "ARBITER_HEARTBEAT_INTERVAL=%.3f", id->heartbeat_interval);
     builder_putf(&b, "ARBITER_LOG_FORMAT=%s", id->log_format);
+    if (id->log_file)
+        builder_putf(&b, "ARBITER_LOG_FILE=%s", id->log_file);
     if (b.failed || !b.items) {
         environment_free(b.items);
         return NULL;

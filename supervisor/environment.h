@@ -14,6 +14,7 @@ struct worker_identity {
     size_t listen_fds;
     double heartbeat_interval;
     const char *log_format;
+    const char *log_file; /* NULL: logs go to the inherited stderr */
     const char *shim_dir; /* prepended to PYTHONPATH; NULL when the shim is installed in the venv */
 };
 

@@ -7,6 +7,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
@@ -130,4 +131,20 @@ void log_event(enum log_level level, const char *event, unsigned worker_id, int 
     va_start(args, fmt);
     log_event_v(level, event, worker_id, pid, fmt, args);
     va_end(args);
+}
+
+int log_open_file(const char *path, char *err, size_t err_size) {
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        snprintf(err, err_size, "--log-file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    /* dup2 clears close-on-exec on the copies: workers inherit the file as their stdout/stderr. */
+    if (dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0) {
+        snprintf(err, err_size, "--log-file %s: dup2: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    return 0;
 }

@@ -3,6 +3,7 @@
 #define ARBITER_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERROR, LOG_CRITICAL };
 enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
@@ -14,6 +15,11 @@ const char *log_level_name(enum log_level level);
 int log_format_parse(const char *name, enum log_format *format);
 
 void log_configure(enum log_level level, enum log_format format, const char *name);
+
+/* --log-file: opens PATH for appending and points stdout and stderr at it, so the workers, which
+ * inherit them, log there too. Called again (SIGUSR1) it reopens PATH after a rotation.
+ * Returns 0, or -1 with err set (the old file stays in use). */
+int log_open_file(const char *path, char *err, size_t err_size);
 
 /* Worker fields are optional: pass worker_id 0 and pid 0 when the line is about the arbiter. */
 void log_event(enum log_level level, const char *event, unsigned worker_id, int pid,

@@ -112,6 +112,7 @@ static struct worker *pool_spawn_worker(struct pool *pool, struct slot *slot) {
         .listen_fds = pool->listen_fd_count,
         .heartbeat_interval = heartbeat_interval(c),
         .log_format = c->log_format == LOG_FORMAT_JSON ? "json" : "text",
+        .log_file = c->log_file,
         .shim_dir = pool->shim_dir,
     };
     char **env = environment_build(environ, &c->env, &identity);
@@ -479,6 +480,17 @@ void pool_stop(struct pool *pool, bool graceful) {
         worker_stop(w, graceful);
     if (first && pool_live_count(pool) == 0)
         pool->events.empty(pool);
+}
+
+void pool_signal_all(struct pool *pool, int signum) {
+    for (size_t i = 0; i < pool->slot_count; i++) {
+        if (pool->slots[i]->active)
+            worker_send_signal(pool->slots[i]->active, signum);
+        if (pool->slots[i]->successor)
+            worker_send_signal(pool->slots[i]->successor, signum);
+    }
+    for (struct worker *w = pool->detached; w; w = w->next)
+        worker_send_signal(w, signum);
 }
 
 void pool_close(struct pool *pool) {

@@ -99,6 +99,9 @@ int pool_recycle(struct pool *pool, unsigned slot_id);
 /* Stops every worker; events.empty fires when the last one has exited. */
 void pool_stop(struct pool *pool, bool graceful);
 
+/* Sends signum to every live worker. */
+void pool_signal_all(struct pool *pool, int signum);
+
 /* Closes the slots' handles; call once the pool is empty. */
 void pool_close(struct pool *pool);
 

@@ -30,9 +30,20 @@ static void on_ttou(struct arbiter *a) {
     else
         log_warning("scale_refused", "SIGTTOU ignored: one worker is the minimum; use `arbiter ctl stop` to stop");
 }
+/* After logrotate moved the file: the arbiter reopens it, then tells each worker (SIGUSR2, which
+ * the shim handles by reopening ARBITER_LOG_FILE onto its stdout and stderr). */
 static void on_usr1(struct arbiter *a) {
-    (void)a;
-    log_info("reopen_logs", "SIGUSR1: logs go to stderr; nothing to reopen");
+    if (!a->config->log_file) {
+        log_info("reopen_logs", "SIGUSR1: logs go to stderr (no --log-file); nothing to reopen");
+        return;
+    }
+    char err[CONFIG_ERROR_MAX];
+    if (log_open_file(a->config->log_file, err, sizeof err) != 0) {
+        log_error("reopen_logs_failed", "%s; still writing to the old file", err);
+        return;
+    }
+    pool_signal_all(&a->pool, SIGUSR2);
+    log_info("reopen_logs", "reopened %s", a->config->log_file);
 }
 static void on_usr2(struct arbiter *a) {
     (void)a;

@@ -192,7 +192,7 @@ static void worker_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b
 
 /* ---- deadlines ---- */
 
-static void worker_signal(struct worker *w, int signum) {
+void worker_send_signal(struct worker *w, int signum) {
     if (w->state == WORKER_EXITED || w->state == WORKER_SPAWNING)
         return;
     int rc = uv_process_kill(&w->process, signum);
@@ -211,7 +211,7 @@ static void worker_on_deadline(uv_timer_t *timer) {
                       "still running %.1f s after it was told to stop; killing it (raise --graceful-timeout if requests need longer)",
                       config->graceful_timeout);
         }
-        worker_signal(w, SIGKILL);
+        worker_send_signal(w, SIGKILL);
         return;
     }
     if (w->state == WORKER_BOOTING) {
@@ -226,7 +226,7 @@ static void worker_on_deadline(uv_timer_t *timer) {
                   config->timeout);
     }
     w->stack_dump_requested = true;
-    worker_signal(w, SIGUSR1); /* faulthandler in the shim writes every thread's stack to stderr */
+    worker_send_signal(w, SIGUSR1); /* faulthandler in the shim writes every thread's stack to stderr */
     worker_arm_deadline(w, STACK_DUMP_GRACE_MS);
 }
 
@@ -319,14 +319,14 @@ void worker_stop(struct worker *w, bool graceful) {
         return;
     if (w->state == WORKER_DRAINING) {
         if (!graceful) { /* a quick stop overrides a graceful one already under way */
-            worker_signal(w, SIGQUIT);
+            worker_send_signal(w, SIGQUIT);
             worker_arm_deadline(w, QUICK_STOP_MS);
         }
         return;
     }
     worker_transition(w, WORKER_DRAINING);
     w->stack_dump_requested = false;
-    worker_signal(w, graceful ? SIGTERM : SIGQUIT);
+    worker_send_signal(w, graceful ? SIGTERM : SIGQUIT);
     worker_arm_deadline(w, graceful ? seconds_to_ms(w->pool->config->graceful_timeout) : QUICK_STOP_MS);
 }
 

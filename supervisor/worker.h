@@ -91,6 +91,9 @@ bool worker_transition_allowed(enum worker_state from, enum worker_state to);
 int worker_spawn(struct worker *worker, uv_loop_t *loop, const struct worker_launch *launch, char *err,
                  size_t err_size);
 
+/* Sends a signal to a running worker; a worker already gone is not an error. */
+void worker_send_signal(struct worker *worker, int signum);
+
 /* Graceful: SIGTERM, SIGKILL after --graceful-timeout. Quick: SIGQUIT, SIGKILL after 1 s. */
 void worker_stop(struct worker *worker, bool graceful);
 

@@ -26,6 +26,7 @@ class WorkerEnvironment:
     generation: str
     heartbeat_interval: float
     log_format: str
+    log_file: str | None = None
 
 
 def _integer(environ: Mapping[str, str], name: str, minimum: int) -> int | None:
@@ -64,4 +65,5 @@ def parse_environment(environ: Mapping[str, str]) -> WorkerEnvironment:
         generation=environ.get("ARBITER_GENERATION") or "0",
         heartbeat_interval=interval,
         log_format=log_format,
+        log_file=environ.get("ARBITER_LOG_FILE") or None,
     )

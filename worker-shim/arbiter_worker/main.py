@@ -38,6 +38,26 @@ def configure_stack_dumps() -> None:
     faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True, chain=False)
 
 
+def configure_log_reopening(log_file: str | None) -> None:
+    """With --log-file, the arbiter sends SIGUSR2 after a rotation: point stdout/stderr at the new file."""
+    if log_file is None:
+        return
+
+    def reopen(signum: int, frame: object) -> None:
+        try:
+            fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        except OSError as exc:
+            print(f"arbiter_worker: cannot reopen {log_file}: {exc}; still writing to the old file", file=sys.stderr)
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+
+    signal.signal(signal.SIGUSR2, reopen)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arm_parent_death_signal()
     configure_early_signals()
@@ -51,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exits.PARENT_GONE
     options = parse_args(argv)
     configure_stack_dumps()
+    configure_log_reopening(environment.log_file)
 
     problem = uvicorn_problem()
     if problem is not None:
