@@ -344,7 +344,6 @@ static void metrics_handle_request(struct metrics_client *client) {
     }
     path[strcspn(path, "?")] = '\0';
     if (strcmp(path, "/metrics") == 0) {
-        client->metrics->scrapes++;
         struct text_buffer body = {.limit = 32u << 20};
         metrics_render(a, &body);
         metrics_respond(client, 200, "text/plain; version=0.0.4; charset=utf-8", body.data, body.length, head_only);

@@ -46,7 +46,6 @@ struct metrics {
     char unix_path[108];
     struct metrics_client *clients;
     unsigned client_count;
-    unsigned long long scrapes;
 };
 
 int metrics_start(struct metrics *metrics, struct arbiter *arbiter, const char *address, char *err, size_t err_size);

@@ -225,13 +225,11 @@ static void slot_close_listeners(struct slot *slot) {
 
 static void slot_on_close(uv_handle_t *handle) {
     struct slot *slot = handle->data;
-    slot->pool->closing_slots--;
     free(slot);
 }
 
 static void slot_close(struct slot *slot) {
     slot_close_listeners(slot);
-    slot->pool->closing_slots++;
     uv_close((uv_handle_t *)&slot->restart_timer, slot_on_close);
 }
 

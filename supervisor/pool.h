@@ -72,7 +72,6 @@ struct pool {
     bool stopping;
     bool graceful_stop;
     struct worker *detached; /* draining workers that no longer belong to a slot */
-    unsigned closing_slots;  /* restart timers still closing */
     uint64_t spawned_total;
     uint64_t restarts_total;
     uint64_t replace_failures; /* replacements that exited before ready */
