@@ -747,8 +747,18 @@ class Harness:
                 workers = inst.workers()
                 before = self.counts(inst)
                 r = run_wrk(inst.url("/"), c["conns"], c["fair_s"], close=close)
-                # the count files are written every 0.5 s; arbiter's counts come with heartbeats (5 s)
-                time.sleep(5.5 if isinstance(srv, Arbiter) else 1.2)
+                # The count files are written every 0.5 s, arbiter's counts come with heartbeats (5 s):
+                # wait until both have caught up with every request wrk completed.
+                served = r.get("requests", 0)
+
+                def caught_up() -> bool:
+                    now = self.counts(inst)
+                    files = sum(now["files"].values()) - sum(before["files"].values())
+                    ctl = sum(now.get("ctl", {}).values()) - sum(before.get("ctl", {}).values())
+                    return files >= served and (not isinstance(srv, Arbiter) or ctl >= served)
+
+                if not inst.wait_until(caught_up, 15, interval=0.1):
+                    log(f"  ! fairness {srv.key}: the per-worker counts did not reach {served} within 15 s")
                 after = self.counts(inst)
                 per = {p: after["files"].get(p, 0) - before["files"].get(p, 0) for p in workers}
                 ctl_per = None

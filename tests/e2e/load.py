@@ -44,10 +44,12 @@ class Results:
         self.fail_times: list[float] = []
         self.header = header
         self.header_counts: Counter[str] = Counter()
+        self.ok_since_failure = 0
 
     def success(self, header_value: str | None) -> None:
         with self.lock:
             self.ok += 1
+            self.ok_since_failure += 1
             if self.ok == 1 and self.ready_file:
                 open(self.ready_file, "w").close()
             if self.header:
@@ -57,6 +59,16 @@ class Results:
         with self.lock:
             self.failures[reason] += 1
             self.fail_times.append(at)
+            self.ok_since_failure = 0
+
+    def write_progress(self, path: str, elapsed: float) -> None:
+        """The figures so far, for run.sh to wait on (written whole, then renamed into place)."""
+        with self.lock:
+            figures = {"ok": self.ok, "failed": sum(self.failures.values()),
+                       "ok_since_failure": self.ok_since_failure, "elapsed_s": round(elapsed, 3)}
+        with open(path + ".tmp", "w") as out:
+            json.dump(figures, out)
+        os.replace(path + ".tmp", path)
 
 
 def client(args: argparse.Namespace, results: Results, start: float, stop: threading.Event) -> None:
@@ -106,6 +118,7 @@ def main() -> None:
     parser.add_argument("--stop-file")
     parser.add_argument("--count-header")
     parser.add_argument("--ready-file", help="created after the first successful response")
+    parser.add_argument("--progress-file", help="kept up to date with the figures so far (JSON)")
     args = parser.parse_args()
 
     results = Results(args.count_header, args.ready_file)
@@ -117,6 +130,8 @@ def main() -> None:
         thread.start()
     deadline = start + args.duration
     while time.monotonic() < deadline and not (args.stop_file and os.path.exists(args.stop_file)):
+        if args.progress_file:
+            results.write_progress(args.progress_file, time.monotonic() - start)
         time.sleep(0.05)
     stop.set()
     for thread in threads:

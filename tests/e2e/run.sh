@@ -143,12 +143,26 @@ worker_pids() { ct_sh "ps -o pid= --ppid $(main_pid "$1") | tr -d ' ' | sort | t
 start_load() {
     local name="$1"
     shift
-    ct rm -f "/run/e2e-stop-$name" "/run/e2e-started-$name"
-    ct e2e-load --stop-file "/run/e2e-stop-$name" --ready-file "/run/e2e-started-$name" --duration 120 "$@" \
+    ct rm -f "/run/e2e-stop-$name" "/run/e2e-started-$name" "/run/e2e-progress-$name"
+    ct e2e-load --stop-file "/run/e2e-stop-$name" --ready-file "/run/e2e-started-$name" \
+        --progress-file "/run/e2e-progress-$name" --duration 120 "$@" \
         >"$OUT/load-$name.json" 2>"$OUT/load-$name.err" &
     eval "LOAD_PID_$name=$!"
     # Under way: a first request has succeeded.
     wait_until 10 ct test -e "/run/e2e-started-$name" || log "load $name: no successful request within 10 s"
+}
+# load_figure NAME FIELD: one figure of the running load (ok, failed, ok_since_failure, elapsed_s).
+load_figure() { ct cat "/run/e2e-progress-$1" 2>/dev/null | json_field "$2"; }
+load_at_least() { [ "$(load_figure "$1" "$2")" -ge "$3" ] 2>/dev/null; }
+# wait_load NAME FIELD COUNT SECONDS: wait until FIELD of the running load reaches COUNT.
+wait_load() {
+    wait_until "$4" load_at_least "$1" "$2" "$3" || log "load $1: $2 did not reach $3 within $4 s"
+}
+# wait_load_more NAME COUNT SECONDS: wait until COUNT more requests have succeeded from now on.
+wait_load_more() {
+    local now
+    now="$(load_figure "$1" ok)"
+    wait_load "$1" ok $(( ${now:-0} + $2 )) "$3"
 }
 # stop_load NAME: stop it, wait for its report, put the report in $LOAD_RESULT (not in a subshell:
 # only this shell can wait for the load's process).
@@ -420,16 +434,17 @@ lb_name() { case "$1" in 9080) echo HAProxy ;; 9081) echo "nginx upstream" ;; es
 test_lb_rolling_reload() {
     local lb="$1" result failed requests t0
     start_load "reload$lb" --url "http://127.0.0.1:$lb/" -c 4 --interval 0.01 --count-header X-Node
-    sleep 1
+    wait_load_more "reload$lb" 100 20   # traffic on both nodes before the reload
     t0=$(now_ms)
     ct systemctl reload arbiter@node1.service arbiter@node2.service
     local rc=$?
-    sleep 1
+    local reload_ms=$(($(now_ms) - t0))
+    wait_load_more "reload$lb" 100 20   # and on the new workers after it
     stop_load "reload$lb"
     result="$LOAD_RESULT"
     failed="$(json_field failed <<<"$result")"
     requests="$(json_field requests <<<"$result")"
-    figure "$(lb_name "$lb"): rolling reload of both nodes ($(($(now_ms) - t0 - 1000)) ms) under load: $requests requests, $failed failed $(json_field by_header <<<"$result")"
+    figure "$(lb_name "$lb"): rolling reload of both nodes ($reload_ms ms) under load: $requests requests, $failed failed $(json_field by_header <<<"$result")"
     if [ "$rc" = 0 ] && [ "$failed" = 0 ] && [ "${requests:-0}" -gt 0 ]; then
         pass "lb $(lb_name "$lb"): rolling reload of both nodes under load fails 0 of $requests requests"
     else
@@ -440,8 +455,10 @@ test_lb_rolling_reload() {
 test_lb_node_killed_and_back() {
     local lb="$1" result failed requests first last t_kill t_back rejoin
     start_load "kill$lb" --url "http://127.0.0.1:$lb/" -c 4 --interval 0.01 --count-header X-Node
-    sleep 2
+    wait_load_more "kill$lb" 100 20
     t_kill=$(now_ms)
+    local kill_at
+    kill_at="$(load_figure "kill$lb" elapsed_s)"
     # Hard: nothing listens any more, and SIGKILL to the arbiter and every worker at once (no drain).
     # The socket unit goes first: while it listens, a connection would start the service again at
     # once (socket activation is a recovery of its own, but here the node must stay down).
@@ -449,14 +466,16 @@ test_lb_node_killed_and_back() {
     ct systemctl kill --signal=SIGKILL arbiter@node1.service
     wait_until 10 ct_sh '[ "$(systemctl is-active arbiter@node1.service)" = failed ]' \
         || log "node1: service is $(ct systemctl is-active arbiter@node1.service) after SIGKILL, expected failed"
-    sleep 8
+    # Routed around: 300 more requests answered since the kill, and 300 in a row since the last failure.
+    wait_load_more "kill$lb" 300 30
+    wait_load "kill$lb" ok_since_failure 300 30
     stop_load "kill$lb"
     result="$LOAD_RESULT"
     failed="$(json_field failed <<<"$result")"
     requests="$(json_field requests <<<"$result")"
     first="$(json_field first_failure_s <<<"$result")"
     last="$(json_field last_failure_s <<<"$result")"
-    figure "$(lb_name "$lb"): node1 killed hard under load: $failed of $requests requests failed$([ -n "$first" ] && echo ", failures from ${first}s to ${last}s of the run (kill at ~2s): $(json_field failures <<<"$result")")"
+    figure "$(lb_name "$lb"): node1 killed hard under load: $failed of $requests requests failed$([ -n "$first" ] && echo ", failures from ${first}s to ${last}s of the run (kill at ${kill_at}s): $(json_field failures <<<"$result")")"
     local node1_state
     node1_state="$(ct systemctl is-active arbiter@node1.service)"
     # Routed around: node1 stayed down, and the last 5 s of the run had no failure.
