@@ -46,17 +46,11 @@ static void find_shim_dir(char *out, size_t size) {
             log_warning("shim_missing", "ARBITER_SHIM_PATH=%s has no arbiter_worker package", from_env);
         return;
     }
-    char exe[PATH_MAX];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len > 0) {
-        exe[len] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = '\0';
-            int n = snprintf(out, size, "%s/../share/arbiter/python", exe);
-            if (n > 0 && (size_t)n < size && shim_dir_valid(out))
-                return;
-        }
+    char dir[PATH_MAX];
+    if (config_executable_dir(dir, sizeof dir) == 0) {
+        int n = snprintf(out, size, "%s/../share/arbiter/python", dir);
+        if (n > 0 && (size_t)n < size && shim_dir_valid(out))
+            return;
     }
     snprintf(out, size, "%s", ARBITER_SOURCE_SHIM_DIR);
     if (*out && shim_dir_valid(out))

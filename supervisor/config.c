@@ -10,6 +10,7 @@
  * values instead of adding to them. */
 #define _GNU_SOURCE
 #include "config.h"
+#include "environment.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -462,14 +463,6 @@ unsigned config_usable_cpus(void) {
     return n > 0 ? (unsigned)n : 1;
 }
 
-static const char *env_get(char *const *envp, const char *name) {
-    size_t len = strlen(name);
-    for (; envp && *envp; envp++)
-        if (strncmp(*envp, name, len) == 0 && (*envp)[len] == '=')
-            return *envp + len + 1;
-    return NULL;
-}
-
 static const struct option_spec *option_find(const char *name) {
     for (size_t i = 0; i < OPTION_COUNT; i++)
         if (strcmp(option_table[i].name, name) == 0)
@@ -580,7 +573,7 @@ static int set_default_string(char **field, const char *value) {
 
 /* The interpreter of the venv that the arbiter binary itself was installed into (pip install),
  * found as python next to /proc/self/exe with a pyvenv.cfg one directory up. */
-static int python_next_to_binary(char *out, size_t size) {
+int config_executable_dir(char *out, size_t size) {
     char exe[PATH_MAX];
     ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (len <= 0)
@@ -590,11 +583,18 @@ static int python_next_to_binary(char *out, size_t size) {
     if (!slash)
         return -1;
     *slash = '\0';
-    char cfg[PATH_MAX + 32];
-    snprintf(cfg, sizeof cfg, "%s/../pyvenv.cfg", exe);
+    int n = snprintf(out, size, "%s", exe);
+    return n > 0 && (size_t)n < size ? 0 : -1;
+}
+
+static int python_next_to_binary(char *out, size_t size) {
+    char dir[PATH_MAX], cfg[PATH_MAX + 32];
+    if (config_executable_dir(dir, sizeof dir) != 0)
+        return -1;
+    snprintf(cfg, sizeof cfg, "%s/../pyvenv.cfg", dir);
     if (access(cfg, R_OK) != 0)
         return -1;
-    int n = snprintf(out, size, "%s/python", exe);
+    int n = snprintf(out, size, "%s/python", dir);
     return n > 0 && (size_t)n < size && access(out, X_OK) == 0 ? 0 : -1;
 }
 
@@ -617,7 +617,7 @@ static int check_python(const char *python, char *err, size_t n) {
 
 static int config_apply_defaults(struct config *c, char *const *envp, char *err, size_t n) {
     if (!c->workers) {
-        const char *web = env_get(envp, "WEB_CONCURRENCY");
+        const char *web = environment_get(envp, "WEB_CONCURRENCY");
         if (web && *web) {
             struct option_spec o = *option_find("workers");
             char reason[CONFIG_ERROR_MAX];
@@ -636,7 +636,7 @@ static int config_apply_defaults(struct config *c, char *const *envp, char *err,
         snprintf(err, n, "--workers %u is more than --max-workers %u; raise --max-workers", c->workers, c->max_workers);
         return -1;
     }
-    if (c->bind_count == 0 && !env_get(envp, "LISTEN_FDS")) {
+    if (c->bind_count == 0 && !environment_get(envp, "LISTEN_FDS")) {
         char reason[CONFIG_ERROR_MAX];
         if (listener_parse_address("127.0.0.1:8000", &c->binds[0], reason, sizeof reason) != 0) {
             snprintf(err, n, "default bind: %s", reason);
@@ -645,7 +645,7 @@ static int config_apply_defaults(struct config *c, char *const *envp, char *err,
         c->bind_count = 1;
     }
     if (!c->python) {
-        const char *venv = env_get(envp, "VIRTUAL_ENV");
+        const char *venv = environment_get(envp, "VIRTUAL_ENV");
         char path[PATH_MAX];
         if (venv && *venv)
             snprintf(path, sizeof path, "%s/bin/python", venv);
@@ -657,7 +657,7 @@ static int config_apply_defaults(struct config *c, char *const *envp, char *err,
     if (set_default_string(&c->name, "arbiter") != 0)
         goto oom;
     if (!c->control_path) {
-        const char *from_env = env_get(envp, "ARBITER_CONTROL");
+        const char *from_env = environment_get(envp, "ARBITER_CONTROL");
         if (from_env && *from_env && set_default_string(&c->control_path, from_env) != 0)
             goto oom;
     }

@@ -77,6 +77,9 @@ int config_read_env_file(const char *path, struct string_list *list, char *err, 
 int string_list_append(struct string_list *list, const char *value);
 void string_list_free(struct string_list *list);
 
+/* The directory of the running binary (/proc/self/exe). */
+int config_executable_dir(char *out, size_t size);
+
 /* The number of CPUs this process may run on (sched_getaffinity), at least 1. */
 unsigned config_usable_cpus(void);
 
