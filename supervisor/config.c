@@ -485,14 +485,6 @@ static int option_apply(struct config *c, const struct option_spec *o, const cha
     return 0;
 }
 
-/* Forgets the values a repeatable option got from the --config file, once the command line sets it. */
-static void option_reset_repeatable(struct config *c, const struct option_spec *o) {
-    if (o->apply == apply_bind)
-        c->bind_count = 0;
-    else if (o->apply == apply_env || o->apply == apply_env_file)
-        string_list_free(&c->env);
-}
-
 static int json_scalar_to_text(json_t *value, char *out, size_t size) {
     if (json_is_string(value))
         snprintf(out, size, "%s", json_string_value(value));
@@ -725,7 +717,9 @@ enum config_result config_parse(struct config *c, int argc, char **argv, char *c
             return CONFIG_USAGE_ERROR;
     }
 
-    bool seen_on_command_line[OPTION_COUNT] = {false};
+    /* A repeatable option on the command line replaces the --config file's list instead of adding
+     * to it (--env and --env-file share one list). */
+    bool binds_replaced = false, env_replaced = false;
     opterr = 0;
     optind = 0; /* 0: full re-initialisation of GNU getopt, so config_parse can run again */
     for (;;) {
@@ -754,15 +748,13 @@ enum config_result config_parse(struct config *c, int argc, char **argv, char *c
             config_print_help(c->command);
             return CONFIG_EXIT_OK;
         }
-        if ((o->flags & OPT_REPEAT) && !seen_on_command_line[i]) {
-            option_reset_repeatable(c, o);
-            /* --env and --env-file share one list: reset it once for both. */
-            for (size_t j = 0; j < OPTION_COUNT; j++)
-                if (option_table[j].apply == apply_env || option_table[j].apply == apply_env_file)
-                    if (o->apply == apply_env || o->apply == apply_env_file)
-                        seen_on_command_line[j] = true;
+        if (o->apply == apply_bind && !binds_replaced) {
+            c->bind_count = 0;
+            binds_replaced = true;
+        } else if ((o->apply == apply_env || o->apply == apply_env_file) && !env_replaced) {
+            string_list_free(&c->env);
+            env_replaced = true;
         }
-        seen_on_command_line[i] = true;
         if (option_apply(c, o, optarg, err, err_size) != 0)
             return CONFIG_USAGE_ERROR;
     }

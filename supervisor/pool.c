@@ -309,7 +309,7 @@ int pool_recycle(struct pool *pool, unsigned slot_id) {
     return 0;
 }
 
-/* Starts the next overlapped replacement, if none is under way. */
+/* Starts the next overlapped replacement, if none is under way. Callers report the change. */
 static void pool_advance_replacements(struct pool *pool) {
     if (pool->stopping)
         return;
@@ -334,7 +334,6 @@ static void pool_advance_replacements(struct pool *pool) {
         log_event(LOG_ERROR, "replace_failed", slot->id, slot->active->pid,
                   "cannot start a replacement; the current worker keeps serving");
     }
-    pool->events.changed(pool);
 }
 
 struct slot *pool_find_slot(const struct pool *pool, unsigned slot_id) {
