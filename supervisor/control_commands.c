@@ -148,13 +148,14 @@ static enum control_outcome scale_run(struct arbiter *a, struct control_request 
         set_error(error, "not_running", "the arbiter is %s; try again when it is running", arbiter_state_name(a->state));
         return CONTROL_FAILED;
     }
-    char why[64];
-    snprintf(why, sizeof why, "control command");
-    if (arbiter_scale(a, (unsigned)target, why) != 0) {
+    if (arbiter_scale(a, (unsigned)target, "control command") != 0) {
         set_error(error, "failed", "could not scale to %lld workers; see the log", target);
         return CONTROL_FAILED;
     }
-    return r->wait ? scale_done(a, r, reply, error) : (*reply = json_pack("{s:b, s:i}", "ok", 1, "target_workers", (int)target), CONTROL_DONE);
+    if (r->wait)
+        return scale_done(a, r, reply, error);
+    *reply = json_pack("{s:b, s:i}", "ok", 1, "target_workers", (int)target);
+    return CONTROL_DONE;
 }
 
 /* ---- reload ---- */
