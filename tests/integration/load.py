@@ -29,6 +29,7 @@ import faulthandler
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -293,12 +294,22 @@ class LoadRun:
 
     def stacks(self) -> str:
         """Kill the load after it dumped its Python stacks, and return them (for a failure message)."""
+        dumped = b""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGUSR1)
-            time.sleep(0.5)  # faulthandler writes at once; this only lets it finish before the kill
+            # faulthandler writes every stack from its signal handler: wait (bounded) until it has.
+            stderr = self.process.stderr
+            assert stderr is not None
+            deadline = time.monotonic() + 5
+            while b"most recent call first" not in dumped and time.monotonic() < deadline:
+                readable, _, _ = select.select([stderr], [], [], max(0.0, deadline - time.monotonic()))
+                chunk = os.read(stderr.fileno(), 65536) if readable else b""
+                if not chunk:
+                    break
+                dumped += chunk
             self.process.kill()
         _, err = self.process.communicate(timeout=10)
-        return err.decode(errors="replace")[-6000:]
+        return (dumped + err).decode(errors="replace")[-6000:]
 
     def wait_answered(self, count: int, timeout: float = 30.0) -> dict:
         """Wait until `count` more requests succeed than have so far."""
