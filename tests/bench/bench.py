@@ -200,6 +200,33 @@ def wrk_args(url: str, conns: int, duration: float, close: bool, threads: int = 
     return args + [url]
 
 
+
+# Load windows of the failure scenarios (seconds of load before the first step, after each step,
+# and after the last one).
+LOAD_BEFORE_S = 1.5
+LOAD_BETWEEN_S = 1.0
+LOAD_AFTER_S = 1.0
+
+
+def wait_cpu_quiet(timeout: float = 20.0, idle_share: float = 0.8) -> bool:
+    """Wait until the machine's CPUs were at least `idle_share` idle over the last 0.5 s (after a
+    mass boot, before timing): a condition with a deadline, not a fixed settle time."""
+    def idle_total() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        return fields[3] + fields[4], sum(fields)
+
+    deadline = time.monotonic() + timeout
+    before = idle_total()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)  # the sampling window of the measurement itself
+        after = idle_total()
+        idle, total = after[0] - before[0], after[1] - before[1]
+        if total and idle / total >= idle_share:
+            return True
+        before = after
+    return False
+
 def run_wrk(url: str, conns: int, duration: float, close: bool = False) -> dict:
     p = subprocess.run(wrk_args(url, conns, duration, close), capture_output=True, text=True,
                        timeout=duration + 30)
@@ -815,18 +842,20 @@ class Harness:
                     continue
                 born_before = set(inst.markers())
                 load = WrkUntilStopped(inst.url("/"), c["conns"], close=close)
-                time.sleep(1.5)
+                # The load windows around each step are part of the measurement: failures are
+                # counted over load before, during and after every change.
+                time.sleep(LOAD_BEFORE_S)
                 steps = []
                 if kind == "reload":
                     for _ in range(1 if self.smoke else 3):
                         steps.append(srv.reload(inst))
-                        time.sleep(1.0)
+                        time.sleep(LOAD_BETWEEN_S)
                 elif kind == "scale_down":
                     steps.append(srv.scale(inst, 1))
-                    time.sleep(1.0)
+                    time.sleep(LOAD_BETWEEN_S)
                 else:
                     time.sleep(c["maxreq_s"])
-                time.sleep(1.0)
+                time.sleep(LOAD_AFTER_S)
                 res = load.stop()
                 recycled = len(set(inst.markers()) - born_before)
                 rec.update({"requests": res.get("requests"), "failed": res["failed"], "errors": res["errors"],
@@ -850,7 +879,7 @@ class Harness:
             if inst is None:
                 continue
             run_wrk(inst.url("/"), c["conns"], 1)
-            time.sleep(2)
+            wait_cpu_quiet()  # idle figures are measured on an idle machine
             self.footprint(srv, inst)
             self.kills(srv, inst)
             self.stop(inst)
@@ -875,7 +904,7 @@ class Harness:
                 log(f"scale 2->8 {srv.key}: {times[-1]} ms (last new worker ready at {app_times[-1]} ms)")
                 srv.scale(inst, 2)
                 inst.wait_until(lambda: len(inst.workers()) == 2, 60)
-                time.sleep(1.0)
+                wait_cpu_quiet()  # the next round starts from a quiet machine
             self.results["scale_up"].append({"server": srv.key, "ms": times, "app_ready_ms": app_times})
             self.stop(inst)
             self.save()
@@ -946,7 +975,7 @@ class Harness:
                 app_ms.append(None)
                 ctl_ms.append(None)
                 log(f"  ! kill {i} on {srv.key}: no replacement within 30 s")
-            time.sleep(0.2)
+            wait_cpu_quiet()  # each kill starts from a quiet machine
         rec = {"server": srv.key, "workers": inst.target, "app_ready_ms": app_ms, "ctl_ready_ms": ctl_ms if is_arb else None}
         self.results["kill"].append(rec)
         log(f"kill->ready {srv.key}: median {med(app_ms)} ms (app) {med(ctl_ms) if is_arb else ''}")
@@ -989,7 +1018,7 @@ class Harness:
         if inst is None:
             self.results["metrics"] = {"workers": n, "error": "did not start"}
             return
-        time.sleep(2)
+        wait_cpu_quiet()  # 64 interpreters just booted
         times, size = [], 0
         for _ in range(self.c["metrics_gets"]):
             t0 = time.perf_counter()

@@ -76,7 +76,18 @@ try:
     else:
         sys.exit(f"metrics_time: only {ready}/{workers} workers ready after {BOOT_DEADLINE:.0f}s; see {log.name}")
     boot = time.monotonic() - started
-    time.sleep(2)  # let the boot's CPU storm settle (page cache, the workers' first heartbeats)
+    # Let the boot's CPU storm settle: wait (bounded) until the CPUs were 80% idle over 0.5 s.
+    def idle_total():
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        return fields[3] + fields[4], sum(fields)
+    settle_deadline, before = time.monotonic() + 20, idle_total()
+    while time.monotonic() < settle_deadline:
+        time.sleep(0.5)  # the sampling window
+        after = idle_total()
+        if after[1] > before[1] and (after[0] - before[0]) / (after[1] - before[1]) >= 0.8:
+            break
+        before = after
 
     get(metrics_port, "/metrics")  # warm-up
     samples, size = [], 0
