@@ -161,7 +161,7 @@ void metrics_render(struct arbiter *a, struct text_buffer *b) {
         text_buffer_printf(b, "arbiter_worker_exits_total{reason=\"%s\"} %llu\n", exit_reason_name((enum exit_reason)r),
                            (unsigned long long)pool->exits[r]);
     header(b, "arbiter_reloads_total", "counter", "Rolling reloads started.");
-    text_buffer_printf(b, "arbiter_reloads_total %llu\n", (unsigned long long)a->reloads_total);
+    text_buffer_printf(b, "arbiter_reloads_total %llu\n", (unsigned long long)a->pool.reload.started_total);
     header(b, "arbiter_control_commands_total", "counter", "Requests received on the control socket.");
     text_buffer_printf(b, "arbiter_control_commands_total %llu\n", (unsigned long long)a->control.commands_total);
 
