@@ -75,8 +75,26 @@ static json_t *worker_json(struct arbiter *a, const struct worker *w, const stru
     json_object_set_new(o, "last_exit", slot ? json_string(slot->last_exit) : json_null());
     json_object_set_new(o, "memory_rss_bytes", json_integer((json_int_t)stats->rss_bytes));
     json_object_set_new(o, "memory_pss_bytes", json_integer((json_int_t)stats->pss_bytes));
+    json_object_set_new(o, "memory_shared_bytes", json_integer((json_int_t)stats->shared_bytes));
+    json_object_set_new(o, "memory_private_bytes", json_integer((json_int_t)stats->private_bytes));
     json_object_set_new(o, "cpu_seconds", json_real(stats->cpu_seconds));
     return o;
+}
+
+/* --preload: the zygote serving now; null without --preload (and between a death and its restart). */
+static json_t *zygote_json(const struct arbiter *a) {
+    const struct zygote *z = a->config->preload ? fork_server_zygote(&a->fork_server) : NULL;
+    if (!z)
+        return json_null();
+    return json_pack("{s:i, s:i, s:s, s:f, s:I, s:I, s:I, s:I}", "pid", z->pid, "generation", (int)z->generation, "state",
+                     zygote_state_name(z->state), "import_seconds", z->import_seconds, "memory_pss_bytes",
+                     (json_int_t)z->stats.pss_bytes, "memory_rss_bytes", (json_int_t)z->stats.rss_bytes, "forks",
+                     (json_int_t)z->forks, "restarts", (json_int_t)a->fork_server.zygote_restarts);
+}
+
+static json_t *reload_json(const struct reload *reload) {
+    return json_pack("{s:s, s:i, s:s?}", "state", reload_state_name(reload->state), "generation", (int)reload->generation,
+                     "failure", reload->state == RELOAD_FAILED ? reload->failure : NULL);
 }
 
 json_t *control_status(struct arbiter *a) {
@@ -93,12 +111,16 @@ json_t *control_status(struct arbiter *a) {
     json_t *listeners = json_array();
     for (size_t i = 0; i < a->listeners.count; i++)
         json_array_append_new(listeners, json_string(a->listeners.items[i].name));
-    return json_pack("{s:b, s:i, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:I, s:I, s:o, s:o}", "ok", 1, "pid",
+    json_t *status = json_pack("{s:b, s:i, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:I, s:I, s:o, s:o}", "ok", 1, "pid",
                      (int)getpid(), "name", a->config->name, "version", ARBITER_VERSION, "app", a->config->app, "state",
                      arbiter_state_name(a), "target_workers", (int)pool->target, "ready_workers",
                      (int)pool_ready_count(pool), "generation", (int)pool->generation, "uptime_s",
                      (double)(uv_now(a->loop) - a->started_ms) / 1000.0, "reloads", (json_int_t)a->pool.reload.started_total,
                      "restarts", (json_int_t)pool->restarts_total, "listeners", listeners, "workers", workers);
+    json_object_set_new(status, "spawner", json_string(pool->spawner ? pool->spawner->ops->name : "exec"));
+    json_object_set_new(status, "zygote", zygote_json(a));
+    json_object_set_new(status, "reload", reload_json(&pool->reload));
+    return status;
 }
 
 static enum control_outcome status_run(struct arbiter *a, struct control_request *r, json_t **reply,

@@ -520,6 +520,7 @@ void pool_worker_exited(struct worker *w) {
         }
     } else {
         slot->active = NULL;
+        slot->replace_pending = false; /* its restart is a fresh worker; reload_check re-marks an old one */
         snprintf(slot->last_exit, sizeof slot->last_exit, "%s", description);
         if (pool->stopping || w->stop_requested) {
             log_event(LOG_INFO, "worker_exited", w->slot_id, w->pid, "stopped: %s", description);
