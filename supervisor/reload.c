@@ -27,7 +27,7 @@ uint64_t reload_bound_ms(unsigned slots, unsigned surge, double boot_timeout) {
     unsigned rounds = surge ? (slots + surge - 1) / surge : slots;
     if (rounds == 0)
         rounds = 1;
-    return (uint64_t)((double)(rounds + 1) * round_ms) + 10000u;
+    return (uint64_t)((double)(rounds + 1) * round_ms) + 5000u;
 }
 
 static void reload_on_deadline(uv_timer_t *timer) {

@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from arbiter_worker import exits
 from arbiter_worker.cli import Options
 from arbiter_worker.environment import WorkerEnvironment, parse_environment
-from arbiter_worker.parent import arm_parent_death_signal
+from arbiter_worker.parent import arm_parent_death_signal, set_process_name
 
 MAX_REQUEST_BYTES = 4096
 MAX_FDS = 1 + 64
@@ -121,6 +121,7 @@ def become_worker(zygote_sock: socket.socket, request: dict[str, object], receiv
     from arbiter_worker.worker import run
 
     os.setsid()
+    set_process_name("arbiter-worker")
     zygote_sock.close()
     listen_count = int(str(request.get("listen_fds", 0)))
     channel_fd = place_fds(received, listen_count)
@@ -209,6 +210,7 @@ def run_zygote(options: Options, environment: WorkerEnvironment) -> int:
         return exits.USAGE
     zygote_sock = socket.socket(fileno=environment.channel_fd)
     zygote_sock.set_inheritable(False)
+    set_process_name("arbiter-zygote")
     started = time.monotonic()
     try:
         import_app(options)
