@@ -371,6 +371,13 @@ def arbiter(workdir):
         print(f"--- {' '.join(instance.argv)}\n--- exit {instance.proc.returncode}; output:\n{instance.tail(200)}")
 
 
+@pytest.fixture(params=[pytest.param([], id="exec"), pytest.param(["--preload"], id="preload")])
+def spawner(request) -> list[str]:
+    """Run a supervision scenario with both spawners: a fresh interpreter per worker, and forks of a
+    zygote (--preload). The value is the extra command-line arguments."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def venv_without_uvicorn():
     """A fresh venv from the system Python with nothing installed in it."""
