@@ -120,6 +120,7 @@ json_t *control_status(struct arbiter *a) {
     json_object_set_new(status, "spawner", json_string(pool->spawner ? pool->spawner->ops->name : "exec"));
     json_object_set_new(status, "zygote", zygote_json(a));
     json_object_set_new(status, "reload", reload_json(&pool->reload));
+    json_object_set_new(status, "orphans_reaped", json_integer((json_int_t)a->reaper.orphans_reaped));
     return status;
 }
 
