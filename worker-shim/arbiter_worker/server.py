@@ -29,6 +29,7 @@ import uvicorn
 from uvicorn.importer import ImportFromStringError, import_from_string
 
 from arbiter_worker import exits
+from arbiter_worker.accept import Acceptor
 from arbiter_worker.channel import Channel
 from arbiter_worker.heartbeat import Heartbeat
 from arbiter_worker.logs import SHIM_LOGGER
@@ -63,6 +64,8 @@ class WorkerServer(uvicorn.Server):
         self._told_to_drain: set[object] = set()
         self._stop_requested: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._balance = os.environ.get("BAL_EXPERIMENT", "native")
+        self._acceptor: Acceptor | None = None
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -127,13 +130,23 @@ class WorkerServer(uvicorn.Server):
             return
         if not self.started or self.should_exit:
             return
+        if self._balance != "native":
+            config = self.config
+
+            def create_protocol() -> asyncio.Protocol:
+                return config.http_protocol_class(  # type: ignore[call-arg]
+                    config=config, server_state=self.server_state, app_state=self.lifespan.state, _loop=loop
+                )
+
+            self._acceptor = Acceptor(loop, list(sockets or []), create_protocol, self.server_state, self._balance)
+            self._acceptor.start()
         for sock in sockets or []:
             logger.info("Serving on %s", describe(sock))
         self._channel.send({"type": "ready", "pid": os.getpid()})
 
     async def _startup_or_exit(self, sockets: list[socket.socket] | None) -> None:
         try:
-            await super().startup(sockets=sockets)
+            await super().startup(sockets=sockets if self._balance == "native" else [])
         except SystemExit:
             pass  # uvicorn >= 0.37 exits on a failed lifespan startup; older ones only set should_exit
 
@@ -191,6 +204,8 @@ class WorkerServer(uvicorn.Server):
 
         # Stop accepting. Only our copies close: the arbiter and the other workers keep theirs,
         # so connections still queued on a shared listener go to them.
+        if self._acceptor is not None:
+            self._acceptor.stop()
         for server in self.servers:
             server.close()
         for sock in sockets or []:
