@@ -99,6 +99,7 @@ static void arbiter_on_pool_changed(struct pool *pool) {
 
 static void arbiter_finish(struct arbiter *a) {
     log_info("stopped", "all workers stopped; exiting with %d", a->exit_code);
+    autoscale_close(&a->autoscale);
     control_close(&a->control);
     metrics_close(&a->metrics);
     pool_close(&a->pool);
@@ -106,6 +107,7 @@ static void arbiter_finish(struct arbiter *a) {
     signals_close(a);
     notify_close(&a->notify);
     listener_close_all(&a->listeners);
+    board_close(&a->board);
 }
 
 static void arbiter_on_pool_empty(struct pool *pool) {
@@ -126,6 +128,7 @@ void arbiter_stop(struct arbiter *a, bool graceful, const char *why) {
     log_info("stopping", "%s stop (%s)%s", graceful ? "graceful" : "quick", why,
              graceful ? ": workers finish their requests" : "");
     a->state = ARBITER_STOPPING;
+    autoscale_stop(&a->autoscale);
     /* Tell systemd how long the drain may take, so TimeoutStopSec does not cut it short. */
     notify_send(&a->notify, "STOPPING=1\nEXTEND_TIMEOUT_USEC=%llu",
                 (unsigned long long)((a->config->graceful_timeout + 5) * 1e6));
@@ -152,6 +155,7 @@ void arbiter_reload(struct arbiter *a, const char *why) {
 int arbiter_scale(struct arbiter *a, unsigned target, const char *why) {
     if (a->state == ARBITER_STOPPING)
         return -1;
+    autoscale_disable(&a->autoscale, why);
     log_info("scale", "scale to %u workers (%s)", target, why);
     return pool_scale(&a->pool, target);
 }
@@ -246,6 +250,7 @@ int arbiter_run(struct config *config) {
     }
 
     a->loop = uv_default_loop();
+    a->board.fd = -1;
     struct pool_events events = {arbiter_on_pool_changed, arbiter_on_pool_empty, arbiter_on_boot_failed, NULL, a};
     if (pool_init(&a->pool, a->loop, config, events, a->listen_fds, 0, NULL) != 0) {
         log_error("startup_failed", "out of memory");
@@ -257,6 +262,12 @@ int arbiter_run(struct config *config) {
         return EXIT_USAGE;
     }
     a->pool.listen_fd_count = a->listeners.count;
+    /* Room for every slot's worker, a successor each, and as many draining: more only waits. */
+    if (board_open(&a->board, (size_t)config->max_workers * 2 + 8, err, sizeof err) != 0)
+        log_warning("board_unavailable", "%s; workers run without shared gauges (--balance kernel, no autoscale signals "
+                    "but heartbeats)", err);
+    else
+        a->pool.board = &a->board;
     find_shim_dir(a->shim_dir, sizeof a->shim_dir);
     if (!a->shim_dir[0]) /* installed with pip: the shim is in the venv's site-packages */
         log_debug("shim", "using the arbiter_worker package installed in the interpreter's environment");
@@ -295,6 +306,7 @@ int arbiter_run(struct config *config) {
                  config->workers, config->workers == 1 ? "" : "s", config->app, config->python);
         if (config->boot_timeout > 0) /* slow lifespan startups must not hit TimeoutStartSec */
             notify_send(&a->notify, "EXTEND_TIMEOUT_USEC=%llu", (unsigned long long)((config->boot_timeout + 5) * 1e6));
+        autoscale_start(&a->autoscale, a, &config->autoscale);
         if (pool_start(&a->pool, err, sizeof err) != 0) {
             log_event(LOG_CRITICAL, "startup_failed", 0, 0, "%s", err);
             a->exit_code = EXIT_RUNTIME_FAILURE;

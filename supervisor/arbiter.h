@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "autoscale.h"
+#include "board.h"
 #include "config.h"
 #include "control.h"
 #include "listener.h"
@@ -51,6 +53,8 @@ struct arbiter {
     struct notify notify;
     struct control control;
     struct metrics metrics;
+    struct board board;         /* the workers' shared gauges (board.h) */
+    struct autoscale autoscale; /* --autoscale, `ctl autoscale` */
     uv_signal_t signals[ARBITER_SIGNAL_COUNT];
     size_t signal_count;
     char shim_dir[PATH_MAX];
@@ -64,6 +68,7 @@ int arbiter_run(struct config *config);
 
 void arbiter_stop(struct arbiter *arbiter, bool graceful, const char *why);
 void arbiter_reload(struct arbiter *arbiter, const char *why);
+/* A scale by hand (ctl scale, TTIN/TTOU): turns autoscaling off, with a log line saying so. */
 int arbiter_scale(struct arbiter *arbiter, unsigned target, const char *why);
 
 /* signals.c */

@@ -220,6 +220,53 @@ static int apply_env_file(struct config *c, const struct option_spec *o, const c
     return 0;
 }
 
+static int apply_balance(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
+    if (strcmp(v, "even") == 0)
+        c->balance = BALANCE_EVEN;
+    else if (strcmp(v, "kernel") == 0)
+        c->balance = BALANCE_KERNEL;
+    else {
+        snprintf(err, n, "--%s: '%s' is not one of %s", o->name, v, o->choices);
+        return -1;
+    }
+    return 0;
+}
+
+const char *balance_mode_name(enum balance_mode mode) {
+    return mode == BALANCE_KERNEL ? "kernel" : "even";
+}
+
+/* MIN:MAX; the upper limit (--max-workers) is checked once every flag is known. */
+static int apply_autoscale(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
+    char reason[CONFIG_ERROR_MAX];
+    if (autoscale_parse_range(v, CONFIG_MAX_WORKERS_LIMIT, &c->autoscale.min, &c->autoscale.max, reason, sizeof reason) != 0) {
+        snprintf(err, n, "--%s: %s", o->name, reason);
+        return -1;
+    }
+    c->autoscale.enabled = true;
+    return 0;
+}
+
+static int apply_fraction(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
+    char *end;
+    errno = 0;
+    double value = strtod(v, &end);
+    if (errno || end == v || *end || !isfinite(value) || value < o->min || value > o->max) {
+        snprintf(err, n, "--%s: '%s' is not a number from %g to %g", o->name, v, o->min, o->max);
+        return -1;
+    }
+    *(double *)((char *)c + o->offset) = value;
+    return 0;
+}
+
+static int apply_count(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
+    unsigned value;
+    if (parse_uint_option(o, v, &value, err, n) != 0)
+        return -1;
+    *(double *)((char *)c + o->offset) = value;
+    return 0;
+}
+
 /* --config is read before everything else (see config_parse); here it only needs to be accepted. */
 static int apply_nothing(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
     (void)c, (void)o, (void)v, (void)err, (void)n;
@@ -248,6 +295,23 @@ static const struct option_spec option_table[] = {
      "fork server: a zygote imports the app once and forks the workers (shared memory, fast start)"},
     {"max-surge", 0, "N", apply_uint, FIELD(max_surge), 1, CONFIG_MAX_WORKERS_LIMIT, NULL, 0,
      "workers replaced at once during a reload (default 25% of the workers, at least 1)"},
+    {"balance", 0, "MODE", apply_balance, 0, 0, 0, "even|kernel", 0,
+     "even: a worker holds off accepting while it has more than its share of connections (default); "
+     "kernel: each worker accepts whatever it can (always with --reuse-port)"},
+    {"autoscale", 0, "MIN:MAX", apply_autoscale, 0, 0, 0, NULL, 0,
+     "scale between MIN and MAX workers on accept queue, busy workers and event-loop lag (-w is the start)"},
+    {"autoscale-idle", 0, "S", apply_seconds, FIELD(autoscale.idle_s), 0.1, 86400, NULL, 0,
+     "remove one worker after S seconds of low load (default 60)"},
+    {"autoscale-max-memory", 0, "SIZE", apply_size, FIELD(autoscale.max_memory), 0, 0, NULL, 0,
+     "never scale up past SIZE of total worker PSS (e.g. 4G)"},
+    {"autoscale-up-after", 0, "S", apply_seconds, FIELD(autoscale.up_after_s), 0.25, 3600, NULL, 0,
+     "add workers once pressure has lasted about S seconds (default 1)"},
+    {"autoscale-queue", 0, "N", apply_count, FIELD(autoscale.queue), 1, 65535, NULL, 0,
+     "pressure: N connections waiting in the accept queue, on average (default 1)"},
+    {"autoscale-busy", 0, "F", apply_fraction, FIELD(autoscale.busy), 0.05, 1, NULL, 0,
+     "pressure: this fraction of the workers has requests in flight (default 0.9)"},
+    {"autoscale-lag", 0, "S", apply_seconds, FIELD(autoscale.lag_s), 0.001, 60, NULL, 0,
+     "pressure: the workers' event loops run this late, on average (default 50ms)"},
     {"chdir", 0, "DIR", apply_string, FIELD(chdir), 0, 0, NULL, 0,
      "directory the workers run in (the app is imported from there)"},
     {"env", 0, "K=V", apply_env, 0, 0, 0, NULL, OPT_REPEAT, "set a variable in the workers' environment; repeatable"},
@@ -644,7 +708,30 @@ static int check_python(const char *python, char *err, size_t n) {
     return 0;
 }
 
+/* --autoscale MIN:MAX against --max-workers and -w: -w given is the start and must be in range; -w
+ * defaulted (CPUs, WEB_CONCURRENCY) is moved into the range. */
+static int config_check_autoscale(struct config *c, bool workers_given, char *err, size_t n) {
+    struct autoscale_policy *p = &c->autoscale;
+    if (!p->enabled)
+        return 0;
+    if (p->max > c->max_workers) {
+        snprintf(err, n, "--autoscale %u:%u: MAX is more than --max-workers %u; raise --max-workers or lower MAX",
+                 p->min, p->max, c->max_workers);
+        return -1;
+    }
+    if (c->workers < p->min || c->workers > p->max) {
+        if (workers_given) {
+            snprintf(err, n, "--workers %u is outside --autoscale %u:%u; -w is the starting count, between MIN and MAX",
+                     c->workers, p->min, p->max);
+            return -1;
+        }
+        c->workers = c->workers < p->min ? p->min : p->max;
+    }
+    return 0;
+}
+
 static int config_apply_defaults(struct config *c, char *const *envp, char *err, size_t n) {
+    bool workers_given = c->workers != 0;
     if (!c->workers) {
         const char *web = environment_get(envp, "WEB_CONCURRENCY");
         if (web && *web) {
@@ -665,6 +752,15 @@ static int config_apply_defaults(struct config *c, char *const *envp, char *err,
         snprintf(err, n, "--workers %u is more than --max-workers %u; raise --max-workers", c->workers, c->max_workers);
         return -1;
     }
+    if (config_check_autoscale(c, workers_given, err, n) != 0)
+        return -1;
+    if (c->balance == BALANCE_EVEN && c->reuse_port) {
+        snprintf(err, n, "--balance even needs the shared socket: with --reuse-port each worker has its own queue; "
+                 "drop one of the two");
+        return -1;
+    }
+    if (c->balance == BALANCE_DEFAULT)
+        c->balance = c->reuse_port ? BALANCE_KERNEL : BALANCE_EVEN;
     if (c->bind_count == 0 && !environment_get(envp, "LISTEN_FDS")) {
         char reason[CONFIG_ERROR_MAX];
         if (listener_parse_address("127.0.0.1:8000", &c->binds[0], reason, sizeof reason) != 0) {
@@ -722,6 +818,8 @@ static void config_set_builtin_defaults(struct config *c, const char *command) {
     c->log_format = LOG_FORMAT_TEXT;
     c->access_log = true;
     c->min_ready = 1;
+    c->autoscale = (struct autoscale_policy){
+        .up_after_s = 1, .idle_s = 60, .queue = 1, .busy = 0.9, .lag_s = 0.05};
 }
 
 enum config_result config_parse(struct config *c, int argc, char **argv, char *const *envp, char *err,
@@ -816,8 +914,10 @@ enum config_result config_parse(struct config *c, int argc, char **argv, char *c
         snprintf(err, err_size, "out of memory");
         return CONFIG_USAGE_ERROR;
     }
-    if (strcmp(c->command, "check") == 0)
+    if (strcmp(c->command, "check") == 0) {
         c->workers = 1;
+        c->autoscale.enabled = false; /* one worker, booted once: nothing to scale */
+    }
     if (config_apply_defaults(c, envp, err, err_size) != 0)
         return CONFIG_USAGE_ERROR;
     return CONFIG_OK;

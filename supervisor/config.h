@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "autoscale.h"
 #include "listener.h"
 #include "log.h"
 
@@ -18,6 +19,14 @@ struct string_list {
     size_t count;
     size_t capacity;
 };
+
+/* How the workers share a listener's accept queue (--balance). */
+enum balance_mode {
+    BALANCE_DEFAULT, /* not given: even, or kernel with --reuse-port */
+    BALANCE_EVEN,    /* the shim accepts, holding off while it has more than its share of connections */
+    BALANCE_KERNEL,  /* uvicorn's own accept loop: whoever wakes first takes what is queued */
+};
+const char *balance_mode_name(enum balance_mode mode);
 
 struct config {
     const char *command; /* "run" or "check" */
@@ -52,6 +61,8 @@ struct config {
     bool factory;
     bool preload;        /* --preload: the fork server spawns the workers */
     unsigned max_surge;  /* 0: 25% of the workers, at least 1 */
+    enum balance_mode balance;
+    struct autoscale_policy autoscale; /* --autoscale MIN:MAX and its knobs */
     struct string_list env;     /* KEY=VALUE from --env and --env-file, in order */
     struct string_list forward; /* uvicorn options passed to every worker */
 };

@@ -117,6 +117,12 @@ char **environment_build(char *const *base, const struct string_list *extra, con
     builder_putf(&b, "ARBITER_LOG_FORMAT=%s", id->log_format);
     if (id->log_file)
         builder_putf(&b, "ARBITER_LOG_FILE=%s", id->log_file);
+    if (id->balance)
+        builder_putf(&b, "ARBITER_BALANCE=%s", id->balance);
+    if (id->board_index) {
+        builder_putf(&b, "ARBITER_BOARD_FD=%zu", 4 + id->listen_fds);
+        builder_putf(&b, "ARBITER_BOARD_INDEX=%u", id->board_index);
+    }
     if (b.failed || !b.items) {
         environment_free(b.items);
         return NULL;

@@ -16,6 +16,8 @@ struct worker_identity {
     const char *log_format;
     const char *log_file; /* NULL: logs go to the inherited stderr */
     const char *shim_dir; /* prepended to PYTHONPATH; NULL when the shim is installed in the venv */
+    const char *balance;  /* ARBITER_BALANCE: even or kernel (--balance); NULL: not set */
+    unsigned board_index; /* its board entry (ARBITER_BOARD_INDEX, board fd after the channel); 0: none */
 };
 
 /* Builds a NULL-terminated environment: base (the arbiter's own) minus the variables that belong to

@@ -107,7 +107,8 @@ char **pool_build_argv(const struct pool *pool, char numbers[3][32], bool zygote
     return argv;
 }
 
-char **pool_build_env(const struct pool *pool, unsigned worker_id, unsigned generation, size_t listen_fds) {
+char **pool_build_env(const struct pool *pool, unsigned worker_id, unsigned generation, size_t listen_fds,
+                      unsigned board_index) {
     const struct config *c = pool->config;
     struct worker_identity identity = {
         .worker_id = worker_id,
@@ -118,6 +119,8 @@ char **pool_build_env(const struct pool *pool, unsigned worker_id, unsigned gene
         .log_format = c->log_format == LOG_FORMAT_JSON ? "json" : "text",
         .log_file = c->log_file,
         .shim_dir = pool->shim_dir,
+        .balance = balance_mode_name(c->balance),
+        .board_index = board_index,
     };
     return environment_build(environ, &c->env, &identity);
 }
@@ -127,15 +130,19 @@ static struct worker *pool_spawn_worker(struct pool *pool, struct slot *slot, ch
     const struct config *c = pool->config;
     struct worker *w = calloc(1, sizeof *w);
     char numbers[3][32];
+    unsigned board_index = pool->board ? board_claim(pool->board) : 0;
     char **argv = pool_build_argv(pool, numbers, false);
-    char **env = pool_build_env(pool, slot->id, pool->generation, pool->listen_fd_count);
+    char **env = pool_build_env(pool, slot->id, pool->generation, pool->listen_fd_count, board_index);
     if (!w || !argv || !env) {
         snprintf(err, err_size, "out of memory preparing a worker");
+        if (pool->board)
+            board_release(pool->board, board_index);
         free(w);
         free(argv);
         environment_free(env);
         return NULL;
     }
+    w->board_index = board_index;
     w->pool = pool;
     w->slot = slot;
     w->slot_id = slot->id;
@@ -151,11 +158,15 @@ static struct worker *pool_spawn_worker(struct pool *pool, struct slot *slot, ch
         .uid = pool->uid,
         .gid = pool->gid,
         .max_requests = c->max_requests ? (unsigned)strtoul(numbers[1], NULL, 10) : 0,
+        .board_fd = board_index ? pool->board->fd : -1,
+        .board_index = board_index,
     };
     int rc = pool->spawner->ops->spawn(pool->spawner, w, &launch, err, err_size);
     free(argv);
     environment_free(env);
     if (rc != 0) {
+        if (pool->board)
+            board_release(pool->board, board_index);
         worker_close(w); /* frees w once its handles (if any were opened) are closed */
         return NULL;
     }
@@ -512,6 +523,9 @@ void pool_worker_exited(struct worker *w) {
     worker_describe_exit(w, description, sizeof description);
     pool->exits[classify_exit(w)]++;
     pool->requests_of_exited += w->requests;
+    if (pool->board)
+        board_release(pool->board, w->board_index); /* a crashed worker's gauges must not linger */
+    w->board_index = 0;
 
     if (!slot) {
         pool_remove_detached(pool, w);

@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include "backoff.h"
+#include "board.h"
 #include "config.h"
 #include "listener.h"
 #include "reaper.h"
@@ -73,6 +74,7 @@ struct pool {
 
     struct spawner *spawner; /* exec, or the fork server (--preload) */
     struct reaper *reaper;   /* delivers the exits of forked workers; NULL in unit tests */
+    struct board *board;     /* one entry per live worker; NULL: workers run without one */
     struct reload reload;
 
     struct slot **slots; /* slots[0..slot_count) ordered by id */
@@ -133,7 +135,8 @@ const char *slot_state_name(const struct slot *slot);
 /* A worker's command line (PYTHON -m arbiter_worker ...; the zygote's with zygote) and environment
  * (the arbiter's, cleaned, plus --env and the ARBITER_* variables). NULL when memory runs out. */
 char **pool_build_argv(const struct pool *pool, char numbers[3][32], bool zygote);
-char **pool_build_env(const struct pool *pool, unsigned worker_id, unsigned generation, size_t listen_fds);
+char **pool_build_env(const struct pool *pool, unsigned worker_id, unsigned generation, size_t listen_fds,
+                      unsigned board_index);
 
 /* Called by worker.c. */
 void pool_worker_ready(struct worker *worker);

@@ -334,7 +334,7 @@ int worker_exec(struct worker *w, uv_loop_t *loop, const struct worker_launch *l
         close(pair[1]);
         return -1;
     }
-    uv_stdio_container_t stdio[3 + LISTENER_MAX + 1];
+    uv_stdio_container_t stdio[3 + LISTENER_MAX + 2];
     size_t count = 0;
     stdio[count++] = (uv_stdio_container_t){.flags = UV_IGNORE};
     stdio[count++] = (uv_stdio_container_t){.flags = UV_INHERIT_FD, .data.fd = STDOUT_FILENO};
@@ -342,6 +342,8 @@ int worker_exec(struct worker *w, uv_loop_t *loop, const struct worker_launch *l
     for (size_t i = 0; i < launch->listen_fd_count && i < LISTENER_MAX; i++)
         stdio[count++] = (uv_stdio_container_t){.flags = UV_INHERIT_FD, .data.fd = launch->listen_fds[i]};
     stdio[count++] = (uv_stdio_container_t){.flags = UV_INHERIT_FD, .data.fd = pair[1]};
+    if (launch->board_index)
+        stdio[count++] = (uv_stdio_container_t){.flags = UV_INHERIT_FD, .data.fd = launch->board_fd};
 
     uv_process_options_t options = {
         .exit_cb = worker_on_process_exit,

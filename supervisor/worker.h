@@ -52,6 +52,7 @@ struct worker {
     uint64_t ready_ms;     /* loop time when it became ready; 0 before */
     uint64_t requests;
     uint64_t in_flight;
+    unsigned board_index;    /* its entry on the board (board.h); 0: none */
     struct proc_stats stats; /* from /proc, refreshed on heartbeats (WORKER_STATS_MAX_AGE_MS) */
     uint64_t stats_ms;       /* loop time of the last refresh; 0: never read */
     int64_t exit_status;
@@ -82,6 +83,8 @@ struct worker_launch {
     uv_uid_t uid;
     uv_gid_t gid;
     unsigned max_requests; /* this worker's --max-requests, jitter included (0: none) */
+    int board_fd;          /* the board's memfd, passed after the channel when board_index is set */
+    unsigned board_index;
 };
 
 const char *worker_state_name(enum worker_state state);

@@ -286,7 +286,7 @@ static struct zygote *zygote_start(struct fork_server *server, unsigned generati
     struct zygote *z = calloc(1, sizeof *z);
     char numbers[3][32];
     char **argv = pool_build_argv(pool, numbers, true);
-    char **env = pool_build_env(pool, 0, generation, 0);
+    char **env = pool_build_env(pool, 0, generation, 0, 0);
     int pair[2] = {-1, -1};
     if (!z || !argv || !env) {
         log_error("zygote_start_failed", "out of memory preparing the zygote");
@@ -401,13 +401,16 @@ static int fork_request_send(struct zygote *z, const struct fork_request *reques
     char line[256];
     const struct worker *w = request->worker;
     int length = snprintf(line, sizeof line,
-                          "{\"type\":\"fork\",\"worker_id\":%u,\"generation\":%u,\"max_requests\":%u,\"listen_fds\":%zu}\n",
-                          w->slot_id, z->generation, request->max_requests, request->listen_fd_count);
-    int fds[1 + LISTENER_MAX];
+                          "{\"type\":\"fork\",\"worker_id\":%u,\"generation\":%u,\"max_requests\":%u,\"listen_fds\":%zu,"
+                          "\"board_index\":%u}\n",
+                          w->slot_id, z->generation, request->max_requests, request->listen_fd_count, request->board_index);
+    int fds[2 + LISTENER_MAX];
     size_t count = 0;
     fds[count++] = request->channel_fd;
     for (size_t i = 0; i < request->listen_fd_count; i++)
         fds[count++] = request->listen_fds[i];
+    if (request->board_index)
+        fds[count++] = request->board_fd;
     union {
         char buffer[CMSG_SPACE(sizeof fds)];
         struct cmsghdr align;
@@ -503,6 +506,8 @@ static int fork_server_spawn(struct spawner *spawner, struct worker *w, const st
     request->listen_fd_count = launch->listen_fd_count;
     memcpy(request->listen_fds, launch->listen_fds, launch->listen_fd_count * sizeof(int));
     request->max_requests = launch->max_requests;
+    request->board_fd = launch->board_fd;
+    request->board_index = launch->board_index;
     *server->queue_tail = request;
     server->queue_tail = &request->next;
     if (!server->current && !server->next)

@@ -50,6 +50,8 @@ struct fork_request {
     int listen_fds[LISTENER_MAX];
     size_t listen_fd_count;
     unsigned max_requests;
+    int board_fd; /* the board, sent after the listeners when board_index is set */
+    unsigned board_index;
     struct fork_request *next;
 };
 

@@ -1,74 +1,55 @@
-"""PROTOTYPE: the shim's own accept loop, with experimental policies (BAL_EXPERIMENT)."""
+"""The even accept policy (``ARBITER_BALANCE=even``): workers share a listener's queue fairly.
+
+uvicorn hands each listener to the event loop's own server, which accepts every queued connection
+the moment it wakes up. All workers watch the same queue, so whichever gets the CPU first takes a
+whole burst: 64 keep-alive connections opened at once can land on one or two of four workers and
+stay there (measured: 0, 0, 31,542 and 31,942 requests). Here the shim accepts instead, and
+before each accept it looks at the board (board.py): while this worker holds more than its share of
+the connections of the workers that can accept right now (their count divided among them, plus one),
+it stops watching the listener and lets the others take the queue. It looks again every
+HOLD_POLL_SECONDS: once the queue is empty, or it is back within its share, it watches again; if
+the queue is still not empty after HOLD_MAX_SECONDS (the others are slow to be scheduled), it takes
+one connection anyway, so holding off can delay a connection but never strand it. A worker whose loop
+is blocked stops ticking and drops out of the share, so the others do not wait for it.
+
+A wake-up accepts at most ACCEPTS_PER_WAKEUP connections, so one burst cannot hold the loop for
+long. Each accepted socket becomes a transport through ``loop.connect_accepted_socket`` (asyncio and
+uvloop alike) with uvicorn's own protocol, exactly what ``create_server`` would have built.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import mmap
-import os
-import select
+import logging
 import socket
 import struct
-import threading
 from collections.abc import Callable
 
-from uvicorn.server import ServerState
+from arbiter_worker.board import Board
+from arbiter_worker.logs import SHIM_LOGGER
 
-ACCEPT_RETRY_SECONDS = 1.0
-HOLD_POLL = float(os.environ.get("HOLD_POLL", "0.002"))
-HOLD_MAX = float(os.environ.get("HOLD_MAX", "0.05"))
+logger = logging.getLogger(SHIM_LOGGER)
+
+ACCEPTS_PER_WAKEUP = 16
+HOLD_POLL_SECONDS = 0.002
+HOLD_MAX_SECONDS = 0.05
+SHARE_SLACK = 1
+"""Connections a worker may hold above its exact share before it holds off: without it, two
+workers one connection apart would take turns holding off on every accept."""
+RESOURCE_RETRY_SECONDS = 1.0
+"""Out of fds or memory: stop accepting this long instead of spinning (asyncio does the same)."""
+TCP_INFO_UNACKED = 24
+"""Byte offset of tcpi_unacked in struct tcp_info: for a listener, the connections waiting."""
 
 
-def queue_length(sock: socket.socket) -> int:
+def queued_connections(sock: socket.socket) -> int | None:
+    """Connections waiting in a TCP listener's accept queue; None when the kernel does not say (AF_UNIX)."""
     try:
-        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_UNACKED + 8)
     except OSError:
-        return 1
-    return int(struct.unpack_from("I", info, 24)[0])
-
-
-class BoardSet(set):  # type: ignore[type-arg]
-    def __init__(self, publish: Callable[[int], None]) -> None:
-        super().__init__()
-        self._publish = publish
-
-    def add(self, item: object) -> None:
-        super().add(item)
-        self._publish(len(self))
-
-    def discard(self, item: object) -> None:
-        super().discard(item)
-        self._publish(len(self))
-ENTRY = 64  # bytes per board entry: pid, connections, in_flight, serving
-
-
-class Board:
-    def __init__(self, path: str, index: int) -> None:
-        fd = os.open(path, os.O_RDWR)
-        self._map = mmap.mmap(fd, 0)
-        os.close(fd)
-        self._view = memoryview(self._map).cast("q")
-        self._index = index
-        self._base = index * (ENTRY // 8)
-        self._count = len(self._map) // ENTRY
-
-    def publish(self, connections: int, serving: int) -> None:
-        v = self._view
-        b = self._base
-        v[b] = os.getpid()
-        v[b + 1] = connections
-        v[b + 3] = serving
-
-    def peers(self) -> tuple[int, int]:
-        """(serving workers, their connections)."""
-        v = self._view
-        n = total = 0
-        for i in range(self._count):
-            b = i * (ENTRY // 8)
-            if v[b] and v[b + 3]:
-                n += 1
-                total += v[b + 1]
-        return n, total
+        return None
+    return int(struct.unpack_from("I", info, TCP_INFO_UNACKED)[0])
 
 
 class Acceptor:
@@ -77,165 +58,115 @@ class Acceptor:
         loop: asyncio.AbstractEventLoop,
         sockets: list[socket.socket],
         protocol_factory: Callable[[], asyncio.Protocol],
-        state: ServerState,
-        mode: str,
+        board: Board,
+        connections: Callable[[], int],
     ) -> None:
         self._loop = loop
         self._sockets = sockets
         self._factory = protocol_factory
-        self._state = state
-        self._mode = mode
-        self._per_wake = 2048 if mode == "unbounded" else 1
-        self._paused: dict[int, asyncio.TimerHandle] = {}
+        self._board = board
+        self._connections = connections
+        self.accepting = 0
+        """Accepted, protocol not made yet: already this worker's, not yet in the connection set."""
+        self._held: dict[int, asyncio.TimerHandle] = {}
         self._running = False
-        self._board: Board | None = None
-        self._threads: list[threading.Thread] = []
-        self._go: dict[int, threading.Event] = {}
-        self._pending = 0
-        if mode == "share":
-            self._per_wake = 16
-            path = os.environ["BAL_BOARD_PATH"]
-            self._board = Board(path, int(os.environ.get("ARBITER_WORKER_ID", "1")))
-            board = self._board
-            state.connections = BoardSet(lambda n: board.publish(n + self._pending, 1))
+
+    def held_connections(self) -> int:
+        """Open connections plus those accepted whose protocol does not exist yet."""
+        return self._connections() + self.accepting
 
     def start(self) -> None:
         self._running = True
         for sock in self._sockets:
             sock.setblocking(False)
-            if self._mode == "exclusive":
-                self._start_exclusive(sock)
-            else:
-                self._loop.add_reader(sock.fileno(), self._on_acceptable, sock)
-        if self._board:
-            self._board.publish(0, 1)
+            self._loop.add_reader(sock.fileno(), self._on_acceptable, sock)
+        self._board.set_serving(True)
 
     def stop(self) -> None:
+        """Stop accepting (the drain); the sockets stay open for the caller to close."""
         self._running = False
-        if self._board:
-            self._board.publish(len(self._state.connections), 0)
-        for sock in self._sockets:
-            if sock.fileno() >= 0:
-                self._loop.remove_reader(sock.fileno())
-        for handle in self._paused.values():
+        self._board.set_serving(False)
+        for handle in self._held.values():
             handle.cancel()
-        self._paused.clear()
-        for ev in self._go.values():
-            ev.set()
-
-    # exclusive: a thread per listener sleeps in epoll_wait with EPOLLEXCLUSIVE; it wakes the loop
-    # and waits until the loop has accepted before it waits again.
-    def _start_exclusive(self, sock: socket.socket) -> None:
-        ep = select.epoll()
-        ep.register(sock.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
-        go = threading.Event()
-        self._go[sock.fileno()] = go
-
-        def run() -> None:
-            while self._running:
-                try:
-                    events = ep.poll(1.0)
-                except OSError:
-                    return
-                if not events or not self._running:
-                    continue
-                go.clear()
-                self._loop.call_soon_threadsafe(self._on_acceptable_then_release, sock, go)
-                go.wait()
-
-        t = threading.Thread(target=run, name="arbiter-accept", daemon=True)
-        self._threads.append(t)
-        t.start()
-
-    def _on_acceptable_then_release(self, sock: socket.socket, go: threading.Event) -> None:
-        try:
-            self._on_acceptable(sock)
-        finally:
-            go.set()
+        for sock in self._sockets:
+            if sock.fileno() >= 0 and sock.fileno() not in self._held:
+                self._loop.remove_reader(sock.fileno())
+        self._held.clear()
 
     def _over_share(self) -> bool:
-        assert self._board is not None
-        mine = len(self._state.connections) + self._pending
-        self._board.publish(mine, 1)
-        n, total = self._board.peers()
-        if n <= 1:
+        mine = self.held_connections()
+        workers, connections = self._board.serving_connections()
+        if workers <= 1:
             return False
-        share = -(-(total + 1) // n)
-        return mine + 1 > share + 1
+        share = -(-(connections + 1) // workers)  # ceil: the connection about to be accepted counts
+        return mine + 1 > share + SHARE_SLACK
 
     def _on_acceptable(self, sock: socket.socket) -> None:
-        for _ in range(self._per_wake):
-            if self._board is not None and self._over_share():
+        for _ in range(ACCEPTS_PER_WAKEUP):
+            if self._over_share():
                 self._hold(sock)
                 return
-            try:
-                conn, _addr = sock.accept()
-            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            if not self._accept_one(sock):
                 return
-            except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    self._pause(sock, ACCEPT_RETRY_SECONDS)
-                    return
-                raise
-            conn.setblocking(False)
-            self._pending += 1
-            self._loop.create_task(self._serve(conn))
-            if self._board is not None:
-                self._board.publish(len(self._state.connections) + self._pending, 1)
-        if self._mode == "yield":
-            os.sched_yield()
+
+    def _accept_one(self, sock: socket.socket) -> bool:
+        """Accepts one connection; False when there was none (or accepting must pause)."""
+        try:
+            conn, _address = sock.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return False
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                logger.error("Cannot accept a connection (%s); pausing accepts for %.0f s", exc, RESOURCE_RETRY_SECONDS)
+                self._pause(sock, RESOURCE_RETRY_SECONDS)
+                return False
+            raise
+        conn.setblocking(False)
+        self.accepting += 1
+        self._board.publish_connections(self.held_connections())
+        self._loop.create_task(self._serve(conn))
+        return True
 
     async def _serve(self, conn: socket.socket) -> None:
         try:
             await self._loop.connect_accepted_socket(self._factory, conn)
         except OSError:
-            conn.close()
+            conn.close()  # the peer went away before its transport existed
         finally:
-            self._pending -= 1
-            if self._board is not None:
-                self._board.publish(len(self._state.connections) + self._pending, 1)
+            self.accepting -= 1
+            self._board.publish_connections(self.held_connections())
 
     def _pause(self, sock: socket.socket, seconds: float) -> None:
         fd = sock.fileno()
-        if fd in self._paused:
+        if fd in self._held:
             return
         self._loop.remove_reader(fd)
+        self._held[fd] = self._loop.call_later(seconds, self._watch_again, sock)
 
-        def resume() -> None:
-            self._paused.pop(fd, None)
-            if self._running:
-                self._loop.add_reader(fd, self._on_acceptable, sock)
-                # the queue may still hold connections nobody took: accept one now
-                self._force(sock)
-
-        self._paused[fd] = self._loop.call_later(seconds, resume)
+    def _watch_again(self, sock: socket.socket) -> None:
+        self._held.pop(sock.fileno(), None)
+        if self._running:
+            self._loop.add_reader(sock.fileno(), self._on_acceptable, sock)
 
     def _hold(self, sock: socket.socket) -> None:
         fd = sock.fileno()
-        if fd in self._paused:
+        if fd in self._held:
             return
         self._loop.remove_reader(fd)
-        since = self._loop.time()
+        began = self._loop.time()
 
-        def check() -> None:
-            self._paused.pop(fd, None)
+        def look_again() -> None:
+            del self._held[fd]
             if not self._running:
                 return
-            if not self._over_share() or queue_length(sock) == 0:
+            if not self._over_share() or queued_connections(sock) == 0:
                 self._loop.add_reader(fd, self._on_acceptable, sock)
                 return
-            if self._loop.time() - since >= HOLD_MAX:
-                self._force(sock)
-                self._loop.add_reader(fd, self._on_acceptable, sock)
+            if self._loop.time() - began >= HOLD_MAX_SECONDS:
+                self._accept_one(sock)  # nobody else took it: serve it rather than let it wait
+                if fd not in self._held:
+                    self._loop.add_reader(fd, self._on_acceptable, sock)
                 return
-            self._paused[fd] = self._loop.call_later(HOLD_POLL, check)
+            self._held[fd] = self._loop.call_later(HOLD_POLL_SECONDS, look_again)
 
-        self._paused[fd] = self._loop.call_later(HOLD_POLL, check)
-
-    def _force(self, sock: socket.socket) -> None:
-        try:
-            conn, _addr = sock.accept()
-        except OSError:
-            return
-        conn.setblocking(False)
-        self._loop.create_task(self._serve(conn))
+        self._held[fd] = self._loop.call_later(HOLD_POLL_SECONDS, look_again)

@@ -27,6 +27,9 @@ class WorkerEnvironment:
     heartbeat_interval: float
     log_format: str
     log_file: str | None = None
+    balance: str = "kernel"
+    board_fd: int | None = None
+    board_index: int | None = None
 
 
 def _integer(environ: Mapping[str, str], name: str, minimum: int) -> int | None:
@@ -54,6 +57,12 @@ def parse_environment(environ: Mapping[str, str]) -> WorkerEnvironment:
         raise EnvironmentInvalid(f"ARBITER_HEARTBEAT_INTERVAL={interval_text!r} is not a number") from None
     if not interval > 0:
         raise EnvironmentInvalid(f"ARBITER_HEARTBEAT_INTERVAL={interval_text!r} must be > 0")
+    balance = environ.get("ARBITER_BALANCE") or "kernel"
+    if balance not in ("even", "kernel"):
+        raise EnvironmentInvalid(f"ARBITER_BALANCE={balance!r} must be even or kernel")
+    board_fd = _integer(environ, "ARBITER_BOARD_FD", 0)
+    if board_fd is not None and (board_fd == channel_fd or FIRST_LISTEN_FD <= board_fd < FIRST_LISTEN_FD + listen_count):
+        raise EnvironmentInvalid(f"ARBITER_BOARD_FD={board_fd} overlaps the listening fds or the channel")
     log_format = environ.get("ARBITER_LOG_FORMAT") or "text"
     if log_format not in ("text", "json"):
         raise EnvironmentInvalid(f"ARBITER_LOG_FORMAT={log_format!r} must be text or json")
@@ -66,4 +75,7 @@ def parse_environment(environ: Mapping[str, str]) -> WorkerEnvironment:
         heartbeat_interval=interval,
         log_format=log_format,
         log_file=environ.get("ARBITER_LOG_FILE") or None,
+        balance=balance,
+        board_fd=board_fd,
+        board_index=_integer(environ, "ARBITER_BOARD_INDEX", 1),
     )

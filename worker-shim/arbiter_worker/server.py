@@ -11,6 +11,9 @@ What changes compared with uvicorn's own Server:
 - ``on_tick``: ``retire`` once after --max-requests (uvicorn's limit_max_requests would exit instead).
 - ``shutdown``: the graceful drain (protocols/drain.py) bounded by --graceful-timeout, then lifespan
   shutdown, instead of closing idle keep-alive connections at once.
+- with a board (board.py): the open connections, requests in flight and event-loop lag are published
+  there, and with ``ARBITER_BALANCE=even`` the shim accepts itself (accept.py) instead of the event
+  loop's server, so the workers share the accept queue evenly.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from uvicorn.importer import ImportFromStringError, import_from_string
 
 from arbiter_worker import exits
 from arbiter_worker.accept import Acceptor
+from arbiter_worker.board import Board, CountingSet
 from arbiter_worker.channel import Channel
 from arbiter_worker.heartbeat import Heartbeat
 from arbiter_worker.logs import SHIM_LOGGER
@@ -53,6 +57,8 @@ class WorkerServer(uvicorn.Server):
         heartbeat_interval: float,
         graceful_timeout: float,
         max_requests: int,
+        board: Board | None = None,
+        balance: str = "kernel",
     ) -> None:
         super().__init__(config)
         self.boot_failed = False
@@ -64,8 +70,11 @@ class WorkerServer(uvicorn.Server):
         self._told_to_drain: set[object] = set()
         self._stop_requested: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._balance = os.environ.get("BAL_EXPERIMENT", "native")
+        self._board = board
         self._acceptor: Acceptor | None = None
+        self._even = board is not None and balance == "even"
+        if board is not None:
+            self.server_state.connections = CountingSet(self._publish_connections)
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -130,15 +139,9 @@ class WorkerServer(uvicorn.Server):
             return
         if not self.started or self.should_exit:
             return
-        if self._balance != "native":
-            config = self.config
-
-            def create_protocol() -> asyncio.Protocol:
-                return config.http_protocol_class(  # type: ignore[call-arg]
-                    config=config, server_state=self.server_state, app_state=self.lifespan.state, _loop=loop
-                )
-
-            self._acceptor = Acceptor(loop, list(sockets or []), create_protocol, self.server_state, self._balance)
+        if self._even and self._board is not None:
+            self._acceptor = Acceptor(loop, list(sockets or []), self._create_protocol, self._board,
+                                      lambda: len(self.server_state.connections))
             self._acceptor.start()
         for sock in sockets or []:
             logger.info("Serving on %s", describe(sock))
@@ -146,11 +149,27 @@ class WorkerServer(uvicorn.Server):
 
     async def _startup_or_exit(self, sockets: list[socket.socket] | None) -> None:
         try:
-            await super().startup(sockets=sockets if self._balance == "native" else [])
+            # Even balance: uvicorn builds no server of its own (an empty list, not None, which would
+            # make it bind); the acceptor starts once lifespan startup is done, like uvicorn's would.
+            await super().startup(sockets=[] if self._even else sockets)
         except SystemExit:
             pass  # uvicorn >= 0.37 exits on a failed lifespan startup; older ones only set should_exit
 
+    def _create_protocol(self) -> asyncio.Protocol:
+        """What uvicorn's startup passes to create_server, for connections the shim accepts."""
+        config = self.config
+        protocol: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
+            config=config, server_state=self.server_state, app_state=self.lifespan.state, _loop=self._loop
+        )
+        return protocol
+
+    def _publish_connections(self, count: int) -> None:
+        if self._board is not None:
+            self._board.publish_connections(count + (self._acceptor.accepting if self._acceptor else 0))
+
     async def on_tick(self, counter: int) -> bool:
+        if self._board is not None:
+            self._board.tick(asyncio.get_running_loop().time(), len(self.server_state.tasks))
         if self._max_requests and not self._retire_sent and self.server_state.total_requests >= self._max_requests:
             self._retire_sent = True
             logger.info("Served %d requests (--max-requests): asking to be replaced", self._max_requests)

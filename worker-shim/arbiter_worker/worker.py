@@ -15,6 +15,7 @@ import uvicorn
 from uvicorn.config import LOG_LEVELS
 
 from arbiter_worker import exits
+from arbiter_worker.board import Board, BoardInvalid
 from arbiter_worker.channel import Channel
 from arbiter_worker.cli import Options
 from arbiter_worker.environment import WorkerEnvironment
@@ -94,6 +95,11 @@ def run(options: Options, environment: WorkerEnvironment) -> int:
         print(f"arbiter_worker: {exc}; the arbiter must pass listening sockets at fds 3.. and the channel after them",
               file=sys.stderr)
         return exits.USAGE
+    try:
+        board = Board.adopt(environment.board_fd, environment.board_index)
+    except (BoardInvalid, OSError) as exc:
+        print(f"arbiter_worker: {exc}; the arbiter must pass its board after the channel", file=sys.stderr)
+        return exits.USAGE
 
     config = build_config(options, environment)
     logging.getLogger(SHIM_LOGGER).setLevel(min(LOG_LEVELS[options.log_level], logging.ERROR))
@@ -103,6 +109,8 @@ def run(options: Options, environment: WorkerEnvironment) -> int:
         heartbeat_interval=environment.heartbeat_interval,
         graceful_timeout=options.graceful_timeout,
         max_requests=options.max_requests,
+        board=board,
+        balance=environment.balance,
     )
     run_event_loop(server, listeners, config.get_loop_factory())
     return exits.BOOT_FAILED if server.boot_failed else exits.STOPPED

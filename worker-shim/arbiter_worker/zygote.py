@@ -89,12 +89,15 @@ def receive(sock: socket.socket) -> tuple[bytes, list[int]]:
     return data, list(fds)
 
 
-def place_fds(received: Sequence[int], listen_count: int) -> int:
-    """Put the listeners at 3..3+L-1 and the channel at 3+L, as for an exec'd worker; returns the channel fd."""
+def place_fds(received: Sequence[int], listen_count: int, with_board: bool = False) -> int:
+    """Put the listeners at 3..3+L-1, the channel at 3+L and the board (sent last) at 3+L+1, as for an
+    exec'd worker; returns the channel fd."""
     channel_target = FIRST_LISTEN_FD + listen_count
     order = [*received[1 : 1 + listen_count], received[0]]
+    if with_board and len(received) > 1 + listen_count:
+        order.append(received[1 + listen_count])
     # Move everything above the target range first, so no dup2 overwrites an fd still to be moved.
-    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, channel_target + 1) for fd in order]
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, channel_target + 2) for fd in order]
     for fd in received:
         os.close(fd)
     for target, fd in enumerate(high, start=FIRST_LISTEN_FD):
@@ -125,7 +128,8 @@ def become_worker(zygote_sock: socket.socket, request: dict[str, object], receiv
     set_process_name("arbiter-worker")
     zygote_sock.close()
     listen_count = int(str(request.get("listen_fds", 0)))
-    channel_fd = place_fds(received, listen_count)
+    board_index = int(str(request.get("board_index", 0)))
+    channel_fd = place_fds(received, listen_count, with_board=board_index > 0)
     os.environ.update(
         {
             "ARBITER_WORKER_ID": str(request.get("worker_id", "?")),
@@ -134,6 +138,8 @@ def become_worker(zygote_sock: socket.socket, request: dict[str, object], receiv
             "ARBITER_CHANNEL_FD": str(channel_fd),
         }
     )
+    if board_index > 0:
+        os.environ.update({"ARBITER_BOARD_FD": str(channel_fd + 1), "ARBITER_BOARD_INDEX": str(board_index)})
     environment: WorkerEnvironment = parse_environment(os.environ)
     if not wait_for_arbiter_as_parent(environment.arbiter_pid):
         print("arbiter_worker: the arbiter is gone (not our parent after the fork); exiting", file=sys.stderr)
