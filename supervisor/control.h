@@ -27,6 +27,13 @@
  *       → {"ok":true,"id":ID,"pid":NEW_PID} once the replacement is ready
  *   {"cmd":"stop","quick":false}           graceful (default) or quick            write
  *       → {"ok":true,"pid":P} at once; the arbiter then stops
+ *   {"cmd":"autoscale","min":MIN,"max":MAX}   autoscale between MIN and MAX   write
+ *   {"cmd":"autoscale","enabled":false}       autoscaling off, the count stays
+ *       → {"ok":true,"autoscale":{...as in status}} at once; a count outside MIN:MAX starts moving
+ *   status also has "autoscale":{"enabled","min","max","signals":{"queue","busy","lag_s",
+ *       "memory_pss_bytes"},"decisions":{"up","down","blocked"},"last_decision":null|{"action":
+ *       "up|down|blocked","reason","from","to","seconds_ago","queue","busy","lag_s"}}, "balance":
+ *       "even|kernel", and per worker "connections" (from the board; 0 when unknown)
  *
  * Every waiting command takes "wait": bool (default true) and "timeout": seconds (default 120).
  *
@@ -35,7 +42,8 @@
  *   bad_request         not an object, no "cmd", or a field of the wrong type
  *   unknown_command     "cmd" names no command; the message lists the valid ones
  *   invalid_argument    a field's value is not acceptable (e.g. scale with both workers and delta)
- *   out_of_range        the resulting worker count is below 1 or above --max-workers
+ *   out_of_range        the resulting worker count is below 1 or above --max-workers (scale), or
+ *                       MIN:MAX is not 1 <= MIN <= MAX <= --max-workers (autoscale)
  *   no_such_worker      recycle of an id that is not a current slot
  *   permission_denied   the peer's uid may not run this command
  *   line_too_long       the request exceeded CONTROL_LINE_MAX bytes; the connection is closed
@@ -80,6 +88,8 @@ struct control_request {
     long long workers, delta;
     long long id;
     bool quick;
+    bool has_range, autoscale_off;         /* autoscale: "min"/"max", or "enabled": false */
+    long long autoscale_min, autoscale_max;
     /* Set by run() for done(): what the waiting command compares against. */
     uint64_t mark;
     int old_pid;

@@ -57,6 +57,8 @@ static int get_bool(json_t *json, const char *field, bool *value, struct control
     return 0;
 }
 
+static json_t *autoscale_json(const struct arbiter *a);
+
 /* ---- status ---- */
 
 static json_t *worker_json(struct arbiter *a, const struct worker *w, const struct slot *slot) {
@@ -71,6 +73,8 @@ static json_t *worker_json(struct arbiter *a, const struct worker *w, const stru
     json_object_set_new(o, "uptime_s", json_real(w ? (double)(now - w->started_ms) / 1000.0 : 0.0));
     json_object_set_new(o, "requests", json_integer(w ? (json_int_t)w->requests : 0));
     json_object_set_new(o, "in_flight", json_integer(w ? (json_int_t)w->in_flight : 0));
+    const struct board_entry *entry = w ? board_get(&a->board, w->board_index) : NULL;
+    json_object_set_new(o, "connections", json_integer(entry ? (json_int_t)entry->connections : 0));
     json_object_set_new(o, "restarts", json_integer(slot ? (json_int_t)slot->restarts : 0));
     json_object_set_new(o, "last_exit", slot ? json_string(slot->last_exit) : json_null());
     json_object_set_new(o, "memory_rss_bytes", json_integer((json_int_t)stats->rss_bytes));
@@ -121,6 +125,8 @@ json_t *control_status(struct arbiter *a) {
     json_object_set_new(status, "zygote", zygote_json(a));
     json_object_set_new(status, "reload", reload_json(&pool->reload));
     json_object_set_new(status, "orphans_reaped", json_integer((json_int_t)a->reaper.orphans_reaped));
+    json_object_set_new(status, "balance", json_string(balance_mode_name(a->config->balance)));
+    json_object_set_new(status, "autoscale", autoscale_json(a));
     return status;
 }
 
@@ -273,6 +279,70 @@ static enum control_outcome recycle_run(struct arbiter *a, struct control_reques
     return recycle_done(a, r, reply, error);
 }
 
+/* ---- autoscale ---- */
+
+static int autoscale_parse(json_t *json, struct control_request *r, struct control_error *error) {
+    bool has_min, has_max, enabled = true;
+    if (get_integer(json, "min", &has_min, &r->autoscale_min, error) != 0 ||
+        get_integer(json, "max", &has_max, &r->autoscale_max, error) != 0 || get_bool(json, "enabled", &enabled, error) != 0)
+        return -1;
+    r->autoscale_off = !enabled;
+    r->has_range = has_min && has_max;
+    if (r->autoscale_off == r->has_range || has_min != has_max) {
+        set_error(error, "invalid_argument", "autoscale takes \"min\" and \"max\" (e.g. {\"cmd\":\"autoscale\",\"min\":2,"
+                                             "\"max\":8}) or \"enabled\": false");
+        return -1;
+    }
+    if (r->has_range && (r->autoscale_min < 1 || r->autoscale_min > r->autoscale_max)) {
+        set_error(error, "out_of_range", "autoscale %lld:%lld: MIN must be at least 1 and at most MAX", r->autoscale_min,
+                  r->autoscale_max);
+        return -1;
+    }
+    return 0;
+}
+
+static json_t *autoscale_json(const struct arbiter *a) {
+    const struct autoscale *s = &a->autoscale;
+    const struct autoscale_policy *p = &s->policy;
+    unsigned blocked = 0, up = 0, down = 0;
+    for (int reason = 0; reason < AUTOSCALE_REASON_COUNT; reason++) {
+        up += (unsigned)s->decisions[AUTOSCALE_UP][reason];
+        down += (unsigned)s->decisions[AUTOSCALE_DOWN][reason];
+        blocked += (unsigned)s->decisions[AUTOSCALE_BLOCKED][reason];
+    }
+    json_t *last = json_null();
+    if (s->last.at_ms) {
+        double ago = (double)(uv_hrtime() / 1000000u - s->last.at_ms) / 1000.0;
+        last = json_pack("{s:s, s:s, s:i, s:i, s:f, s:f, s:f, s:f}", "action", autoscale_action_name(s->last.action),
+                         "reason", autoscale_reason_name(s->last.reason), "from", (int)s->last.from, "to",
+                         (int)s->last.to, "seconds_ago", ago, "queue", s->last.queue, "busy", s->last.busy, "lag_s",
+                         s->last.lag_s);
+    }
+    return json_pack("{s:b, s:i, s:i, s:{s:f, s:f, s:f, s:I}, s:{s:i, s:i, s:i}, s:o}", "enabled", p->enabled, "min",
+                     (int)p->min, "max", (int)p->max, "signals", "queue", s->trend.queue, "busy", s->trend.busy, "lag_s",
+                     s->trend.lag_s, "memory_pss_bytes", (json_int_t)s->sample.memory, "decisions", "up", (int)up,
+                     "down", (int)down, "blocked", (int)blocked, "last_decision", last);
+}
+
+static enum control_outcome autoscale_run(struct arbiter *a, struct control_request *r, json_t **reply,
+                                          struct control_error *error) {
+    if (a->state == ARBITER_STOPPING) {
+        set_error(error, "not_running", "the arbiter is stopping");
+        return CONTROL_FAILED;
+    }
+    if (r->has_range && r->autoscale_max > a->config->max_workers) {
+        set_error(error, "out_of_range", "autoscale %lld:%lld: MAX is more than --max-workers %u", r->autoscale_min,
+                  r->autoscale_max, a->config->max_workers);
+        return CONTROL_FAILED;
+    }
+    if (r->autoscale_off)
+        autoscale_disable(&a->autoscale, "control command");
+    else
+        autoscale_enable(&a->autoscale, (unsigned)r->autoscale_min, (unsigned)r->autoscale_max, "control command");
+    *reply = json_pack("{s:b, s:o}", "ok", 1, "autoscale", autoscale_json(a));
+    return CONTROL_DONE;
+}
+
 /* ---- stop ---- */
 
 static int stop_parse(json_t *json, struct control_request *r, struct control_error *error) {
@@ -293,6 +363,7 @@ static const struct control_command command_table[] = {
     {"reload", CONTROL_WRITE, NULL, reload_run, reload_done, "replace every worker, overlapped"},
     {"recycle", CONTROL_WRITE, recycle_parse, recycle_run, recycle_done, "replace one worker, overlapped"},
     {"stop", CONTROL_WRITE, stop_parse, stop_run, NULL, "stop the arbiter, gracefully or quickly"},
+    {"autoscale", CONTROL_WRITE, autoscale_parse, autoscale_run, NULL, "autoscale between MIN and MAX workers, or off"},
 };
 
 const struct control_command *control_find_command(const char *name) {

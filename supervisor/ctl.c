@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "autoscale.h"
+#include "config.h"
 #include "control.h"
 
 #define CTL_REPLY_MAX (4u << 20)
@@ -43,7 +45,8 @@ static void ctl_usage(FILE *out) {
                  "  scale N|+N|-N       set the number of workers; waits until they are ready\n"
                  "  reload              replace every worker, each new one ready before the old one drains\n"
                  "  recycle ID          replace one worker the same way\n"
-                 "  stop [--quick]      stop gracefully (or quickly); waits until the arbiter has exited\n\n"
+                 "  stop [--quick]      stop gracefully (or quickly); waits until the arbiter has exited\n"
+                 "  autoscale MIN:MAX   scale between MIN and MAX workers on load; autoscale off: keep the count\n\n"
                  "The control socket is --control PATH, else $ARBITER_CONTROL, else $RUNTIME_DIRECTORY/NAME.sock,\n"
                  "else /run/arbiter/NAME.sock for root or $XDG_RUNTIME_DIR/arbiter-NAME.sock (NAME: arbiter).\n");
 }
@@ -166,6 +169,31 @@ static void format_bytes(json_int_t bytes, char *out, size_t size) {
         snprintf(out, size, "%.1fM", (double)bytes / 1048576);
 }
 
+/* "autoscale 2..8, last: up 2 -> 3 (lag) 12s ago" or "autoscale off". */
+static void ctl_print_autoscale(json_t *autoscale) {
+    if (!json_is_object(autoscale))
+        return;
+    if (!json_is_true(json_object_get(autoscale, "enabled"))) {
+        printf("autoscale off\n");
+        return;
+    }
+    printf("autoscale %lld..%lld", (long long)json_integer_value(json_object_get(autoscale, "min")),
+           (long long)json_integer_value(json_object_get(autoscale, "max")));
+    json_t *signals = json_object_get(autoscale, "signals");
+    printf(" (queue %.1f, busy %.2f, lag %.3f s)", json_number_value(json_object_get(signals, "queue")),
+           json_number_value(json_object_get(signals, "busy")), json_number_value(json_object_get(signals, "lag_s")));
+    json_t *last = json_object_get(autoscale, "last_decision");
+    if (json_is_object(last)) {
+        char ago[32];
+        format_duration(json_number_value(json_object_get(last, "seconds_ago")), ago, sizeof ago);
+        printf(", last: %s %lld -> %lld (%s) %s ago", json_string_value(json_object_get(last, "action")),
+               (long long)json_integer_value(json_object_get(last, "from")),
+               (long long)json_integer_value(json_object_get(last, "to")), json_string_value(json_object_get(last, "reason")),
+               ago);
+    }
+    printf("\n");
+}
+
 static void ctl_print_status(json_t *reply) {
     char uptime[32];
     format_duration(json_number_value(json_object_get(reply, "uptime_s")), uptime, sizeof uptime);
@@ -195,6 +223,9 @@ static void ctl_print_status(json_t *reply) {
                strcmp(json_string_value(json_object_get(reply, "spawner")), "fork") == 0) {
         printf("zygote: none running (restarting)\n");
     }
+    json_t *autoscale = json_object_get(reply, "autoscale");
+    if (json_is_true(json_object_get(autoscale, "enabled")) || json_is_object(json_object_get(autoscale, "last_decision")))
+        ctl_print_autoscale(autoscale);
     printf("%-4s %-8s %-10s %-4s %-8s %9s %8s %9s %9s  %s\n", "ID", "PID", "STATE", "GEN", "UPTIME", "REQUESTS",
            "RESTARTS", "PSS", "RSS", "LAST EXIT");
     size_t i;
@@ -222,15 +253,30 @@ static json_t *ctl_build_request(const char *command, const char *argument, cons
     json_t *request = json_pack("{s:s}", "cmd", command);
     if (!request)
         return NULL;
-    bool needs_argument = strcmp(command, "scale") == 0 || strcmp(command, "recycle") == 0;
+    bool autoscale = strcmp(command, "autoscale") == 0;
+    bool needs_argument = strcmp(command, "scale") == 0 || strcmp(command, "recycle") == 0 || autoscale;
     if (needs_argument != (argument != NULL)) {
         fprintf(stderr, "arbiter ctl %s: %s\n", command,
-                needs_argument ? (strcmp(command, "scale") == 0 ? "needs N, +N or -N (e.g. scale 8, scale +2)" : "needs a worker ID (see ctl status)")
+                autoscale ? "needs MIN:MAX or off (e.g. autoscale 2:8)"
+                : needs_argument ? (strcmp(command, "scale") == 0 ? "needs N, +N or -N (e.g. scale 8, scale +2)" : "needs a worker ID (see ctl status)")
                                : "takes no argument");
         json_decref(request);
         return NULL;
     }
-    if (argument) {
+    if (autoscale) {
+        unsigned min, max;
+        char err[160];
+        if (strcmp(argument, "off") == 0) {
+            json_object_set_new(request, "enabled", json_false());
+        } else if (autoscale_parse_range(argument, CONFIG_MAX_WORKERS_LIMIT, &min, &max, err, sizeof err) == 0) {
+            json_object_set_new(request, "min", json_integer(min));
+            json_object_set_new(request, "max", json_integer(max));
+        } else {
+            fprintf(stderr, "arbiter ctl autoscale: %s, or off\n", err);
+            json_decref(request);
+            return NULL;
+        }
+    } else if (argument) {
         char *end;
         errno = 0;
         long long value = strtoll(argument, &end, 10);
@@ -375,6 +421,8 @@ int ctl_main(int argc, char **argv) {
                    options.wait ? "" : " (in progress)");
         else if (strcmp(command, "stop") == 0)
             printf("stopped\n");
+        else if (strcmp(command, "autoscale") == 0)
+            ctl_print_autoscale(json_object_get(reply, "autoscale"));
     }
     json_decref(reply);
     return code;

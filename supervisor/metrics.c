@@ -130,6 +130,31 @@ static void metrics_zygote(struct text_buffer *b, const struct arbiter *a) {
     text_buffer_printf(b, "arbiter_zygote_forks_total %llu\n", (unsigned long long)z->forks);
 }
 
+/* --autoscale: the bounds, the smoothed signals and every decision by action and reason. */
+static void metrics_autoscale(struct text_buffer *b, const struct arbiter *a) {
+    const struct autoscale *s = &a->autoscale;
+    header(b, "arbiter_autoscale_enabled", "gauge", "1 while autoscaling is on.");
+    text_buffer_printf(b, "arbiter_autoscale_enabled %d\n", s->policy.enabled);
+    header(b, "arbiter_autoscale_min_workers", "gauge", "Lower bound of autoscaling.");
+    text_buffer_printf(b, "arbiter_autoscale_min_workers %u\n", s->policy.min);
+    header(b, "arbiter_autoscale_max_workers", "gauge", "Upper bound of autoscaling.");
+    text_buffer_printf(b, "arbiter_autoscale_max_workers %u\n", s->policy.max);
+    header(b, "arbiter_autoscale_queue", "gauge", "Connections waiting in the accept queues (smoothed).");
+    text_buffer_printf(b, "arbiter_autoscale_queue %.3f\n", s->trend.queue);
+    header(b, "arbiter_autoscale_busy", "gauge", "Fraction of ready workers with requests in flight (smoothed).");
+    text_buffer_printf(b, "arbiter_autoscale_busy %.3f\n", s->trend.busy);
+    header(b, "arbiter_autoscale_lag_seconds", "gauge", "Event-loop lag of the ready workers (smoothed mean).");
+    text_buffer_printf(b, "arbiter_autoscale_lag_seconds %.4f\n", s->trend.lag_s);
+    header(b, "arbiter_autoscale_decisions_total", "counter", "Autoscaling decisions by action and reason.");
+    for (int action = AUTOSCALE_UP; action < AUTOSCALE_ACTION_COUNT; action++)
+        for (int reason = 1; reason < AUTOSCALE_REASON_COUNT; reason++)
+            if (s->decisions[action][reason])
+                text_buffer_printf(b, "arbiter_autoscale_decisions_total{action=\"%s\",reason=\"%s\"} %llu\n",
+                                   autoscale_action_name((enum autoscale_action)action),
+                                   autoscale_reason_name((enum autoscale_reason)reason),
+                                   (unsigned long long)s->decisions[action][reason]);
+}
+
 static void per_worker(struct text_buffer *b, const char *name, unsigned id, int pid, const char *value_fmt, double value) {
     text_buffer_printf(b, "%s{worker=\"%u\",pid=\"%d\"} ", name, id, pid);
     text_buffer_printf(b, value_fmt, value);
@@ -213,22 +238,28 @@ void metrics_render(struct arbiter *a, struct text_buffer *b) {
         {"arbiter_worker_uptime_seconds", "gauge", "Seconds since the worker started.", "%.3f", 5},
         {"arbiter_worker_memory_shared_bytes", "gauge", "Resident memory the worker shares with other processes (with --preload: the zygote's pages it has not written to).", "%.0f", 6},
         {"arbiter_worker_memory_private_bytes", "gauge", "Resident memory only this worker maps.", "%.0f", 7},
+        {"arbiter_worker_connections", "gauge", "Open connections of the worker (from the board).", "%.0f", 8},
     };
     for (size_t m = 0; m < sizeof per_worker_metrics / sizeof per_worker_metrics[0]; m++) {
         header(b, per_worker_metrics[m].name, per_worker_metrics[m].type, per_worker_metrics[m].help);
         for (size_t i = 0; i < count; i++) {
             const struct worker *w = workers[i];
             const struct proc_stats *s = &w->stats;
+            const struct board_entry *entry = board_get(&a->board, w->board_index);
             double values[] = {(double)w->requests, (double)w->in_flight, (double)s->pss_bytes, (double)s->rss_bytes,
                                s->cpu_seconds, (double)(uv_now(a->loop) - w->started_ms) / 1000.0,
-                               (double)s->shared_bytes, (double)s->private_bytes};
+                               (double)s->shared_bytes, (double)s->private_bytes,
+                               entry ? (double)entry->connections : 0.0};
             int field = per_worker_metrics[m].field;
-            if (w->stats_ms || field < 2 || field == 5)
+            if (field == 8 && !entry)
+                continue;
+            if (w->stats_ms || field < 2 || field == 5 || field == 8)
                 per_worker(b, per_worker_metrics[m].name, w->slot_id, w->pid, per_worker_metrics[m].fmt, values[field]);
         }
     }
     free(workers);
     metrics_zygote(b, a);
+    metrics_autoscale(b, a);
 
     header(b, "arbiter_listen_queue_length", "gauge", "Connections waiting in the listener's accept queue (TCP_INFO).");
     struct text_buffer maxima = {.limit = 1 << 20};

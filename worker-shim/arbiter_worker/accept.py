@@ -12,6 +12,12 @@ the queue is still not empty after HOLD_MAX_SECONDS (the others are slow to be s
 one connection anyway, so holding off can delay a connection but never strand it. A worker whose loop
 is blocked stops ticking and drops out of the share, so the others do not wait for it.
 
+Long-lived connections are shared too: a worker holding clearly more than its share (after a
+scale-up, or a replacement that came up after its peers took the connections) answers the next
+request on its excess connections with ``Connection: close`` (``rebalance``, each tick), and the
+clients' reconnections go to the workers under their share. The close always comes with a response
+the client asked for, so no client ever races it.
+
 A wake-up accepts at most ACCEPTS_PER_WAKEUP connections, so one burst cannot hold the loop for
 long. Each accepted socket becomes a transport through ``loop.connect_accepted_socket`` (asyncio and
 uvloop alike) with uvicorn's own protocol, exactly what ``create_server`` would have built.
@@ -24,7 +30,7 @@ import errno
 import logging
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from arbiter_worker.board import Board
 from arbiter_worker.logs import SHIM_LOGGER
@@ -37,6 +43,10 @@ HOLD_MAX_SECONDS = 0.05
 SHARE_SLACK = 1
 """Connections a worker may hold above its exact share before it holds off: without it, two
 workers one connection apart would take turns holding off on every accept."""
+REBALANCE_MARGIN = 2
+"""A worker sheds connections only when it holds more than its share plus the larger of this and a
+quarter of the share, down to its share plus SHARE_SLACK: far enough from the accept threshold that
+the two never undo each other."""
 RESOURCE_RETRY_SECONDS = 1.0
 """Out of fds or memory: stop accepting this long instead of spinning (asyncio does the same)."""
 TCP_INFO_UNACKED = 24
@@ -100,6 +110,26 @@ class Acceptor:
             return False
         share = -(-(connections + 1) // workers)  # ceil: the connection about to be accepted counts
         return mine + 1 > share + SHARE_SLACK
+
+    def rebalance(self, connections: Collection[object]) -> int:
+        """Shed connections above this worker's share (see the module's docstring); returns how many
+        were told to close after their current response."""
+        mine = self.held_connections()
+        workers, total = self._board.serving_connections()
+        if workers <= 1 or not self._running:
+            return 0
+        share = -(-total // workers)
+        if mine <= share + max(REBALANCE_MARGIN, share // 4):
+            return 0
+        excess = mine - share - SHARE_SLACK - sum(1 for c in connections if getattr(c, "shedding", False))
+        shed = 0
+        for connection in connections:
+            if shed >= excess:
+                break
+            close = getattr(connection, "close_after_next_response", None)
+            if close is not None and close():
+                shed += 1
+        return shed
 
     def _on_acceptable(self, sock: socket.socket) -> None:
         for _ in range(ACCEPTS_PER_WAKEUP):

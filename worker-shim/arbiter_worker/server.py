@@ -170,6 +170,8 @@ class WorkerServer(uvicorn.Server):
     async def on_tick(self, counter: int) -> bool:
         if self._board is not None:
             self._board.tick(asyncio.get_running_loop().time(), len(self.server_state.tasks))
+        if self._acceptor is not None:
+            self._acceptor.rebalance(self.server_state.connections)
         if self._max_requests and not self._retire_sent and self.server_state.total_requests >= self._max_requests:
             self._retire_sent = True
             logger.info("Served %d requests (--max-requests): asking to be replaced", self._max_requests)

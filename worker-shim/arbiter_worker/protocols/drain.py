@@ -81,6 +81,8 @@ class HttpDrainMixin(asyncio.Protocol):
     timeout_keep_alive_task: asyncio.TimerHandle | None
 
     _draining = False
+    shedding = False
+    """Told to close after its next response (rebalancing); counted so it is not chosen twice."""
     _received_any = False
     _idle_close_timer: asyncio.TimerHandle | None = None
 
@@ -103,6 +105,8 @@ class HttpDrainMixin(asyncio.Protocol):
         if self._draining:
             self._cancel_idle_close()
             self._mark_newest_cycle()
+        elif self.shedding:
+            self._mark_unstarted_cycle()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_idle_close()
@@ -116,6 +120,22 @@ class HttpDrainMixin(asyncio.Protocol):
         self._mark_newest_cycle()
         if self._waiting_for_request():
             self._idle_close_timer = self.loop.call_later(idle_grace, self._close_if_still_idle)
+
+    def close_after_next_response(self) -> bool:
+        """Rebalancing (accept.py): the next response on this connection that has not started (the
+        one being prepared, else the answer to the next request) says ``Connection: close`` and is the
+        last, so the client reconnects, perhaps to another worker, without racing a close. False when
+        the connection is already closing or draining or shedding."""
+        if self._draining or self.shedding or self.transport is None or self.transport.is_closing():
+            return False
+        self.shedding = True
+        self._mark_unstarted_cycle()
+        return True
+
+    def _mark_unstarted_cycle(self) -> None:
+        cycle = self._newest_cycle()
+        if cycle is not None and not cycle.response_complete and not cycle.response_started:
+            close_after_response(cycle)
 
     def _mark_newest_cycle(self) -> None:
         cycle = self._newest_cycle()
