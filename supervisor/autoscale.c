@@ -14,7 +14,8 @@
  *   a pool whose workers grew past the ceiling gives one back at a time.
  *
  * Signals are smoothed with an exponential moving average whose time constant is half of
- * --autoscale-up-after, so a single slow request does not add a worker and a real step in load does
+ * --autoscale-up-after, and for the decision each sample counts at most twice its threshold, so a
+ * single slow request or burst of connections does not add a worker and a real step in load does
  * within about a second. Decisions wait while the pool is changing (workers booting, a reload). Every
  * change and the first of a run of blocked decisions is logged with its reason and the signals, and
  * counted (/metrics, `ctl status`). */
@@ -77,12 +78,14 @@ int autoscale_parse_range(const char *text, unsigned limit, unsigned *min, unsig
 
 static double smooth(double average, double sample, double alpha) { return average + alpha * (sample - average); }
 
+static double cap(double sample, double threshold) { return sample < 2 * threshold ? sample : 2 * threshold; }
+
 static bool under_pressure(const struct autoscale_policy *p, const struct autoscale_trend *t, enum autoscale_reason *why) {
-    if (t->queue >= p->queue)
+    if (t->queue_capped >= p->queue)
         *why = AUTOSCALE_REASON_QUEUE;
     else if (t->busy >= p->busy)
         *why = AUTOSCALE_REASON_BUSY;
-    else if (t->lag_s >= p->lag_s)
+    else if (t->lag_capped >= p->lag_s)
         *why = AUTOSCALE_REASON_LAG;
     else
         return false;
@@ -108,6 +111,8 @@ struct autoscale_decision autoscale_decide(const struct autoscale_policy *p, str
         t->queue = smooth(t->queue, s->queue, alpha);
         t->busy = smooth(t->busy, s->busy, alpha);
         t->lag_s = smooth(t->lag_s, s->lag_s, alpha);
+        t->queue_capped = smooth(t->queue_capped, cap(s->queue, p->queue), alpha);
+        t->lag_capped = smooth(t->lag_capped, cap(s->lag_s, p->lag_s), alpha);
         t->last_ms = now_ms;
         t->primed = true;
     }

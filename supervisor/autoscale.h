@@ -56,6 +56,8 @@ enum autoscale_reason {
 struct autoscale_trend {
     bool primed;            /* the averages hold at least one sample */
     double queue, busy, lag_s; /* exponential moving averages, time constant up_after_s / 2 */
+    double queue_capped, lag_capped; /* the same of samples capped at twice their threshold: what
+                                        decides, so one extreme sample cannot add workers alone */
     uint64_t last_ms;       /* time of the previous sample */
     uint64_t low_since_ms;  /* 0: load is not low; else since when it has been */
     uint64_t settled_since_ms; /* 0: a change is still under way; else since when the count is settled */

@@ -30,7 +30,7 @@
  *   {"cmd":"autoscale","min":MIN,"max":MAX}   autoscale between MIN and MAX   write
  *   {"cmd":"autoscale","enabled":false}       autoscaling off, the count stays
  *       → {"ok":true,"autoscale":{...as in status}} at once; a count outside MIN:MAX starts moving
- *   status also has "autoscale":{"enabled","min","max","signals":{"queue","busy","lag_s",
+ *   status also has "autoscale":{"enabled","min","max","low_for_s" (how long load has been low),"signals":{"queue","busy","lag_s",
  *       "memory_pss_bytes"},"decisions":{"up","down","blocked"},"last_decision":null|{"action":
  *       "up|down|blocked","reason","from","to","seconds_ago","queue","busy","lag_s"}}, "balance":
  *       "even|kernel", and per worker "connections" (from the board; 0 when unknown)

@@ -312,16 +312,18 @@ static json_t *autoscale_json(const struct arbiter *a) {
     }
     json_t *last = json_null();
     if (s->last.at_ms) {
-        double ago = (double)(uv_hrtime() / 1000000u - s->last.at_ms) / 1000.0;
+        double ago = (double)(uv_hrtime() / 1000000u - s->last.at_ms) / 1000.0; /* the clock decide() is given */
         last = json_pack("{s:s, s:s, s:i, s:i, s:f, s:f, s:f, s:f}", "action", autoscale_action_name(s->last.action),
                          "reason", autoscale_reason_name(s->last.reason), "from", (int)s->last.from, "to",
                          (int)s->last.to, "seconds_ago", ago, "queue", s->last.queue, "busy", s->last.busy, "lag_s",
                          s->last.lag_s);
     }
-    return json_pack("{s:b, s:i, s:i, s:{s:f, s:f, s:f, s:I}, s:{s:i, s:i, s:i}, s:o}", "enabled", p->enabled, "min",
-                     (int)p->min, "max", (int)p->max, "signals", "queue", s->trend.queue, "busy", s->trend.busy, "lag_s",
-                     s->trend.lag_s, "memory_pss_bytes", (json_int_t)s->sample.memory, "decisions", "up", (int)up,
-                     "down", (int)down, "blocked", (int)blocked, "last_decision", last);
+    uint64_t now = uv_hrtime() / 1000000u;
+    double low_for = s->trend.low_since_ms && now > s->trend.low_since_ms ? (double)(now - s->trend.low_since_ms) / 1000.0 : 0;
+    return json_pack("{s:b, s:i, s:i, s:f, s:{s:f, s:f, s:f, s:I}, s:{s:i, s:i, s:i}, s:o}", "enabled", p->enabled, "min",
+                     (int)p->min, "max", (int)p->max, "low_for_s", low_for, "signals", "queue", s->trend.queue, "busy",
+                     s->trend.busy, "lag_s", s->trend.lag_s, "memory_pss_bytes", (json_int_t)s->sample.memory,
+                     "decisions", "up", (int)up, "down", (int)down, "blocked", (int)blocked, "last_decision", last);
 }
 
 static enum control_outcome autoscale_run(struct arbiter *a, struct control_request *r, json_t **reply,

@@ -9,6 +9,7 @@
 #include <check.h>
 #include <stddef.h>
 
+Suite *autoscale_suite(void);
 Suite *backoff_suite(void);
 Suite *config_suite(void);
 Suite *control_suite(void);
