@@ -43,10 +43,11 @@ HOLD_MAX_SECONDS = 0.05
 SHARE_SLACK = 1
 """Connections a worker may hold above its exact share before it holds off: without it, two
 workers one connection apart would take turns holding off on every accept."""
-REBALANCE_MARGIN = 2
-"""A worker sheds connections only when it holds more than its share plus the larger of this and a
-quarter of the share, down to its share plus SHARE_SLACK: far enough from the accept threshold that
-the two never undo each other."""
+REBALANCE_GAP = 3
+"""Rebalancing: a worker more than a quarter (at least one) above its share sheds down to its share
+plus SHARE_SLACK; one just above its share sheds one connection per tick while another worker holds
+this many fewer. Accepting stops at share + SHARE_SLACK, shedding starts above it, so the two never
+undo each other."""
 RESOURCE_RETRY_SECONDS = 1.0
 """Out of fds or memory: stop accepting this long instead of spinning (asyncio does the same)."""
 TCP_INFO_UNACKED = 24
@@ -105,7 +106,7 @@ class Acceptor:
 
     def _over_share(self) -> bool:
         mine = self.held_connections()
-        workers, connections = self._board.serving_connections()
+        workers, connections, _fewest = self._board.serving_connections()
         if workers <= 1:
             return False
         share = -(-(connections + 1) // workers)  # ceil: the connection about to be accepted counts
@@ -115,13 +116,17 @@ class Acceptor:
         """Shed connections above this worker's share (see the module's docstring); returns how many
         were told to close after their current response."""
         mine = self.held_connections()
-        workers, total = self._board.serving_connections()
-        if workers <= 1 or not self._running:
+        workers, total, fewest = self._board.serving_connections()
+        if workers <= 1 or fewest is None or not self._running:
             return 0
         share = -(-total // workers)
-        if mine <= share + max(REBALANCE_MARGIN, share // 4):
+        if mine > share + max(1, share // 4):
+            excess = mine - share - SHARE_SLACK  # well over: back to its share at once
+        elif mine > share and mine - fewest >= REBALANCE_GAP:
+            excess = 1  # a little over while a peer is far under: one at a time, so they converge
+        else:
             return 0
-        excess = mine - share - SHARE_SLACK - sum(1 for c in connections if getattr(c, "shedding", False))
+        excess -= sum(1 for c in connections if getattr(c, "shedding", False))
         shed = 0
         for connection in connections:
             if shed >= excess:

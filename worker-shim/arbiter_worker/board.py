@@ -86,19 +86,24 @@ class Board:
         self._words[base + LAG_US] = max(self._lags)
         self._words[base + TICK_MS] = monotonic_ms()
 
-    def serving_connections(self) -> tuple[int, int]:
-        """(workers that can accept now, the connections they hold), this worker included.
+    def serving_connections(self) -> tuple[int, int, int | None]:
+        """(workers that can accept now, the connections they hold, the fewest any other holds),
+        this worker included in the first two.
 
         A worker counts while it is serving and its loop ticked recently: one blocked by sync code
         cannot take connections, so the others must not hold off waiting for it."""
         words = self._words
         fresh = monotonic_ms() - STALE_TICK_MS
         workers = connections = 0
+        fewest: int | None = None
         for base in range(WORDS, self._entries * WORDS, WORDS):
             if words[base + SERVING] and (base == self._base or words[base + TICK_MS] >= fresh):
+                held = words[base + CONNECTIONS]
                 workers += 1
-                connections += words[base + CONNECTIONS]
-        return workers, connections
+                connections += held
+                if base != self._base and (fewest is None or held < fewest):
+                    fewest = held
+        return workers, connections, fewest
 
     def close(self) -> None:
         self._words.release()
