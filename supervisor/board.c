@@ -18,6 +18,19 @@
 _Static_assert(sizeof(struct board_entry) == 64, "a board entry is one cache line");
 _Static_assert(sizeof(struct board_header) == 64, "the header fills entry 0");
 
+/* Workers scan entries 1 .. in_use-1 before every accept: with --max-workers 128 the board has 264
+ * entries, and walking them all would cost more than the accept itself. */
+static void board_update_in_use(struct board *board) {
+    size_t in_use = 1;
+    for (size_t i = board->count; i > 1; i--) {
+        if (board->used[i - 1]) {
+            in_use = i;
+            break;
+        }
+    }
+    ((struct board_header *)board->entries)->in_use = (int64_t)in_use;
+}
+
 int board_open(struct board *board, size_t workers, char *err, size_t err_size) {
     memset(board, 0, sizeof *board);
     board->fd = -1;
@@ -52,6 +65,7 @@ int board_open(struct board *board, size_t workers, char *err, size_t err_size) 
     header->version = BOARD_VERSION;
     header->entries = (int64_t)count;
     header->entry_size = (int64_t)sizeof(struct board_entry);
+    header->in_use = 1;
     header->magic = BOARD_MAGIC;
     return 0;
 }
@@ -61,6 +75,7 @@ unsigned board_claim(struct board *board) {
         if (!board->used[i]) {
             board->used[i] = 1;
             memset((void *)&board->entries[i], 0, sizeof board->entries[i]);
+            board_update_in_use(board);
             return (unsigned)i;
         }
     }
@@ -72,6 +87,7 @@ void board_release(struct board *board, unsigned index) {
         return;
     memset((void *)&board->entries[index], 0, sizeof board->entries[index]);
     board->used[index] = 0;
+    board_update_in_use(board);
 }
 
 const struct board_entry *board_get(const struct board *board, unsigned index) {

@@ -35,7 +35,8 @@ struct board_header {
     int64_t version;
     int64_t entries; /* including this header */
     int64_t entry_size;
-    int64_t reserved[4];
+    volatile int64_t in_use; /* 1 + the highest entry a live worker has: readers scan no further */
+    int64_t reserved[3];
 };
 
 struct board {

@@ -5,6 +5,9 @@
 #   tests/bench/run.sh --smoke    every scenario once, short (~1-2 min; peers only in the speed test): .cache/bench-smoke/
 #   tests/bench/run.sh preload    the fork server (--preload) with a big app vs gunicorn --preload (~5 min):
 #                                 docs/benchmarks/preload.{md,json}
+#   tests/bench/run.sh balance    even accepts vs the kernel's and gunicorn's, and --autoscale on a step load
+#                                 (~22 min): docs/benchmarks/balance.{md,json,png}; with --smoke ~3 min into
+#                                 .cache/bench-smoke/
 #   extra flags go to bench.py:   --servers arbiter,uvicorn  --only speed,failures  --rounds 5  --rate 500
 #
 # It installs what it needs: wrk (Debian), vegeta (open-loop constant-rate client, through the Go
@@ -61,6 +64,12 @@ if [[ "${1:-}" == preload ]]; then
 fi
 if [[ $SMOKE == 1 ]]; then OUT="$CACHE/bench-smoke"; else OUT="$ROOT/docs/benchmarks"; fi
 mkdir -p "$OUT"
+if [[ "${1:-}" == balance ]]; then
+    shift
+    export BENCH_COMMAND="tests/bench/run.sh balance${*:+ $*}"
+    exec "$VENV/bin/python" "$ROOT/tests/bench/balance.py" --venv "$VENV" --arbiter "$ARBITER_BUILD/arbiter" \
+        --vegeta "$VEGETA" --out "$OUT" "$@"
+fi
 export BENCH_COMMAND="tests/bench/run.sh${*:+ $*}"
 "$VENV/bin/python" "$ROOT/tests/bench/bench.py" --venv "$VENV" --arbiter "$ARBITER_BUILD/arbiter" \
     --vegeta "$VEGETA" --out "$OUT" "$@"

@@ -416,6 +416,10 @@ START_TEST(test_board_entries_are_claimed_zeroed_and_released) {
     ck_assert_uint_eq(b, 2);
     ck_assert_uint_eq(c, 3);
     ck_assert_uint_eq(board_claim(&board), 0); /* full: a worker then runs without an entry */
+    ck_assert_int_eq(header->in_use, 4);
+    board_release(&board, c);
+    ck_assert_int_eq(header->in_use, 3); /* readers scan entries 1..2 only */
+    ck_assert_uint_eq(board_claim(&board), c);
     board.entries[b].connections = 17;
     board_release(&board, b);
     unsigned again = board_claim(&board);

@@ -22,6 +22,9 @@ VERSION = 1
 ENTRY_BYTES = 64
 WORDS = ENTRY_BYTES // 8
 
+# Offsets (in int64 words) inside the header, entry 0.
+IN_USE = 4
+
 # Offsets (in int64 words) inside an entry.
 PID, CONNECTIONS, SERVING, IN_FLIGHT, LAG_US, TICK_MS = range(6)
 
@@ -96,7 +99,8 @@ class Board:
         fresh = monotonic_ms() - STALE_TICK_MS
         workers = connections = 0
         fewest: int | None = None
-        for base in range(WORDS, self._entries * WORDS, WORDS):
+        in_use = max(self._base // WORDS + 1, min(int(words[IN_USE]), self._entries))
+        for base in range(WORDS, in_use * WORDS, WORDS):
             if words[base + SERVING] and (base == self._base or words[base + TICK_MS] >= fresh):
                 held = words[base + CONNECTIONS]
                 workers += 1

@@ -2,6 +2,7 @@
 
 GET /       a small JSON body naming the process that answered
 GET /sleep  awaits 10 ms (an I/O-bound handler), then answers like /
+GET /slow   awaits 200 ms (the slow tenth of the mixed load in balance.py), then answers like /
 
 Instrumentation, identical for every server and off the request path:
 - BENCH_READY_DIR: at the end of lifespan startup each worker writes DIR/<pid> containing
@@ -62,3 +63,11 @@ async def sleep() -> dict:
     _served += 1
     await asyncio.sleep(0.01)
     return {"message": "slept 10 ms", "pid": os.getpid()}
+
+
+@app.get("/slow")
+async def slow() -> dict:
+    global _served
+    _served += 1
+    await asyncio.sleep(0.2)
+    return {"message": "slept 200 ms", "pid": os.getpid()}
