@@ -39,7 +39,7 @@ logger = logging.getLogger(SHIM_LOGGER)
 
 ACCEPTS_PER_WAKEUP = 16
 HOLD_POLL_SECONDS = 0.002
-HOLD_MAX_SECONDS = 0.05
+HOLD_MAX_SECONDS = 0.02
 SHARE_SLACK = 1
 """Connections a worker may hold above its exact share before it holds off: without it, two
 workers one connection apart would take turns holding off on every accept."""
