@@ -104,7 +104,7 @@ class Acceptor:
                 self._loop.remove_reader(sock.fileno())
         self._held.clear()
 
-    def _over_share(self) -> bool:
+    def over_share(self) -> bool:
         mine = self.held_connections()
         workers, connections, _fewest = self._board.serving_connections()
         if workers <= 1:
@@ -138,7 +138,7 @@ class Acceptor:
 
     def _on_acceptable(self, sock: socket.socket) -> None:
         for _ in range(ACCEPTS_PER_WAKEUP):
-            if self._over_share():
+            if self.over_share():
                 self._hold(sock)
                 return
             if not self._accept_one(sock):
@@ -194,7 +194,7 @@ class Acceptor:
             del self._held[fd]
             if not self._running:
                 return
-            if not self._over_share() or queued_connections(sock) == 0:
+            if not self.over_share() or queued_connections(sock) == 0:
                 self._loop.add_reader(fd, self._on_acceptable, sock)
                 return
             if self._loop.time() - began >= HOLD_MAX_SECONDS:

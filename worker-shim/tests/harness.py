@@ -55,15 +55,19 @@ class Worker:
         log_format: str = "text",
         cwd: Path = APPS_DIR,
         module: Sequence[str] = ("-m", "arbiter_worker"),
+        board_fd: int | None = None,
     ) -> None:
+        """board_fd: passed after the channel (3+L+1), as the arbiter passes its board."""
         self.channel, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         sources = [sock.fileno() for sock in listeners] + [child_end.fileno()]
+        if board_fd is not None:
+            sources.append(board_fd)
         targets = list(range(3, 3 + len(sources)))
         full_env = dict(os.environ)
         full_env.update(
             PYTHONPATH=str(SHIM_DIR),
             ARBITER_LISTEN_FDS=str(len(listeners)),
-            ARBITER_CHANNEL_FD=str(targets[-1]),
+            ARBITER_CHANNEL_FD=str(3 + len(listeners)),
             ARBITER_PID=str(os.getpid()),
             ARBITER_WORKER_ID="1",
             ARBITER_GENERATION="0",
