@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <jansson.h>
 #include <uv.h>
 
 #include "config.h"
@@ -121,6 +122,11 @@ void worker_close(struct worker *worker);
 
 /* Explains the exit in words: "exit code 3", "killed by signal 9 after missing heartbeats". */
 void worker_describe_exit(const struct worker *worker, char *out, size_t size);
+
+/* In-place upgrade: everything the next image needs to adopt the running worker (its channel fd
+ * included, which the caller makes inheritable), and the adoption itself. */
+json_t *worker_save(const struct worker *worker);
+struct worker *worker_restore(struct pool *pool, struct slot *slot, json_t *saved, char *err, size_t err_size);
 
 /* Handles one complete line from the channel (exposed for the fuzzer and unit tests). */
 void worker_handle_message(struct worker *worker, const char *line, size_t length);
