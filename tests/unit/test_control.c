@@ -105,7 +105,7 @@ START_TEST(test_stop_quick_true_is_quick) {
 END_TEST
 
 START_TEST(test_command_names_list_every_command_in_table_order) {
-    ck_assert_str_eq(control_command_names(), "status|scale|reload|recycle|stop");
+    ck_assert_str_eq(control_command_names(), "status|scale|reload|recycle|stop|upgrade");
 }
 END_TEST
 
@@ -270,7 +270,7 @@ END_TEST
 START_TEST(test_unknown_command_names_it_and_lists_the_valid_ones) {
     const char *message = refused_with("{\"cmd\":\"restart\"}", "unknown_command");
     ck_assert_msg(strstr(message, "'restart'") != NULL, "the message names the command: %s", message);
-    ck_assert_msg(strstr(message, "status|scale|reload|recycle|stop") != NULL, "the message lists the commands: %s",
+    ck_assert_msg(strstr(message, "status|scale|reload|recycle|stop|upgrade") != NULL, "the message lists the commands: %s",
                   message);
 }
 END_TEST
@@ -289,7 +289,7 @@ START_TEST(test_very_long_unknown_command_is_cut_in_the_message) {
     snprintf(line, sizeof line, "{\"cmd\":\"%s\"}", name);
     const char *message = refused_with(line, "unknown_command");
     ck_assert_uint_lt(strlen(message), sizeof ((struct control_error *)0)->message);
-    ck_assert_msg(strstr(message, "status|scale|reload|recycle|stop") != NULL,
+    ck_assert_msg(strstr(message, "status|scale|reload|recycle|stop|upgrade") != NULL,
                   "the valid commands still fit after a long name: %s", message);
 }
 END_TEST
