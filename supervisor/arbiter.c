@@ -216,10 +216,26 @@ static int open_listeners(struct arbiter *a, char *err, size_t err_size) {
         }
         if (listener_adopt_systemd(&a->listeners, systemd_count, names, err, err_size) != 0)
             return -1;
-    } else if ((a->listeners.reuse_port = a->config->reuse_port),
-               listener_open_all(&a->listeners, a->config->binds, a->config->bind_count, (int)a->config->backlog,
-                                 a->config->socket_mode, err, err_size) != 0) {
-        return -1;
+    } else {
+        /* With --bind, fds from systemd are the listeners its fd store kept across a restart: an
+         * address that has one takes it back (with the clients queued on it); the rest bind anew. */
+        int stored[LISTENER_MAX];
+        size_t stored_count = systemd_count < LISTENER_MAX ? systemd_count : LISTENER_MAX;
+        for (size_t i = 0; i < stored_count; i++)
+            stored[i] = 3 + (int)i;
+        a->listeners.reuse_port = a->config->reuse_port;
+        if (listener_open_all_reusing(&a->listeners, a->config->binds, a->config->bind_count, stored, stored_count,
+                                      (int)a->config->backlog, a->config->socket_mode, err, err_size) != 0)
+            return -1;
+        for (size_t i = 0; i < stored_count; i++) {
+            if (stored[i] < 0) {
+                a->stored_listeners++;
+                continue;
+            }
+            log_info("fdstore_unused", "closing fd %d from systemd's fd store: no --bind address uses it any more",
+                     stored[i]);
+            close(stored[i]);
+        }
     }
     if (a->config->reuse_port)
         warn_if_requests_cannot_migrate();
@@ -289,6 +305,21 @@ static int adopt_workers(struct arbiter *a, json_t *handed, char *err, size_t er
     clock_gettime(CLOCK_REALTIME, &now);
     u->upgraded_at = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
     return 0;
+}
+
+/* Under systemd with --bind: the listeners go into its fd store, so a `systemctl restart` never closes
+ * them (FileDescriptorStoreMax= in the unit; without it systemd drops them, and nothing changes). */
+static void arbiter_store_listeners(struct arbiter *a) {
+    if (a->config->bind_count == 0 || a->notify.fd < 0 || a->check_mode)
+        return;
+    for (size_t i = 0; i < a->listeners.count; i++) {
+        char name[256];
+        notify_fd_name(a->listeners.items[i].address.text, i, name, sizeof name);
+        notify_store_fd(&a->notify, a->listeners.items[i].fd, name);
+    }
+    if (a->stored_listeners)
+        log_info("fdstore", "took %zu listener%s back from systemd's fd store: clients that connected during the "
+                 "restart are served now", a->stored_listeners, a->stored_listeners == 1 ? "" : "s");
 }
 
 static void arbiter_adopted(struct arbiter *a) {
@@ -387,6 +418,7 @@ int arbiter_run(struct config *config) {
     } else if (handed) {
         arbiter_adopted(a);
     } else {
+        arbiter_store_listeners(a);
         log_info("starting", "arbiter %s (pid %d) starting %u worker%s for %s with %s", ARBITER_VERSION, (int)getpid(),
                  config->workers, config->workers == 1 ? "" : "s", config->app, config->python);
         if (config->boot_timeout > 0) /* slow lifespan startups must not hit TimeoutStartSec */

@@ -45,6 +45,7 @@ struct arbiter {
 
     struct listener_set listeners;
     int listen_fds[LISTENER_MAX];
+    size_t stored_listeners; /* listeners taken back from systemd's fd store at start */
     struct pool pool;
     struct reaper reaper;
     struct spawner exec_spawner;
