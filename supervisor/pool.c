@@ -43,6 +43,7 @@ static enum exit_reason classify_exit(const struct worker *w) {
     case KILL_HEARTBEAT_TIMEOUT: return EXIT_REASON_HEARTBEAT_TIMEOUT;
     case KILL_BOOT_TIMEOUT: return EXIT_REASON_BOOT_TIMEOUT;
     case KILL_GRACEFUL_TIMEOUT: return EXIT_REASON_GRACEFUL_TIMEOUT;
+    case KILL_PROTOCOL_MISMATCH: return EXIT_REASON_ERROR; /* like the shim's own exit 4 */
     case KILL_NONE: break;
     }
     if (w->term_signal)
@@ -403,7 +404,7 @@ static bool pool_fail_boot_if_never_ready(struct pool *pool, const struct worker
     int code = 0;
     if (!w->term_signal && w->exit_status == 3)
         code = 3;
-    else if (!w->term_signal && w->exit_status == 4)
+    else if ((!w->term_signal && w->exit_status == 4) || w->kill_reason == KILL_PROTOCOL_MISMATCH)
         code = 2;
     else if (w->kill_reason == KILL_BOOT_TIMEOUT || backoff_is_crashloop(&slot->backoff))
         code = 3;

@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "handshake.h"
 #include "log.h"
 #include "pool.h"
 #include "procstat.h"
@@ -122,9 +123,30 @@ static void worker_on_heartbeat(struct worker *w) {
     }
 }
 
+/* The first line must be a hello of our protocol. A shim from another install is killed at once (we
+ * cannot know what else it would misunderstand) and counts like the shim's exit 4 (pool.c). */
+static void worker_on_first_message(struct worker *w, const json_t *message) {
+    if (w->kill_reason == KILL_PROTOCOL_MISMATCH)
+        return; /* already refused: whatever else it sends is ignored */
+    char problem[768];
+    if (handshake_accept(message, problem, sizeof problem)) {
+        w->greeted = true;
+        return;
+    }
+    log_event(LOG_ERROR, "worker_protocol_mismatch", w->slot_id, w->pid, "refusing this worker: %s", problem);
+    w->kill_reason = KILL_PROTOCOL_MISMATCH;
+    worker_arm_deadline(w, 0);
+    worker_send_signal(w, SIGKILL);
+}
+
 void worker_handle_message(struct worker *w, const char *line, size_t length) {
     json_error_t error;
     json_t *message = json_loadb(line, length, 0, &error);
+    if (!w->greeted) {
+        worker_on_first_message(w, message);
+        json_decref(message);
+        return;
+    }
     const char *type = message ? json_string_value(json_object_get(message, "type")) : NULL;
     if (!type) {
         log_event(LOG_WARNING, "worker_bad_message", w->slot_id, w->pid,
@@ -336,6 +358,7 @@ void worker_describe_exit(const struct worker *w, char *out, size_t size) {
         [KILL_HEARTBEAT_TIMEOUT] = " after missing heartbeats (--timeout)",
         [KILL_BOOT_TIMEOUT] = " after not booting in time (--boot-timeout)",
         [KILL_GRACEFUL_TIMEOUT] = " after --graceful-timeout",
+        [KILL_PROTOCOL_MISMATCH] = " after its shim spoke another channel protocol",
     };
     if (w->term_signal)
         snprintf(out, size, "killed by signal %d (%s)%s", w->term_signal, strsignal(w->term_signal), because[w->kill_reason]);
