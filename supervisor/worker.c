@@ -136,7 +136,8 @@ static void worker_on_first_message(struct worker *w, const json_t *message) {
     log_event(LOG_ERROR, "worker_protocol_mismatch", w->slot_id, w->pid, "refusing this worker: %s", problem);
     w->kill_reason = KILL_PROTOCOL_MISMATCH;
     worker_arm_deadline(w, 0);
-    worker_send_signal(w, SIGKILL);
+    if (w->pid > 0) /* a worker built by a test or a fuzzer has none, and kill(0) would hit our group */
+        worker_send_signal(w, SIGKILL);
 }
 
 void worker_handle_message(struct worker *w, const char *line, size_t length) {
