@@ -47,6 +47,7 @@ static enum exit_reason classify_exit(const struct worker *w) {
     case KILL_BOOT_TIMEOUT: return EXIT_REASON_BOOT_TIMEOUT;
     case KILL_GRACEFUL_TIMEOUT: return EXIT_REASON_GRACEFUL_TIMEOUT;
     case KILL_SPAWN_FAILED: return EXIT_REASON_SPAWN_FAILED;
+    case KILL_PROTOCOL_MISMATCH: return EXIT_REASON_ERROR; /* like the shim's own exit 4 */
     case KILL_NONE: break;
     }
     if (w->term_signal)
@@ -497,7 +498,7 @@ static bool pool_fail_boot_if_never_ready(struct pool *pool, const struct worker
         code = w->exit_status == 3 ? 3 : 2;
     else if (!w->term_signal && w->exit_status == 3)
         code = 3;
-    else if (!w->term_signal && w->exit_status == 4)
+    else if ((!w->term_signal && w->exit_status == 4) || w->kill_reason == KILL_PROTOCOL_MISMATCH)
         code = 2;
     else if (w->kill_reason == KILL_BOOT_TIMEOUT || backoff_is_crashloop(&slot->backoff))
         code = 3;

@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "handshake.h"
 #include "log.h"
 #include "pool.h"
 #include "procstat.h"
@@ -123,9 +124,31 @@ static void worker_on_heartbeat(struct worker *w) {
     }
 }
 
+/* The first line must be a hello of our protocol. A shim from another install is killed at once (we
+ * cannot know what else it would misunderstand) and counts like the shim's exit 4 (pool.c). */
+static void worker_on_first_message(struct worker *w, const json_t *message) {
+    if (w->kill_reason == KILL_PROTOCOL_MISMATCH)
+        return; /* already refused: whatever else it sends is ignored */
+    char problem[768];
+    if (handshake_accept(message, problem, sizeof problem)) {
+        w->greeted = true;
+        return;
+    }
+    log_event(LOG_ERROR, "worker_protocol_mismatch", w->slot_id, w->pid, "refusing this worker: %s", problem);
+    w->kill_reason = KILL_PROTOCOL_MISMATCH;
+    worker_arm_deadline(w, 0);
+    if (w->pid > 0) /* a worker built by a test or a fuzzer has none, and kill(0) would hit our group */
+        worker_send_signal(w, SIGKILL);
+}
+
 void worker_handle_message(struct worker *w, const char *line, size_t length) {
     json_error_t error;
     json_t *message = json_loadb(line, length, 0, &error);
+    if (!w->greeted) {
+        worker_on_first_message(w, message);
+        json_decref(message);
+        return;
+    }
     const char *type = message ? json_string_value(json_object_get(message, "type")) : NULL;
     if (!type) {
         log_event(LOG_WARNING, "worker_bad_message", w->slot_id, w->pid,
@@ -399,6 +422,7 @@ void worker_describe_exit(const struct worker *w, char *out, size_t size) {
         [KILL_BOOT_TIMEOUT] = " after not booting in time (--boot-timeout)",
         [KILL_GRACEFUL_TIMEOUT] = " after --graceful-timeout",
         [KILL_SPAWN_FAILED] = "",
+        [KILL_PROTOCOL_MISMATCH] = " after its shim spoke another channel protocol",
     };
     if (w->kill_reason == KILL_SPAWN_FAILED)
         snprintf(out, size, "could not start: %s", w->spawn_error);
@@ -420,7 +444,8 @@ static enum worker_state worker_state_from_name(const char *name) {
 json_t *worker_save(const struct worker *w) {
     uv_os_fd_t fd = -1;
     uv_fileno((const uv_handle_t *)&w->channel, &fd);
-    json_t *saved = json_pack("{s:i, s:i, s:i, s:s, s:i, s:I, s:I, s:I, s:I, s:b, s:b, s:b, s:i, s:I}", "slot",
+    json_t *saved = json_pack("{s:b, s:i, s:i, s:i, s:s, s:i, s:I, s:I, s:I, s:I, s:b, s:b, s:b, s:i, s:I}", "greeted",
+                              w->greeted, "slot",
                               (int)w->slot_id, "pid", w->pid, "channel_fd", fd, "state", worker_state_name(w->state),
                               "generation", (int)w->generation, "started_ms", (json_int_t)w->started_ms, "ready_ms",
                               (json_int_t)w->ready_ms, "requests", (json_int_t)w->requests, "in_flight",
@@ -452,7 +477,7 @@ struct worker *worker_restore(struct pool *pool, struct slot *slot, json_t *save
     }
     enum worker_state state = worker_state_from_name(state_name);
     if (state == WORKER_STATE_COUNT || state == WORKER_EXITED || state == WORKER_SPAWNING || pid <= 0 || fd < 0 ||
-        kill_reason < KILL_NONE || kill_reason > KILL_SPAWN_FAILED) {
+        kill_reason < KILL_NONE || kill_reason > KILL_PROTOCOL_MISMATCH) {
         snprintf(err, err_size, "worker pid %lld in the upgrade state cannot be adopted (state %s)", (long long)pid,
                  state_name);
         return NULL;
@@ -482,6 +507,7 @@ struct worker *worker_restore(struct pool *pool, struct slot *slot, json_t *save
     w->retire_requested = retire;
     w->stack_dump_requested = dump;
     w->kill_reason = (enum worker_kill_reason)kill_reason;
+    w->greeted = json_is_true(json_object_get(saved, "greeted"));
     const char *pending = json_string_value(json_object_get(saved, "pending"));
     size_t pending_length = json_string_length(json_object_get(saved, "pending"));
     if (pending && pending_length < sizeof w->line) {

@@ -33,6 +33,7 @@ enum worker_kill_reason {
     KILL_BOOT_TIMEOUT,
     KILL_GRACEFUL_TIMEOUT,
     KILL_SPAWN_FAILED, /* never ran: exec failed, or the zygote could not fork it */
+    KILL_PROTOCOL_MISMATCH, /* its first message was not a hello of our protocol (handshake.h) */
 };
 
 struct pool;
@@ -48,6 +49,7 @@ struct worker {
     bool stack_dump_requested;
     bool stop_requested;   /* planned: not a crash */
     bool retire_requested; /* the worker asked for a replacement (max-requests) */
+    bool greeted;          /* its hello was accepted: the rest of the channel may be read */
     int pid;
     uint64_t started_ms;
     uint64_t ready_ms;     /* loop time when it became ready; 0 before */

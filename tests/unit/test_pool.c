@@ -50,6 +50,8 @@ static int fake_spawn(struct spawner *spawner, struct worker *w, const struct wo
     ck_assert_uint_lt(fake->peer_count, FAKE_PEERS_MAX);
     fake->peers[fake->peer_count++] = pair[1];
     worker_started(w, FAKE_PID_BASE + (int)fake->spawned++);
+    static const char hello[] = "{\"type\":\"hello\",\"protocol\":1}";
+    worker_handle_message(w, hello, sizeof hello - 1);
     return 0;
 }
 
