@@ -98,6 +98,7 @@ static void arbiter_on_pool_changed(struct pool *pool) {
 
 static void arbiter_finish(struct arbiter *a) {
     log_info("stopped", "all workers stopped; exiting with %d", a->exit_code);
+    uv_close((uv_handle_t *)&a->lame_duck_timer, NULL); /* embedded in struct arbiter */
     control_close(&a->control);
     metrics_close(&a->metrics);
     pool_close(&a->pool);
@@ -118,17 +119,55 @@ static void arbiter_on_boot_failed(struct pool *pool, int exit_code) {
     arbiter_stop(a, false, "the app failed to boot");
 }
 
-void arbiter_stop(struct arbiter *a, bool graceful, const char *why) {
-    if (a->state == ARBITER_STOPPING && (graceful || !a->pool.graceful_stop))
-        return; /* already stopping at least this fast */
-    log_info("stopping", "%s stop (%s)%s", graceful ? "graceful" : "quick", why,
-             graceful ? ": workers finish their requests" : "");
-    a->state = ARBITER_STOPPING;
-    /* Tell systemd how long the drain may take, so TimeoutStopSec does not cut it short. */
-    notify_send(&a->notify, "STOPPING=1\nEXTEND_TIMEOUT_USEC=%llu",
-                (unsigned long long)((a->config->graceful_timeout + 5) * 1e6));
-    control_on_change(&a->control);
+/* Stops accepting, then stops the workers: the arbiter closes its copies of the listeners first,
+ * and each worker accepts what is already queued on its own copies before closing them
+ * (docs/worker-channel.md, "The drain"). Once the last copy is closed the kernel refuses new
+ * clients at once (ECONNREFUSED, which balancers retry), and no queued client is reset or left
+ * waiting for a socket nobody accepts from. */
+static void arbiter_stop_workers(struct arbiter *a, bool graceful) {
+    a->lame_duck = false;
+    uv_timer_stop(&a->lame_duck_timer);
+    listener_close_for_stop(&a->listeners);
+    pool_close_listeners(&a->pool);
     pool_stop(&a->pool, graceful);
+}
+
+static void arbiter_on_lame_duck_over(uv_timer_t *timer) {
+    struct arbiter *a = timer->data;
+    log_info("lame_duck_over", "lame duck over: new connections are refused; workers finish their requests");
+    arbiter_stop_workers(a, true);
+}
+
+/* A graceful stop with --lame-duck S first only turns /healthz to 503 and keeps serving for S
+ * seconds, so a load balancer takes the node out before any client is refused. During that time a
+ * second graceful stop ends the lame duck at once, a quick stop (INT, QUIT) stops everything now. */
+void arbiter_stop(struct arbiter *a, bool graceful, const char *why) {
+    bool already = a->state == ARBITER_STOPPING;
+    if (already && a->lame_duck) {
+        log_info("stopping", "%s stop (%s) during the lame duck: ending it now%s", graceful ? "graceful" : "quick", why,
+                 graceful ? "; workers finish their requests" : "");
+        arbiter_stop_workers(a, graceful);
+        return;
+    }
+    if (already && (graceful || !a->pool.graceful_stop))
+        return; /* already stopping at least this fast */
+    bool lame_duck = !already && graceful && a->config->lame_duck > 0 && !a->check_mode;
+    log_info("stopping", "%s stop (%s)%s", graceful ? "graceful" : "quick", why,
+             lame_duck ? ": lame duck first" : graceful ? ": workers finish their requests" : "");
+    a->state = ARBITER_STOPPING;
+    /* Tell systemd how long the lame duck and the drain may take, so TimeoutStopSec does not cut
+     * them short. */
+    notify_send(&a->notify, "STOPPING=1\nEXTEND_TIMEOUT_USEC=%llu",
+                (unsigned long long)((a->config->graceful_timeout + (lame_duck ? a->config->lame_duck : 0) + 5) * 1e6));
+    control_on_change(&a->control);
+    if (!lame_duck) {
+        arbiter_stop_workers(a, graceful);
+        return;
+    }
+    a->lame_duck = true;
+    log_info("lame_duck", "lame duck for %.1f s (--lame-duck): /healthz says 503, new connections are still served",
+             a->config->lame_duck);
+    uv_timer_start(&a->lame_duck_timer, arbiter_on_lame_duck_over, (uint64_t)(a->config->lame_duck * 1000.0 + 0.5), 0);
 }
 
 void arbiter_reload(struct arbiter *a, const char *why) {
@@ -259,6 +298,8 @@ int arbiter_run(struct config *config) {
         log_debug("shim", "using the arbiter_worker package installed in the interpreter's environment");
     a->pool.shim_dir = a->shim_dir[0] ? a->shim_dir : NULL;
     a->started_ms = uv_now(a->loop);
+    uv_timer_init(a->loop, &a->lame_duck_timer);
+    a->lame_duck_timer.data = a;
     notify_init(&a->notify, a->loop);
     int rc = signals_start(a);
     if (rc == 0 && !a->check_mode && control_start(&a->control, a, err, sizeof err) != 0) {

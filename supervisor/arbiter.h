@@ -38,6 +38,8 @@ struct arbiter {
     uint64_t reload_started_ms;
     uint64_t reloads_total;
     uint64_t reload_failures_mark; /* pool.replace_failures when the reload started */
+    bool lame_duck;        /* stopping, listeners still accepting until lame_duck_timer fires */
+    uv_timer_t lame_duck_timer;
     char status_line[128]; /* last STATUS= sent to systemd */
 
     struct listener_set listeners;

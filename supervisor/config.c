@@ -263,6 +263,8 @@ static const struct option_spec option_table[] = {
      "kill a worker not ready S seconds after it started (default 60; 0 = never)"},
     {"graceful-timeout", 0, "S", apply_seconds, FIELD(graceful_timeout), 0, 86400, NULL, 0,
      "time a stopping worker gets to finish its requests before SIGKILL (default 30)"},
+    {"lame-duck", 0, "S", apply_seconds, FIELD(lame_duck), 0, 3600, NULL, 0,
+     "after TERM, keep accepting for S seconds while /healthz says 503, then refuse new clients (default 0)"},
     {"max-requests", 0, "N", apply_uint, FIELD(max_requests), 0, UINT_MAX, NULL, 0,
      "replace a worker after N requests, overlapped (default 0 = never)"},
     {"max-requests-jitter", 0, "N", apply_uint, FIELD(max_requests_jitter), 0, UINT_MAX, NULL, 0,

@@ -35,6 +35,7 @@ struct config {
     double timeout;
     double boot_timeout;
     double graceful_timeout;
+    double lame_duck;
     unsigned max_requests;
     unsigned max_requests_jitter;
     double max_lifetime;

@@ -368,6 +368,16 @@ void listener_close_all(struct listener_set *set) {
     set->count = 0;
 }
 
+void listener_close_for_stop(struct listener_set *set) {
+    for (size_t i = 0; i < set->count; i++) {
+        struct listener *l = &set->items[i];
+        if (l->from_systemd || l->fd < 0)
+            continue;
+        close(l->fd);
+        l->fd = -1;
+    }
+}
+
 int listener_systemd_count(const char *listen_pid, const char *listen_fds, int self, unsigned *count, char *err,
                            size_t err_size) {
     *count = 0;
@@ -410,6 +420,7 @@ int listener_adopt_systemd(struct listener_set *set, unsigned count, const char 
             snprintf(err, err_size, "socket activation: %s", reason);
             return -1;
         }
+        set->items[set->count - 1].from_systemd = true;
     }
     return 0;
 }

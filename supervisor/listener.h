@@ -25,6 +25,7 @@ struct listener {
     struct bind_address address;
     int fd;
     bool adopted;        /* fd:// or systemd's: not ours to unlink */
+    bool from_systemd;   /* socket activation: the socket unit owns it, not us */
     ino_t unix_inode;    /* to unlink only the socket file we created */
     char name[LISTENER_TEXT_MAX]; /* resolved, e.g. 127.0.0.1:8000 */
 };
@@ -54,6 +55,12 @@ int listener_check_fd(int fd, char *err, size_t err_size);
 int listener_adopt(struct listener_set *set, int fd, const char *name, char *err, size_t err_size);
 
 void listener_close_all(struct listener_set *set);
+
+/* The end of a graceful stop's lame duck: closes the arbiter's copies of the listeners, so that
+ * once the workers have closed theirs the kernel refuses new clients instead of queueing them.
+ * systemd's sockets stay open (they belong to the socket unit; their clients wait for the next
+ * instance). Socket files stay until listener_close_all, so a client gets ECONNREFUSED, not ENOENT. */
+void listener_close_for_stop(struct listener_set *set);
 
 /* Formats a socket's local address as HOST:PORT, [V6]:PORT or unix:PATH. */
 void listener_describe(int fd, char *out, size_t size);

@@ -209,8 +209,8 @@ void metrics_render(struct arbiter *a, struct text_buffer *b) {
     for (size_t i = 0; i < a->listeners.count; i++) {
         struct tcp_info info;
         socklen_t len = sizeof info;
-        if (getsockopt(a->listeners.items[i].fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0)
-            continue; /* not TCP */
+        if (a->listeners.items[i].fd < 0 || getsockopt(a->listeners.items[i].fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0)
+            continue; /* closed at the end of a lame duck, or not TCP */
         text_buffer_printf(b, "arbiter_listen_queue_length{listener=\"");
         metrics_escape_label(b, a->listeners.items[i].name);
         text_buffer_printf(b, "\"} %u\n", info.tcpi_unacked);

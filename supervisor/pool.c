@@ -497,3 +497,11 @@ void pool_close(struct pool *pool) {
     free(pool->slots);
     pool->slots = NULL;
 }
+
+/* The end of a graceful stop's lame duck with --reuse-port: the arbiter closes the per-slot
+ * listeners it holds, so once the workers have closed their copies the kernel refuses new clients
+ * instead of queueing them on a socket nobody accepts from. */
+void pool_close_listeners(struct pool *pool) {
+    for (size_t i = 0; i < pool->slot_count; i++)
+        slot_close_listeners(pool->slots[i]);
+}

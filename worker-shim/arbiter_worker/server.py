@@ -32,7 +32,7 @@ from arbiter_worker import exits
 from arbiter_worker.channel import Channel
 from arbiter_worker.heartbeat import Heartbeat
 from arbiter_worker.logs import SHIM_LOGGER
-from arbiter_worker.sockets import describe
+from arbiter_worker.sockets import accept_queued, describe
 
 logger = logging.getLogger(SHIM_LOGGER)
 
@@ -189,12 +189,17 @@ class WorkerServer(uvicorn.Server):
         reserve = min(LIFESPAN_SHUTDOWN_MAX_RESERVE, self._graceful_timeout * LIFESPAN_SHUTDOWN_SHARE)
         drain_deadline = began + self._graceful_timeout - reserve
 
-        # Stop accepting. Only our copies close: the arbiter and the other workers keep theirs,
-        # so connections still queued on a shared listener go to them.
+        # Stop accepting. Only our copies close: the arbiter and the other workers may keep theirs.
+        # At the end of a graceful stop the arbiter has closed its copies first, so the last worker
+        # to close a listener would make the kernel reset whatever is still queued on it: take the
+        # queued connections first and serve them like any other (no await in between, so nothing
+        # can be queued after the sweep but before the close, except in the kernel's own instant).
+        queued = [] if self.force_exit else accept_queued(sockets or [])
         for server in self.servers:
             server.close()
         for sock in sockets or []:
             sock.close()
+        await self._serve_accepted(queued)
 
         if not self.force_exit:
             logger.info(
@@ -225,6 +230,25 @@ class WorkerServer(uvicorn.Server):
             await asyncio.wait_for(self.lifespan.shutdown(), timeout=remaining)
         except asyncio.TimeoutError:
             logger.error("Lifespan shutdown did not finish within %.1fs", remaining)
+
+    async def _serve_accepted(self, connections: list[socket.socket]) -> None:
+        """Hand connections accepted by the stop's sweep to uvicorn, exactly as its server would."""
+        if not connections:
+            return
+        loop = asyncio.get_running_loop()
+        config = self.config
+
+        def create_protocol() -> asyncio.Protocol:
+            return config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=self.server_state, app_state=self.lifespan.state
+            )
+
+        logger.info("Serving %d connection(s) still queued on the listeners before closing them", len(connections))
+        for connection in connections:
+            try:
+                await loop.connect_accepted_socket(create_protocol, connection)
+            except OSError:
+                connection.close()
 
     def _drain_connection(self, connection: object) -> None:
         if connection in self._told_to_drain:
