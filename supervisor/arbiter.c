@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -238,6 +240,15 @@ static void warn_if_requests_cannot_migrate(void) {
                     "(Linux >= 5.14) so the kernel moves them to the other workers", value);
 }
 
+/* --max-requests-jitter draws each worker's share with random(): seeded per process, so that nodes
+ * started together (a fleet, a deploy) do not replace their workers in step. */
+static void seed_jitter(void) {
+    unsigned seed;
+    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed)
+        seed = (unsigned)getpid() ^ (unsigned)time(NULL) ^ (unsigned)clock(); /* no entropy yet (early boot) */
+    srandom(seed);
+}
+
 static int open_listeners(struct arbiter *a, char *err, size_t err_size) {
     unsigned systemd_count = 0;
     if (listener_systemd_count(getenv("LISTEN_PID"), getenv("LISTEN_FDS"), (int)getpid(), &systemd_count, err, err_size) != 0)
@@ -297,6 +308,7 @@ int arbiter_run(struct config *config) {
     if (!a->shim_dir[0]) /* installed with pip: the shim is in the venv's site-packages */
         log_debug("shim", "using the arbiter_worker package installed in the interpreter's environment");
     a->pool.shim_dir = a->shim_dir[0] ? a->shim_dir : NULL;
+    seed_jitter();
     a->started_ms = uv_now(a->loop);
     uv_timer_init(a->loop, &a->lame_duck_timer);
     a->lame_duck_timer.data = a;

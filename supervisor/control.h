@@ -28,14 +28,16 @@
  *   {"cmd":"stop","quick":false}           graceful (default) or quick            write
  *       → {"ok":true,"pid":P} at once; the arbiter then stops
  *
- * Every waiting command takes "wait": bool (default true) and "timeout": seconds (default 120).
+ * Every waiting command takes "wait": bool (default true) and "timeout": seconds above 0 and at most
+ * 86400 (default 120).
  *
  * Error codes
  *   bad_json            the line is not JSON
  *   bad_request         not an object, no "cmd", or a field of the wrong type
  *   unknown_command     "cmd" names no command; the message lists the valid ones
  *   invalid_argument    a field's value is not acceptable (e.g. scale with both workers and delta)
- *   out_of_range        the resulting worker count is below 1 or above --max-workers
+ *   out_of_range        a number outside its range: "workers" 1 to 1024, "delta" -1024 to +1024, "id"
+ *                       1 to 1024; or the resulting worker count is below 1 or above --max-workers
  *   no_such_worker      recycle of an id that is not a current slot
  *   permission_denied   the peer's uid may not run this command
  *   line_too_long       the request exceeded CONTROL_LINE_MAX bytes; the connection is closed

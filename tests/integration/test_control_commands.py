@@ -312,6 +312,19 @@ def test_scale_beyond_max_workers_is_refused_with_the_limit(arbiter):
     assert_serving(arbiter)
 
 
+def test_scale_by_the_largest_delta_is_refused_naming_the_range_not_a_wrapped_count(arbiter):
+    arbiter.run(workers=2)
+    arbiter.wait_ready(2)
+
+    result = ctl(arbiter, "scale", "+9223372036854775807")
+
+    assert result.returncode == 1
+    assert "out_of_range" in result.stderr and "from -1024 to +1024" in result.stderr, result.stderr
+    assert "-9223372036854775808" not in result.stderr, result.stderr
+    assert status(arbiter)["target_workers"] == 2
+    assert_serving(arbiter)
+
+
 def test_scale_to_max_workers_is_allowed(arbiter):
     arbiter.run(workers=2, extra=["--max-workers", "3"])
     arbiter.wait_ready(2)

@@ -323,6 +323,45 @@ START_TEST(test_scale_to_one_worker_is_the_smallest_accepted) {
 }
 END_TEST
 
+START_TEST(test_scale_to_more_than_1024_workers_is_out_of_range_naming_the_range) {
+    const char *message = refused_with("{\"cmd\":\"scale\",\"workers\":1025}", "out_of_range");
+    ck_assert_msg(strstr(message, "from 1 to 1024") != NULL, "%s", message);
+    accepted_as("{\"cmd\":\"scale\",\"workers\":1024}", "scale");
+}
+END_TEST
+
+/* The largest delta used to be added to the target as it came, overflowing into a negative count. */
+START_TEST(test_scale_delta_beyond_1024_is_out_of_range_without_a_wrapped_value) {
+    const char *lines[] = {"{\"cmd\":\"scale\",\"delta\":9223372036854775807}",
+                           "{\"cmd\":\"scale\",\"delta\":-9223372036854775808}", "{\"cmd\":\"scale\",\"delta\":1025}",
+                           "{\"cmd\":\"scale\",\"delta\":-1025}"};
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        const char *message = refused_with(lines[i], "out_of_range");
+        ck_assert_msg(strstr(message, "\"delta\" must be from -1024 to +1024") != NULL, "%s: %s", lines[i], message);
+        ck_assert_msg(strstr(message, "922337") == NULL, "%s: the message shows a wrapped value: %s", lines[i], message);
+    }
+    ck_assert_int_eq(accepted_as("{\"cmd\":\"scale\",\"delta\":1024}", "scale").delta, 1024);
+    ck_assert_int_eq(accepted_as("{\"cmd\":\"scale\",\"delta\":-1024}", "scale").delta, -1024);
+}
+END_TEST
+
+START_TEST(test_recycle_id_outside_1_to_1024_is_out_of_range) {
+    const char *lines[] = {"{\"cmd\":\"recycle\",\"id\":0}", "{\"cmd\":\"recycle\",\"id\":-1}",
+                           "{\"cmd\":\"recycle\",\"id\":1025}", "{\"cmd\":\"recycle\",\"id\":9223372036854775807}"};
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        const char *message = refused_with(lines[i], "out_of_range");
+        ck_assert_msg(strstr(message, "\"id\" must be from 1 to 1024") != NULL, "%s: %s", lines[i], message);
+    }
+    ck_assert_int_eq(accepted_as("{\"cmd\":\"recycle\",\"id\":1024}", "recycle").id, 1024);
+}
+END_TEST
+
+START_TEST(test_timeout_out_of_range_names_the_range) {
+    const char *message = refused_with("{\"cmd\":\"reload\",\"timeout\":1e300}", "bad_request");
+    ck_assert_msg(strstr(message, "above 0 and at most 86400") != NULL, "%s", message);
+}
+END_TEST
+
 START_TEST(test_recycle_without_id_is_invalid_argument) {
     const char *message = refused_with("{\"cmd\":\"recycle\"}", "invalid_argument");
     ck_assert_msg(strstr(message, "status") != NULL, "the message says where ids come from: %s", message);
@@ -612,6 +651,10 @@ Suite *control_suite(void) {
     tcase_add_test(errors, test_scale_to_negative_workers_is_out_of_range);
     tcase_add_test(errors, test_scale_to_one_worker_is_the_smallest_accepted);
     tcase_add_test(errors, test_recycle_without_id_is_invalid_argument);
+    tcase_add_test(errors, test_scale_to_more_than_1024_workers_is_out_of_range_naming_the_range);
+    tcase_add_test(errors, test_scale_delta_beyond_1024_is_out_of_range_without_a_wrapped_value);
+    tcase_add_test(errors, test_recycle_id_outside_1_to_1024_is_out_of_range);
+    tcase_add_test(errors, test_timeout_out_of_range_names_the_range);
     suite_add_tcase(suite, errors);
 
     TCase *permissions = tcase_create("permissions");
