@@ -94,8 +94,13 @@ int worker_spawn(struct worker *worker, uv_loop_t *loop, const struct worker_lau
 /* Sends a signal to a running worker; a worker already gone is not an error. */
 void worker_send_signal(struct worker *worker, int signum);
 
-/* Graceful: SIGTERM, SIGKILL after --graceful-timeout. Quick: SIGQUIT, SIGKILL after 1 s. */
+/* Graceful: SIGTERM, SIGKILL after worker_graceful_kill_ms(). Quick: SIGQUIT, SIGKILL after 1 s. */
 void worker_stop(struct worker *worker, bool graceful);
+
+/* How long after SIGTERM the arbiter SIGKILLs: --graceful-timeout (the shim's own budget, counted
+ * from its signal handler) plus WORKER_KILL_MARGIN_MS for the signal's delivery and the exit. */
+#define WORKER_KILL_MARGIN_MS 2000u
+uint64_t worker_graceful_kill_ms(double graceful_timeout);
 
 /* Closes the handles once the process has exited; frees the worker when the last one is closed. */
 void worker_close(struct worker *worker);

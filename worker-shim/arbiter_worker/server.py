@@ -22,6 +22,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Generator
 from types import FrameType
 
@@ -41,6 +42,8 @@ IDLE_GRACE_SECONDS = 0.5
 """How long an idle keep-alive connection stays open once the drain began (see protocols/drain.py)."""
 LIFESPAN_SHUTDOWN_SHARE = 0.2
 LIFESPAN_SHUTDOWN_MAX_RESERVE = 5.0
+LIFESPAN_SHUTDOWN_MIN_SECONDS = 0.5
+"""Lifespan shutdown always gets this long, even past the budget: well inside the arbiter's kill margin."""
 CANCELLED_TASKS_WAIT = 1.0
 
 
@@ -62,6 +65,8 @@ class WorkerServer(uvicorn.Server):
         self._retire_sent = False
         self._told_to_drain: set[object] = set()
         self._stop_requested: asyncio.Event | None = None
+        self._stop_signalled_at: float | None = None
+        """time.monotonic() when SIGTERM arrived: the stop budget counts from there (docs/worker-channel.md)."""
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- life cycle -------------------------------------------------------------------------
@@ -164,6 +169,8 @@ class WorkerServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
     def _request_graceful_stop(self, sig: int, frame: FrameType | None) -> None:
+        if self._stop_signalled_at is None:
+            self._stop_signalled_at = time.monotonic()
         self.should_exit = True
         self._wake_startup()
 
@@ -183,11 +190,14 @@ class WorkerServer(uvicorn.Server):
     # --- the drain --------------------------------------------------------------------------
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        loop = asyncio.get_running_loop()
         state = self.server_state
-        began = loop.time()
+        # The budget counts from the signal, not from here (uvicorn notices should_exit on its next
+        # tick): the arbiter's SIGKILL comes --graceful-timeout plus a margin after it sent SIGTERM,
+        # so everything below must end by stop_deadline (docs/worker-channel.md, "Stop deadlines").
+        began = self._stop_signalled_at if self._stop_signalled_at is not None else time.monotonic()
+        stop_deadline = began + self._graceful_timeout
         reserve = min(LIFESPAN_SHUTDOWN_MAX_RESERVE, self._graceful_timeout * LIFESPAN_SHUTDOWN_SHARE)
-        drain_deadline = began + self._graceful_timeout - reserve
+        drain_deadline = stop_deadline - reserve
 
         # Stop accepting. Only our copies close: the arbiter and the other workers may keep theirs.
         # At the end of a graceful stop the arbiter has closed its copies first, so the last worker
@@ -204,9 +214,9 @@ class WorkerServer(uvicorn.Server):
         if not self.force_exit:
             logger.info(
                 "Draining %d connection(s), %d request(s) in flight (up to %.1fs)",
-                len(state.connections), len(state.tasks), max(0.0, drain_deadline - began),
+                len(state.connections), len(state.tasks), max(0.0, drain_deadline - time.monotonic()),
             )
-            while (state.connections or state.tasks) and not self.force_exit and loop.time() < drain_deadline:
+            while (state.connections or state.tasks) and not self.force_exit and time.monotonic() < drain_deadline:
                 for connection in list(state.connections):
                     self._drain_connection(connection)
                 await asyncio.sleep(DRAIN_POLL_SECONDS)
@@ -223,9 +233,9 @@ class WorkerServer(uvicorn.Server):
             for task in tasks:
                 task.cancel()
             if tasks:
-                await asyncio.wait(tasks, timeout=CANCELLED_TASKS_WAIT)
+                await asyncio.wait(tasks, timeout=max(0.01, min(CANCELLED_TASKS_WAIT, stop_deadline - time.monotonic())))
 
-        remaining = max(0.5, began + self._graceful_timeout - loop.time())
+        remaining = max(LIFESPAN_SHUTDOWN_MIN_SECONDS, stop_deadline - time.monotonic())
         try:
             await asyncio.wait_for(self.lifespan.shutdown(), timeout=remaining)
         except asyncio.TimeoutError:
