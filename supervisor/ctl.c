@@ -316,10 +316,22 @@ int ctl_main(int argc, char **argv) {
     if (!request)
         return 2;
     char path[108];
-    if (options.control)
+    if (options.control) {
+        if (strlen(options.control) >= sizeof path) {
+            fprintf(stderr, "arbiter ctl: --control %s: the path is too long (at most %zu bytes)\n", options.control,
+                    sizeof path - 1);
+            json_decref(request);
+            return 2;
+        }
         snprintf(path, sizeof path, "%s", options.control);
-    else
-        control_default_path(options.name, path, sizeof path);
+    } else {
+        char err[512];
+        if (control_default_path(options.name, path, sizeof path, err, sizeof err) != 0) {
+            fprintf(stderr, "arbiter ctl: %s\n", err);
+            json_decref(request);
+            return 1;
+        }
+    }
     int fd = ctl_connect(path);
     if (fd < 0) {
         json_decref(request);
