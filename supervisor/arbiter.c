@@ -266,6 +266,12 @@ static int open_listeners(struct arbiter *a, char *err, size_t err_size) {
                                  a->config->socket_mode, err, err_size) != 0) {
         return -1;
     }
+    if ((a->pool.set_uid || a->pool.set_gid) &&
+        listener_chown_unix(&a->listeners, a->pool.set_uid ? a->pool.uid : (uid_t)-1,
+                            a->pool.set_gid ? a->pool.gid : (gid_t)-1, err, err_size) != 0) {
+        listener_close_all(&a->listeners);
+        return -1;
+    }
     if (a->config->reuse_port)
         warn_if_requests_cannot_migrate();
     unsetenv("LISTEN_PID");

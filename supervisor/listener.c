@@ -368,6 +368,24 @@ void listener_close_all(struct listener_set *set) {
     set->count = 0;
 }
 
+int listener_chown_unix(const struct listener_set *set, uid_t uid, gid_t gid, char *err, size_t err_size) {
+    for (size_t i = 0; i < set->count; i++) {
+        const struct listener *l = &set->items[i];
+        if (l->address.kind != BIND_UNIX || l->adopted)
+            continue;
+        const char *path = ((const struct sockaddr_un *)&l->address.addr)->sun_path;
+        struct stat st;
+        errno = 0;
+        /* lchown: the path is ours (we just bound it); never follow a link someone put in its place. */
+        if (lstat(path, &st) != 0 || st.st_ino != l->unix_inode || lchown(path, uid, gid) != 0) {
+            snprintf(err, err_size, "cannot give %s to --user/--group: %s", l->address.text,
+                     errno ? strerror(errno) : "the socket file was replaced");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 void listener_close_for_stop(struct listener_set *set) {
     for (size_t i = 0; i < set->count; i++) {
         struct listener *l = &set->items[i];

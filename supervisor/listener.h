@@ -56,6 +56,11 @@ int listener_adopt(struct listener_set *set, int fd, const char *name, char *err
 
 void listener_close_all(struct listener_set *set);
 
+/* --user/--group: gives the unix: socket files the arbiter created to uid and gid ((uid_t)-1 or
+ * (gid_t)-1 leaves that one as it is), so that with --socket-mode they are the workers' user's and
+ * group's, as with gunicorn. Returns 0, or -1 with err set. */
+int listener_chown_unix(const struct listener_set *set, uid_t uid, gid_t gid, char *err, size_t err_size);
+
 /* The end of a graceful stop's lame duck: closes the arbiter's copies of the listeners, so that
  * once the workers have closed theirs the kernel refuses new clients instead of queueing them.
  * systemd's sockets stay open (they belong to the socket unit; their clients wait for the next

@@ -5,6 +5,7 @@
 #include "arbiter.h"
 #include "config.h"
 #include "ctl.h"
+#include "privileges.h"
 
 extern char **environ;
 
@@ -44,6 +45,8 @@ int main(int argc, char **argv) {
         return run_or_check(argc - 1, argv + 1);
     if (strcmp(command, "ctl") == 0)
         return ctl_main(argc - 1, argv + 1);
+    if (strcmp(command, PRIVILEGES_EXEC_COMMAND) == 0)
+        return privileges_exec_worker(argc - 1, argv + 1);
     if (strcmp(command, "--version") == 0 || strcmp(command, "-V") == 0) {
         printf("arbiter %s\n", ARBITER_VERSION);
         return EXIT_CLEAN;

@@ -23,7 +23,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from types import FrameType
 
 import uvicorn
@@ -32,7 +32,7 @@ from uvicorn.importer import ImportFromStringError, import_from_string
 from arbiter_worker import exits
 from arbiter_worker.channel import Channel
 from arbiter_worker.heartbeat import Heartbeat
-from arbiter_worker.logs import SHIM_LOGGER
+from arbiter_worker.logs import SHIM_LOGGER, adopt_log_file
 from arbiter_worker.sockets import accept_queued, describe
 
 logger = logging.getLogger(SHIM_LOGGER)
@@ -73,7 +73,7 @@ class WorkerServer(uvicorn.Server):
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
-        self._channel.attach(self._loop, self._arbiter_lost)
+        self._channel.attach(self._loop, self._arbiter_lost, self._on_arbiter_message)
         self._heartbeat.start(asyncio.get_running_loop())
         try:
             with self.capture_signals():
@@ -182,6 +182,15 @@ class WorkerServer(uvicorn.Server):
     def _wake_startup(self) -> None:
         if self._stop_requested is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(self._stop_requested.set)
+
+    def _on_arbiter_message(self, message: Mapping[str, object], files: list[int]) -> None:
+        if message.get("type") == "log_file" and files:
+            adopt_log_file(files.pop(0))
+            logger.debug("Writing to the log file the arbiter reopened")
+        else:
+            logger.debug("Ignoring a message from the arbiter: %.80r", message)
+        for fd in files:
+            os.close(fd)
 
     def _arbiter_lost(self) -> None:
         logger.error("The arbiter closed the channel (it died): exiting now")
