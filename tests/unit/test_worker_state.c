@@ -104,11 +104,12 @@ START_TEST(test_ready_after_the_boot_timeout_fired_is_ignored) {
     pool.config = &config;
     worker.pool = &pool;
     worker.slot_id = 1;
-    worker.pid = 4242;
+    worker.pid = 5000001; /* above PID_MAX_LIMIT: no signal can reach a real process */
+    worker.greeted = true;
     worker.state = WORKER_BOOTING;
     worker.kill_reason = KILL_BOOT_TIMEOUT;
     worker.stack_dump_requested = true;
-    const char *ready = "{\"type\":\"ready\",\"pid\":4242}";
+    const char *ready = "{\"type\":\"ready\",\"pid\":5000001}";
     worker_handle_message(&worker, ready, strlen(ready));
     ck_assert_int_eq(worker.state, WORKER_BOOTING);
     ck_assert_int_eq(worker.kill_reason, KILL_BOOT_TIMEOUT);
