@@ -10,11 +10,19 @@ log() { printf '%s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 # Run a command as root: directly when we are root, else through sudo (never prompting under CI).
+# sudo resets the environment: the variables that steer the tests (ARBITER_*, CI, FUZZ_*,
+# PYTEST_ARGS) and pip's configuration (PIP_*) are passed on explicitly.
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then
         "$@"
     elif command -v sudo >/dev/null 2>&1; then
-        if [ "${CI:-}" = true ]; then sudo -n "$@"; else sudo "$@"; fi
+        local keep=() name
+        for name in $(compgen -e); do
+            case "$name" in
+                ARBITER_*|PIP_*|FUZZ_*|CI|PYTEST_ARGS) keep+=("$name=${!name}") ;;
+            esac
+        done
+        if [ "${CI:-}" = true ]; then sudo -n env "${keep[@]}" "$@"; else sudo env "${keep[@]}" "$@"; fi
     else
         die "need root to run '$*': run this script as root, or install sudo"
     fi
@@ -57,11 +65,115 @@ ensure_venv() {
 }
 
 # Configure (first time) and build one CMake build directory: build_tree DIR [cmake -D options...]
+# These are development builds (test.sh, demo.sh): warnings are errors here, and only here.
 build_tree() {
     local dir="$1"; shift
-    cmake -S "$REPO" -B "$REPO/$dir" "$@" >/dev/null
+    cmake -S "$REPO" -B "$REPO/$dir" -DARBITER_WERROR=ON "$@" >/dev/null
     cmake --build "$REPO/$dir" -j "$(nproc)"
 }
 
 # What building the arbiter needs on Debian 12.
 BUILD_PACKAGES=(build-essential cmake pkg-config libuv1-dev libjansson-dev check python3 python3-venv)
+
+# ---- the machine's package configuration, for the Debian roots the tests build (e2e, pristine) ----
+# Package sources come from this machine's configuration only: no mirror or index is named here.
+
+APT_SOURCE_FILES_GLOB='/etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources'
+
+# apt_debian_mirror SUITE: print the URI of the first enabled apt source ("deb", one-line or deb822
+# format) that carries SUITE itself (bookworm, not bookworm-updates); status 1 if there is none.
+apt_debian_mirror() {
+    local suite="$1" file mirror
+    mirror="$(
+        for file in $APT_SOURCE_FILES_GLOB; do
+            [ -f "$file" ] || continue
+            case "$file" in
+                *.sources) awk -v suite="$suite" '
+                    function flush(   count, i, names, uris) {
+                        if (types ~ /(^|[ \t])deb([ \t]|$)/ && enabled != "no") {
+                            count = split(suites, names, " ")
+                            split(locations, uris, " ")
+                            for (i = 1; i <= count; i++) if (names[i] == suite) { print uris[1]; break }
+                        }
+                        types = locations = suites = field = ""; enabled = "yes"
+                    }
+                    BEGIN { enabled = "yes" }
+                    /^[ \t]*#/ { next }
+                    /^[ \t]*$/ { flush(); next }
+                    /^[ \t]/ { if (field == "uris") locations = locations " " $0; else if (field == "suites") suites = suites " " $0; next }
+                    {
+                        field = tolower($1); sub(/:$/, "", field)
+                        value = $0; sub(/^[^:]*:[ \t]*/, "", value)
+                        if (field == "types") types = value
+                        else if (field == "uris") locations = value
+                        else if (field == "suites") suites = value
+                        else if (field == "enabled") enabled = tolower(value)
+                    }
+                    END { flush() }' "$file" ;;
+                *) sed -e 's/#.*//' "$file" | awk -v suite="$suite" '
+                    $1 == "deb" {
+                        i = 2
+                        if ($2 ~ /^\[/) { while (i < NF && $i !~ /\]$/) i++; i++ }
+                        if ($(i + 1) == suite) print $i
+                    }' ;;
+            esac
+        done | head -n1
+    )"
+    [ -n "$mirror" ] || return 1
+    printf '%s\n' "$mirror"
+}
+
+# copy_apt_configuration ROOT: give a debootstrapped ROOT this machine's apt sources, the keys they
+# name, and its Acquire:: settings (proxy, validity checks), instead of debootstrap's one-line list.
+copy_apt_configuration() {
+    local root="$1" file keyring
+    rm -f "$root/etc/apt/sources.list"
+    mkdir -p "$root/etc/apt/sources.list.d" "$root/etc/apt/apt.conf.d" "$root/etc/apt/trusted.gpg.d" "$root/etc/apt/keyrings"
+    for file in $APT_SOURCE_FILES_GLOB; do
+        [ -f "$file" ] || continue
+        cp "$file" "$root$file"
+        # Keys a source names with signed-by= / Signed-By: (when it is a path the root lacks).
+        for keyring in $(grep -hoiE '(signed-by=|^Signed-By:[[:space:]]*)/[^] ,]+' "$file" | sed -E 's/^[^/]*//'); do
+            [ -f "$keyring" ] && [ ! -e "$root$keyring" ] && install -D -m 644 "$keyring" "$root$keyring"
+        done
+    done
+    for file in /etc/apt/trusted.gpg.d/* /etc/apt/keyrings/*; do
+        [ -f "$file" ] && cp "$file" "$root$file"
+    done
+    for file in /etc/apt/apt.conf /etc/apt/apt.conf.d/*; do
+        [ -f "$file" ] && grep -qE '^[[:space:]]*Acquire' "$file" && cp "$file" "$root$file"
+    done
+    return 0
+}
+
+# pip_configuration_into ROOT: make pip inside ROOT use this machine's pip configuration: its
+# configuration files are copied in, its PIP_* variables are passed (NSPAWN_PIP_ARGS, --setenv
+# options for systemd-nspawn), and the local paths they name (a CA bundle, a find-links directory)
+# exist inside too: files copied to the same path, directories bound read-only.
+pip_configuration_into() {
+    local root="$1" name file token path user_config="${XDG_CONFIG_HOME:-$HOME/.config}/pip/pip.conf"
+    local files=() values=""
+    NSPAWN_PIP_ARGS=()
+    for file in /etc/pip.conf /etc/xdg/pip/pip.conf; do
+        [ -f "$file" ] && { install -D -m 644 "$file" "$root$file"; files+=("$file"); }
+    done
+    [ -f "$user_config" ] && { install -D -m 644 "$user_config" "$root/root/.config/pip/pip.conf"; files+=("$user_config"); }
+    [ -f "$HOME/.pip/pip.conf" ] && { install -D -m 644 "$HOME/.pip/pip.conf" "$root/root/.pip/pip.conf"; files+=("$HOME/.pip/pip.conf"); }
+    for name in $(compgen -e); do
+        case "$name" in
+            PIP_CONFIG_FILE) [ -f "${!name}" ] && install -D -m 644 "${!name}" "$root${!name}" && files+=("${!name}") ;;
+        esac
+        case "$name" in PIP_*) NSPAWN_PIP_ARGS+=("--setenv=$name=${!name}"); values+=" ${!name}" ;; esac
+    done
+    [ "${#files[@]}" -eq 0 ] || values+=" $(sed -e 's/[#;].*//' "${files[@]}" | tr '=' ' ')"
+    for token in $values; do
+        path="${token#file://}"
+        case "$path" in /?*) ;; *) continue ;; esac
+        if [ -f "$path" ] && [ ! -e "$root$path" ]; then
+            install -D -m 644 "$path" "$root$path"
+        elif [ -d "$path" ]; then
+            NSPAWN_PIP_ARGS+=("--bind-ro=$path")
+        fi
+    done
+    return 0
+}
