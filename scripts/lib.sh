@@ -51,7 +51,7 @@ ensure_venv() {
     [ -x "$SYSTEM_PYTHON" ] || die "$SYSTEM_PYTHON not found (apt-get install python3)"
     if [ ! -x "$VENV/bin/python" ]; then
         log "venv: creating $VENV with $SYSTEM_PYTHON"
-        "$SYSTEM_PYTHON" -m venv "$VENV"
+        "$SYSTEM_PYTHON" -m venv "$VENV" || { log "venv: cannot create $VENV"; return 1; }
     fi
     sum="$(sha256sum "$requirements" | cut -d' ' -f1)"
     stamp="$VENV/.installed-$(basename "$(dirname "$requirements")")-requirements.sha256"
@@ -60,7 +60,8 @@ ensure_venv() {
         return 0
     fi
     log "venv: pip install -r ${requirements#"$REPO"/}"
-    "$VENV/bin/python" -m pip install -q -r "$requirements"
+    "$VENV/bin/python" -m pip install -q -r "$requirements" \
+        || { log "venv: pip install -r ${requirements#"$REPO"/} failed (pip's reason above)"; return 1; }
     printf '%s\n' "$sum" > "$stamp"
 }
 
@@ -146,34 +147,58 @@ copy_apt_configuration() {
     return 0
 }
 
-# pip_configuration_into ROOT: make pip inside ROOT use this machine's pip configuration: its
-# configuration files are copied in, its PIP_* variables are passed (NSPAWN_PIP_ARGS, --setenv
-# options for systemd-nspawn), and the local paths they name (a CA bundle, a find-links directory)
-# exist inside too: files copied to the same path, directories bound read-only.
+# pip_configuration_into ROOT: make pip inside ROOT use this machine's pip configuration. Its
+# configuration files (/etc/pip.conf, /etc/xdg/pip/pip.conf, the user's, $PIP_CONFIG_FILE) are copied
+# in, its PIP_* variables become NSPAWN_PIP_ARGS (--setenv options for systemd-nspawn), and the local
+# paths they name (a CA bundle, a find-links directory) are made available under /etc/arbiter-host-pip
+# (files copied, directories bound read-only), with the references rewritten to match: a CA bundle at
+# its host path would be replaced when Debian's ca-certificates is installed inside.
 pip_configuration_into() {
-    local root="$1" name file token path user_config="${XDG_CONFIG_HOME:-$HOME/.config}/pip/pip.conf"
-    local files=() values=""
+    local root="$1" line
     NSPAWN_PIP_ARGS=()
-    for file in /etc/pip.conf /etc/xdg/pip/pip.conf; do
-        [ -f "$file" ] && { install -D -m 644 "$file" "$root$file"; files+=("$file"); }
-    done
-    [ -f "$user_config" ] && { install -D -m 644 "$user_config" "$root/root/.config/pip/pip.conf"; files+=("$user_config"); }
-    [ -f "$HOME/.pip/pip.conf" ] && { install -D -m 644 "$HOME/.pip/pip.conf" "$root/root/.pip/pip.conf"; files+=("$HOME/.pip/pip.conf"); }
-    for name in $(compgen -e); do
-        case "$name" in
-            PIP_CONFIG_FILE) [ -f "${!name}" ] && install -D -m 644 "${!name}" "$root${!name}" && files+=("${!name}") ;;
-        esac
-        case "$name" in PIP_*) NSPAWN_PIP_ARGS+=("--setenv=$name=${!name}"); values+=" ${!name}" ;; esac
-    done
-    [ "${#files[@]}" -eq 0 ] || values+=" $(sed -e 's/[#;].*//' "${files[@]}" | tr '=' ' ')"
-    for token in $values; do
-        path="${token#file://}"
-        case "$path" in /?*) ;; *) continue ;; esac
-        if [ -f "$path" ] && [ ! -e "$root$path" ]; then
-            install -D -m 644 "$path" "$root$path"
-        elif [ -d "$path" ]; then
-            NSPAWN_PIP_ARGS+=("--bind-ro=$path")
-        fi
-    done
-    return 0
+    local output
+    output="$("$SYSTEM_PYTHON" - "$root" "${XDG_CONFIG_HOME:-$HOME/.config}/pip/pip.conf" "$HOME/.pip/pip.conf" <<'PYTHON'
+import os, re, shutil, sys
+
+root, user_config, legacy_user_config = sys.argv[1:]
+MAPPED = "/etc/arbiter-host-pip"
+configs = [(path, path) for path in ("/etc/pip.conf", "/etc/xdg/pip/pip.conf")]
+configs += [(user_config, "/root/.config/pip/pip.conf"), (legacy_user_config, "/root/.pip/pip.conf")]
+if os.environ.get("PIP_CONFIG_FILE"):
+    configs.append((os.environ["PIP_CONFIG_FILE"], os.environ["PIP_CONFIG_FILE"]))
+texts = {inside: open(host).read() for host, inside in configs if os.path.isfile(host)}
+variables = {name: value for name, value in os.environ.items() if name.startswith("PIP_")}
+
+# An absolute path, alone or as a file:// URL, that exists here: made available under MAPPED.
+PATH = re.compile(r"(?<![\w/:.])(file://)?(/[^\s,;\"']+)")
+binds = set()
+
+def rewrite(text):
+    def one(match):
+        path = match.group(2)
+        if os.path.isfile(path):
+            target = root + MAPPED + path
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copyfile(path, target)
+        elif os.path.isdir(path) and path != "/":
+            binds.add(path)
+        else:
+            return match.group(0)
+        return (match.group(1) or "") + MAPPED + path
+    return PATH.sub(one, text)
+
+for inside, text in texts.items():
+    target = root + inside
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with open(target, "w") as file:
+        file.write(rewrite(text))
+for name, value in sorted(variables.items()):
+    print(f"--setenv={name}={rewrite(value)}")
+for path in sorted(binds):
+    print(f"--bind-ro={path}:{MAPPED}{path}")
+PYTHON
+)" || return 1
+    while IFS= read -r line; do
+        [ -z "$line" ] || NSPAWN_PIP_ARGS+=("$line")
+    done <<< "$output"
 }

@@ -153,7 +153,7 @@ main() {
     (
         timeout --kill-after=30 "$TIMEOUT" systemd-nspawn --quiet --register=no --keep-unit --as-pid2 \
             --console=pipe --resolv-conf=copy-host --timezone=off \
-            --directory="$merged" --chdir=/root/arbiter \
+            --directory="$merged" --machine="arbiter-pristine-${RUN_DIR##*.}" --chdir=/root/arbiter \
             --bind="$CACHE/apt-archives:/var/cache/apt/archives" --bind="$CACHE/pip-cache:/root/.cache/pip" \
             "${passed_on[@]}" "${NSPAWN_PIP_ARGS[@]}" \
             ./scripts/test.sh < /dev/null &
