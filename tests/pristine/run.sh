@@ -22,7 +22,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 
 SUITE=bookworm
 # Bump when a change below should rebuild cached roots.
-ROOT_VERSION=1
+ROOT_VERSION=2
 CACHE="${ARBITER_PRISTINE_CACHE:-$REPO/.cache/pristine}"
 TIMEOUT="${ARBITER_PRISTINE_TIMEOUT:-3600}"
 RUN_DIR=
@@ -51,7 +51,7 @@ unmount_and_remove() {
 stop_container() {
     local run="$1" pid
     pid="$(cat "$run/timeout.pid" 2>/dev/null || true)"
-    [ -n "$pid" ] && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--directory=$run/merged" || return 0
+    [ -n "$pid" ] && { tr '\0' ' ' < "/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "--directory=$run/merged" || return 0
     kill -TERM "$pid" 2>/dev/null
     for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
     say "the container of $run did not stop within 60 s"
@@ -92,6 +92,10 @@ build_root() {
         return 1
     fi
     rm -f "$build.log"
+    # What Debian's installer writes and debootstrap does not: the machine's name and localhost.
+    echo arbiter-pristine > "$build/etc/hostname"
+    printf '127.0.0.1\tlocalhost\n127.0.1.1\tarbiter-pristine\n::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n' \
+        > "$build/etc/hosts"
     # Nothing of debootstrap's downloads stays in the root: a warm cache must not pre-seed it.
     rm -f "$build"/var/cache/apt/archives/*.deb
     rm -rf "$root"
