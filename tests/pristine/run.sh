@@ -118,7 +118,9 @@ main() {
         || say "note: the worktree has uncommitted changes; they are not in the clone that is tested"
 
     mkdir -p "$CACHE/apt-archives/partial" "$CACHE/pip-cache"
-    # One run at a time per cache: the root is built once, and the download caches are shared.
+    # One run at a time per cache: the root is built once, and the download caches are shared. The
+    # lock is this process's alone (fd 9 is closed for the container), so a runner that was killed
+    # releases it even if its container still runs; the next run then stops that container.
     exec 9> "$CACHE/.lock"
     flock -w "$TIMEOUT" 9 || fail "another pristine run holds $CACHE/.lock for more than $TIMEOUT s"
     remove_stale_runs
@@ -164,7 +166,7 @@ main() {
         echo "$!" > "$RUN_DIR/timeout.pid"
         wait "$!"
         echo "$?" > "$RUN_DIR/status"
-    ) 2>&1 | tee "$RUN_DIR/inner.log" &
+    ) 9>&- 2>&1 | tee "$RUN_DIR/inner.log" 9>&- &
     wait "$!"
     status="$(cat "$RUN_DIR/status" 2>/dev/null || echo 1)"
     say "inner run: $(( $(date +%s) - started )) s, exit $status"
