@@ -66,13 +66,12 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Run directories left by a run that was killed (its pid, recorded in the directory, is gone).
+# Run directories left by a runner that was killed before its cleanup. Runs hold the cache lock for
+# their whole life, so once we hold it every run directory there is is such a leftover.
 remove_stale_runs() {
-    local run pid
+    local run
     for run in "$CACHE"/run.*; do
         [ -d "$run" ] || continue
-        pid="$(cat "$run/pid" 2>/dev/null || true)"
-        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then continue; fi
         say "removing $run, left by an earlier run that did not finish"
         stop_container "$run"   # it may still run, if that runner was SIGKILLed
         unmount_and_remove "$run"
@@ -134,7 +133,6 @@ main() {
     fi
 
     RUN_DIR="$(mktemp -d "$CACHE/run.XXXXXX")"
-    echo $$ > "$RUN_DIR/pid"
     mkdir -p "$RUN_DIR/upper" "$RUN_DIR/work" "$RUN_DIR/merged"
     merged="$RUN_DIR/merged"
     mount -t overlay overlay -o "lowerdir=$root,upperdir=$RUN_DIR/upper,workdir=$RUN_DIR/work" "$merged" \
