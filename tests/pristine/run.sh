@@ -154,7 +154,7 @@ main() {
     # --as-pid2: a stub init is PID 1 (reaps orphans, forwards signals), so test.sh and the tests run
     # with ordinary signal semantics. Without --private-network the container uses the host's network.
     # In the background, so that a signal to this script reaches cleanup() at once.
-    (
+    { (
         timeout --kill-after=30 "$TIMEOUT" systemd-nspawn --quiet --register=no --keep-unit --as-pid2 \
             --console=pipe --resolv-conf=copy-host --timezone=off \
             --directory="$merged" --machine="arbiter-pristine-${RUN_DIR##*.}" --chdir=/root/arbiter \
@@ -164,7 +164,7 @@ main() {
         echo "$!" > "$RUN_DIR/timeout.pid"
         wait "$!"
         echo "$?" > "$RUN_DIR/status"
-    ) 9>&- 2>&1 | tee "$RUN_DIR/inner.log" 9>&- &
+    ) 2>&1 | tee "$RUN_DIR/inner.log"; } 9>&- &
     wait "$!"
     status="$(cat "$RUN_DIR/status" 2>/dev/null || echo 1)"
     say "inner run: $(( $(date +%s) - started )) s, exit $status"
