@@ -12,8 +12,8 @@
 #   reach what they reach here), and `git clone` of HEAD. Uncommitted changes are not tested.
 # - The clone's ./scripts/test.sh runs as root in `systemd-nspawn` (no --boot, the host's network),
 #   with CI=true and ARBITER_TEST_SKIP="e2e pristine" (plus the caller's ARBITER_TEST_SKIP).
-# - Downloads are kept between runs (.cache/pristine/apt-archives, pip-cache): a warm run fetches
-#   nothing again, but still installs every package inside the container.
+# - Downloads are kept between runs (.cache/pristine/apt-archives, and pip-cache where the index
+#   allows caching): a warm run does not fetch them again, but still installs every package inside.
 # - Bounded: the inner run is stopped after ARBITER_PRISTINE_TIMEOUT seconds (default 3600). The
 #   container and the overlay are removed on exit, and a run killed before it could clean up is
 #   cleaned up by the next one.
@@ -51,9 +51,12 @@ unmount_and_remove() {
 stop_container() {
     local run="$1" pid
     pid="$(cat "$run/timeout.pid" 2>/dev/null || true)"
-    [ -n "$pid" ] && { tr '\0' ' ' < "/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "--directory=$run/merged" || return 0
+    [ -n "$pid" ] || return 0
+    # (A zombie has an empty command line: it counts as stopped.)
+    running() { { tr '\0' ' ' < "/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "--directory=$run/merged"; }
+    running || return 0
     kill -TERM "$pid" 2>/dev/null
-    for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+    for _ in $(seq 600); do running || return 0; sleep 0.1; done
     say "the container of $run did not stop within 60 s"
 }
 
