@@ -127,8 +127,10 @@ void worker_handle_message(struct worker *w, const char *line, size_t length) {
     json_t *message = json_loadb(line, length, 0, &error);
     const char *type = message ? json_string_value(json_object_get(message, "type")) : NULL;
     if (!type) {
+        char excerpt[84]; /* the line is raw bytes from the worker, without a NUL: escape and bound it */
         log_event(LOG_WARNING, "worker_bad_message", w->slot_id, w->pid,
-                  "ignoring a channel line that is not a JSON object with a \"type\": %.80s", line);
+                  "ignoring a channel line of %zu bytes that is not a JSON object with a \"type\": %s", length,
+                  log_escape_excerpt(excerpt, sizeof excerpt, line, length));
         json_decref(message);
         return;
     }
@@ -160,7 +162,13 @@ void worker_handle_message(struct worker *w, const char *line, size_t length) {
 static void worker_on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
     struct worker *w = handle->data;
     (void)suggested;
-    *buf = uv_buf_init(w->line + w->line_length, (unsigned)(sizeof w->line - w->line_length));
+    size_t size;
+    char *space = line_buffer_space(&w->lines, &size);
+    *buf = uv_buf_init(space, (unsigned)size);
+}
+
+static void worker_on_line(void *context, const char *line, size_t length) {
+    worker_handle_message(context, line, length);
 }
 
 static void worker_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
@@ -170,24 +178,9 @@ static void worker_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b
         uv_read_stop(stream); /* EOF or error: the exit callback decides what it means */
         return;
     }
-    w->line_length += (size_t)nread;
-    size_t start = 0;
-    for (size_t i = 0; i < w->line_length; i++) {
-        if (w->line[i] != '\n')
-            continue;
-        if (!w->discarding_line && i > start)
-            worker_handle_message(w, w->line + start, i - start);
-        w->discarding_line = false;
-        start = i + 1;
-    }
-    memmove(w->line, w->line + start, w->line_length - start);
-    w->line_length -= start;
-    if (w->line_length == sizeof w->line) {
+    if (!line_buffer_commit(&w->lines, (size_t)nread, worker_on_line, w))
         log_event(LOG_WARNING, "worker_line_too_long", w->slot_id, w->pid,
-                  "discarding a channel line longer than %d bytes", WORKER_LINE_MAX);
-        w->line_length = 0;
-        w->discarding_line = true;
-    }
+                  "discarding a channel line longer than %d bytes", WORKER_LINE_MAX - 1);
 }
 
 /* ---- deadlines ---- */
@@ -308,6 +301,7 @@ int worker_spawn(struct worker *w, uv_loop_t *loop, const struct worker_launch *
     }
     w->pid = w->process.pid;
     w->started_ms = uv_now(loop);
+    line_buffer_init(&w->lines, w->line_storage, sizeof w->line_storage);
     uv_read_start((uv_stream_t *)&w->channel, worker_on_alloc, worker_on_read);
     worker_transition(w, WORKER_BOOTING);
     return 0;
