@@ -148,13 +148,18 @@ void worker_handle_message(struct worker *w, const char *line, size_t length) {
             pool_worker_ready(w);
         }
     } else if (strcmp(type, "retire") == 0) {
-        const char *reason = json_string_value(json_object_get(message, "reason"));
+        json_t *reason = json_object_get(message, "reason");
         if (!w->retire_requested && w->state == WORKER_READY) {
             w->retire_requested = true;
-            pool_worker_retire(w, reason ? reason : "requested");
+            char shown[84]; /* the reason is logged: escaped like any worker bytes */
+            pool_worker_retire(w, json_is_string(reason) ? log_escape_excerpt(shown, sizeof shown, json_string_value(reason),
+                                                                               json_string_length(reason))
+                                                         : "requested");
         }
     } else {
-        log_event(LOG_DEBUG, "worker_unknown_message", w->slot_id, w->pid, "ignoring message type '%.40s'", type);
+        char shown[44];
+        log_event(LOG_DEBUG, "worker_unknown_message", w->slot_id, w->pid, "ignoring message type '%s'",
+                  log_escape_excerpt(shown, sizeof shown, type, strlen(type)));
     }
     json_decref(message);
 }
