@@ -26,6 +26,7 @@
 
 #define STACK_DUMP_GRACE_MS 1000u /* time for faulthandler to write the stacks before SIGKILL */
 #define QUICK_STOP_MS 1000u
+#define WORKER_LOG_EXCERPT 81 /* at most 80 characters of a worker's bytes in one log line */
 
 static const char *const state_names[WORKER_STATE_COUNT] = {
     [WORKER_SPAWNING] = "spawning", [WORKER_BOOTING] = "booting", [WORKER_READY] = "ready",
@@ -127,7 +128,7 @@ void worker_handle_message(struct worker *w, const char *line, size_t length) {
     json_t *message = json_loadb(line, length, 0, &error);
     const char *type = message ? json_string_value(json_object_get(message, "type")) : NULL;
     if (!type) {
-        char excerpt[84]; /* the line is raw bytes from the worker, without a NUL: escape and bound it */
+        char excerpt[WORKER_LOG_EXCERPT]; /* raw bytes from the worker, without a NUL: escaped, bounded */
         log_event(LOG_WARNING, "worker_bad_message", w->slot_id, w->pid,
                   "ignoring a channel line of %zu bytes that is not a JSON object with a \"type\": %s", length,
                   log_escape_excerpt(excerpt, sizeof excerpt, line, length));
@@ -151,13 +152,13 @@ void worker_handle_message(struct worker *w, const char *line, size_t length) {
         json_t *reason = json_object_get(message, "reason");
         if (!w->retire_requested && w->state == WORKER_READY) {
             w->retire_requested = true;
-            char shown[84]; /* the reason is logged: escaped like any worker bytes */
-            pool_worker_retire(w, json_is_string(reason) ? log_escape_excerpt(shown, sizeof shown, json_string_value(reason),
-                                                                               json_string_length(reason))
-                                                         : "requested");
+            char shown[WORKER_LOG_EXCERPT]; /* the reason is logged: escaped like any bytes from a worker */
+            const char *text = json_string_value(reason);
+            pool_worker_retire(w, text ? log_escape_excerpt(shown, sizeof shown, text, json_string_length(reason))
+                                       : "requested");
         }
     } else {
-        char shown[44];
+        char shown[WORKER_LOG_EXCERPT];
         log_event(LOG_DEBUG, "worker_unknown_message", w->slot_id, w->pid, "ignoring message type '%s'",
                   log_escape_excerpt(shown, sizeof shown, type, strlen(type)));
     }
