@@ -150,8 +150,9 @@ static void control_on_idle(uv_timer_t *timer) {
 }
 
 static void control_log_command(const struct control_client *client, const char *line, size_t length) {
-    log_info("control_command", "uid %u (pid %d) ran %.*s", (unsigned)client->uid, (int)client->pid,
-             (int)(length > 200 ? 200 : length), line);
+    char shown[201]; /* valid JSON may still hold a '\r', DEL or UTF-8 cut by a length limit: escaped */
+    log_info("control_command", "uid %u (pid %d) ran %s", (unsigned)client->uid, (int)client->pid,
+             log_escape_excerpt(shown, sizeof shown, line, length));
 }
 
 static void control_client_handle_line(struct control_client *client, const char *line, size_t length) {

@@ -369,8 +369,12 @@ int control_parse_request(const char *line, size_t length, struct control_reques
     json_error_t json_error;
     json_t *json = json_loadb(line, length, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &json_error);
     if (!json) {
+        /* jansson quotes the request near the error: raw bytes, maybe not UTF-8, which no JSON reply
+         * could carry. Escaped, the reason is plain ASCII. */
+        char reason[sizeof json_error.text];
         set_error(error, "bad_json", "the request is not JSON (%s at column %d); send one object per line, "
-                                     "e.g. {\"cmd\":\"status\"}", json_error.text, json_error.column);
+                                     "e.g. {\"cmd\":\"status\"}",
+                  log_escape_excerpt(reason, sizeof reason, json_error.text, strlen(json_error.text)), json_error.column);
         return -1;
     }
     int rc = -1;
@@ -381,7 +385,9 @@ int control_parse_request(const char *line, size_t length, struct control_reques
     }
     r->command = control_find_command(name);
     if (!r->command) {
-        set_error(error, "unknown_command", "unknown command '%.64s'; valid commands: %s", name, control_command_names());
+        char shown[65]; /* cut at a whole character: a cut inside a UTF-8 sequence would make the reply unsendable */
+        set_error(error, "unknown_command", "unknown command '%s'; valid commands: %s",
+                  log_escape_excerpt(shown, sizeof shown, name, strlen(name)), control_command_names());
         goto out;
     }
     if (get_bool(json, "wait", &r->wait, error) != 0)

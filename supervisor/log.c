@@ -135,6 +135,45 @@ void log_event(enum log_level level, const char *event, unsigned worker_id, int 
     va_end(args);
 }
 
+const char *log_escape_excerpt(char *out, size_t size, const char *bytes, size_t length) {
+    static const char hex[] = "0123456789abcdef";
+    static const char ellipsis[] = "...";
+    if (size == 0)
+        return out;
+    size_t room = size - 1, n = 0;
+    size_t cut = 0; /* the last whole-character end that still leaves room for the ellipsis */
+    for (size_t i = 0; i < length; i++) {
+        if (n + sizeof ellipsis - 1 <= room)
+            cut = n;
+        unsigned char c = (unsigned char)bytes[i];
+        char piece[4];
+        size_t width;
+        if (c == '\\') {
+            piece[0] = piece[1] = '\\';
+            width = 2;
+        } else if (c >= 0x20 && c < 0x7f) {
+            piece[0] = (char)c;
+            width = 1;
+        } else {
+            piece[0] = '\\';
+            piece[1] = 'x';
+            piece[2] = hex[c >> 4];
+            piece[3] = hex[c & 15];
+            width = 4;
+        }
+        if (n + width > room) {
+            n = cut;
+            for (size_t k = 0; k < sizeof ellipsis - 1 && n < room; k++)
+                out[n++] = ellipsis[k];
+            break;
+        }
+        memcpy(out + n, piece, width);
+        n += width;
+    }
+    out[n] = '\0';
+    return out;
+}
+
 int log_open_file(const char *path, char *err, size_t err_size) {
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     if (fd < 0) {

@@ -32,6 +32,13 @@ void log_event(enum log_level level, const char *event, unsigned worker_id, int 
 void log_event_v(enum log_level level, const char *event, unsigned worker_id, int pid,
                  const char *fmt, va_list args);
 
+/* Writes untrusted bytes (a worker's channel line, say) as a bounded excerpt that is safe in a log
+ * line: printable ASCII as is, a backslash as "\\", every other byte (newlines included) as "\xNN".
+ * Reads exactly `length` bytes, which need no terminating NUL. When the escaped text does not fit in
+ * size - 1 characters, it is cut at a whole character and ends with "...". Always NUL-terminates
+ * out (size >= 1); returns out, for use as a printf argument. */
+const char *log_escape_excerpt(char *out, size_t size, const char *bytes, size_t length);
+
 #define log_debug(event, ...) log_event(LOG_DEBUG, event, 0, 0, __VA_ARGS__)
 #define log_info(event, ...) log_event(LOG_INFO, event, 0, 0, __VA_ARGS__)
 #define log_warning(event, ...) log_event(LOG_WARNING, event, 0, 0, __VA_ARGS__)

@@ -365,30 +365,68 @@ static bool parse_request_line(const char *request, size_t length, char *method,
     return true;
 }
 
-static void metrics_handle_request(struct metrics_client *client) {
-    struct arbiter *a = client->metrics->arbiter;
+struct metrics_request metrics_request_parse(const char *bytes, size_t length, size_t capacity) {
+    struct metrics_request request = {METRICS_ROUTE_INCOMPLETE, false};
+    if (!memmem(bytes, length, "\r\n\r\n", 4) && !memmem(bytes, length, "\n\n", 2)) {
+        if (length > 0 && (bytes[0] < 'A' || bytes[0] > 'Z'))
+            request.route = METRICS_ROUTE_NOT_HTTP; /* no use waiting for the rest */
+        else if (length >= capacity)
+            request.route = METRICS_ROUTE_TOO_LARGE;
+        return request;
+    }
     char method[16], path[256];
-    if (!parse_request_line(client->request, client->length, method, sizeof method, path, sizeof path)) {
-        metrics_respond_text(client, 400, "bad request: send `GET /metrics HTTP/1.1`\n", false);
-        return;
+    if (!parse_request_line(bytes, length, method, sizeof method, path, sizeof path)) {
+        request.route = METRICS_ROUTE_BAD_REQUEST;
+        return request;
     }
-    bool head_only = strcmp(method, "HEAD") == 0;
-    if (strcmp(method, "GET") != 0 && !head_only) {
-        metrics_respond_text(client, 405, "only GET and HEAD\n", false);
-        return;
-    }
+    request.head_only = strcmp(method, "HEAD") == 0;
     path[strcspn(path, "?")] = '\0';
-    if (strcmp(path, "/metrics") == 0) {
+    if (strcmp(method, "GET") != 0 && !request.head_only)
+        request.route = METRICS_ROUTE_BAD_METHOD;
+    else if (strcmp(path, "/metrics") == 0)
+        request.route = METRICS_ROUTE_METRICS;
+    else if (strcmp(path, "/healthz") == 0)
+        request.route = METRICS_ROUTE_HEALTHZ;
+    else
+        request.route = METRICS_ROUTE_NOT_FOUND;
+    return request;
+}
+
+/* Answers a decided request; INCOMPLETE is not one (the caller reads on). */
+static void metrics_handle_request(struct metrics_client *client, struct metrics_request request) {
+    struct arbiter *a = client->metrics->arbiter;
+    switch (request.route) {
+    case METRICS_ROUTE_INCOMPLETE:
+        break;
+    case METRICS_ROUTE_METRICS: {
         struct text_buffer body = {.limit = 32u << 20};
         metrics_render(a, &body);
-        metrics_respond(client, 200, "text/plain; version=0.0.4; charset=utf-8", body.data, body.length, head_only);
-    } else if (strcmp(path, "/healthz") == 0) {
+        metrics_respond(client, 200, "text/plain; version=0.0.4; charset=utf-8", body.data, body.length,
+                        request.head_only);
+        break;
+    }
+    case METRICS_ROUTE_HEALTHZ: {
         char reason[192];
         int code = metrics_health(a, reason, sizeof reason - 1);
         strcat(reason, "\n");
-        metrics_respond_text(client, code, reason, head_only);
-    } else {
+        metrics_respond_text(client, code, reason, request.head_only);
+        break;
+    }
+    case METRICS_ROUTE_NOT_FOUND:
         metrics_respond_text(client, 404, "not found: try /metrics or /healthz\n", false);
+        break;
+    case METRICS_ROUTE_BAD_METHOD:
+        metrics_respond_text(client, 405, "only GET and HEAD\n", false);
+        break;
+    case METRICS_ROUTE_BAD_REQUEST:
+        metrics_respond_text(client, 400, "bad request: send `GET /metrics HTTP/1.1`\n", false);
+        break;
+    case METRICS_ROUTE_NOT_HTTP:
+        metrics_respond_text(client, 400, "bad request: this is plain HTTP (a TLS client?)\n", false);
+        break;
+    case METRICS_ROUTE_TOO_LARGE:
+        metrics_respond_text(client, 431, "request headers too large\n", false);
+        break;
     }
 }
 
@@ -399,7 +437,7 @@ static void metrics_on_timeout(uv_timer_t *timer) {
 static void metrics_on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
     struct metrics_client *client = handle->data;
     (void)suggested;
-    *buf = uv_buf_init(client->request + client->length, (unsigned)(sizeof client->request - 1 - client->length));
+    *buf = uv_buf_init(client->request + client->length, (unsigned)(sizeof client->request - client->length));
 }
 
 static void metrics_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
@@ -412,13 +450,7 @@ static void metrics_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *
         return;
     }
     client->length += (size_t)nread;
-    client->request[client->length] = '\0';
-    if (memmem(client->request, client->length, "\r\n\r\n", 4) || memmem(client->request, client->length, "\n\n", 2))
-        metrics_handle_request(client);
-    else if (client->request[0] != 0 && (client->request[0] < 'A' || client->request[0] > 'Z'))
-        metrics_respond_text(client, 400, "bad request: this is plain HTTP (a TLS client?)\n", false);
-    else if (client->length >= sizeof client->request - 1)
-        metrics_respond_text(client, 431, "request headers too large\n", false);
+    metrics_handle_request(client, metrics_request_parse(client->request, client->length, sizeof client->request));
 }
 
 static void metrics_on_connection(uv_stream_t *server, int status) {

@@ -35,6 +35,27 @@ void metrics_render(struct arbiter *arbiter, struct text_buffer *out);
 /* /healthz: fills reason and returns 200 or 503. */
 int metrics_health(const struct arbiter *arbiter, char *reason, size_t reason_size);
 
+/* What a client's request asks for, decided from the bytes received so far. */
+enum metrics_route {
+    METRICS_ROUTE_INCOMPLETE,  /* the headers have not ended: read more */
+    METRICS_ROUTE_METRICS,     /* 200: the /metrics page */
+    METRICS_ROUTE_HEALTHZ,     /* 200 or 503: /healthz */
+    METRICS_ROUTE_NOT_FOUND,   /* 404: another path */
+    METRICS_ROUTE_BAD_METHOD,  /* 405: neither GET nor HEAD */
+    METRICS_ROUTE_BAD_REQUEST, /* 400: the request line is not "METHOD SP /PATH SP HTTP/1.x" */
+    METRICS_ROUTE_NOT_HTTP,    /* 400: the first byte cannot start a method (a TLS client?) */
+    METRICS_ROUTE_TOO_LARGE,   /* 431: the buffer is full and the headers have not ended */
+};
+
+struct metrics_request {
+    enum metrics_route route;
+    bool head_only; /* HEAD: the response has no body */
+};
+
+/* Decides a request from the `length` bytes a client has sent so far into a buffer of `capacity`
+ * bytes. Pure (no I/O, no state, no NUL needed), for the server, the unit tests and the fuzzer. */
+struct metrics_request metrics_request_parse(const char *bytes, size_t length, size_t capacity);
+
 struct metrics {
     struct arbiter *arbiter;
     union {

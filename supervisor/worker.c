@@ -28,6 +28,7 @@
 
 #define STACK_DUMP_GRACE_MS 1000u /* time for faulthandler to write the stacks before SIGKILL */
 #define QUICK_STOP_MS 1000u
+#define WORKER_LOG_EXCERPT 81 /* at most 80 characters of a worker's bytes in one log line */
 
 static const char *const state_names[WORKER_STATE_COUNT] = {
     [WORKER_SPAWNING] = "spawning", [WORKER_BOOTING] = "booting", [WORKER_READY] = "ready",
@@ -151,8 +152,10 @@ void worker_handle_message(struct worker *w, const char *line, size_t length) {
     }
     const char *type = message ? json_string_value(json_object_get(message, "type")) : NULL;
     if (!type) {
+        char excerpt[WORKER_LOG_EXCERPT]; /* raw bytes from the worker, without a NUL: escaped, bounded */
         log_event(LOG_WARNING, "worker_bad_message", w->slot_id, w->pid,
-                  "ignoring a channel line that is not a JSON object with a \"type\": %.80s", line);
+                  "ignoring a channel line of %zu bytes that is not a JSON object with a \"type\": %s", length,
+                  log_escape_excerpt(excerpt, sizeof excerpt, line, length));
         json_decref(message);
         return;
     }
@@ -175,13 +178,18 @@ void worker_handle_message(struct worker *w, const char *line, size_t length) {
             pool_worker_ready(w);
         }
     } else if (strcmp(type, "retire") == 0) {
-        const char *reason = json_string_value(json_object_get(message, "reason"));
+        json_t *reason = json_object_get(message, "reason");
         if (!w->retire_requested && w->state == WORKER_READY) {
             w->retire_requested = true;
-            pool_worker_retire(w, reason ? reason : "requested");
+            char shown[WORKER_LOG_EXCERPT]; /* the reason is logged: escaped like any bytes from a worker */
+            const char *text = json_string_value(reason);
+            pool_worker_retire(w, text ? log_escape_excerpt(shown, sizeof shown, text, json_string_length(reason))
+                                       : "requested");
         }
     } else {
-        log_event(LOG_DEBUG, "worker_unknown_message", w->slot_id, w->pid, "ignoring message type '%.40s'", type);
+        char shown[WORKER_LOG_EXCERPT];
+        log_event(LOG_DEBUG, "worker_unknown_message", w->slot_id, w->pid, "ignoring message type '%s'",
+                  log_escape_excerpt(shown, sizeof shown, type, strlen(type)));
     }
     json_decref(message);
 }
@@ -189,7 +197,13 @@ void worker_handle_message(struct worker *w, const char *line, size_t length) {
 static void worker_on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
     struct worker *w = handle->data;
     (void)suggested;
-    *buf = uv_buf_init(w->line + w->line_length, (unsigned)(sizeof w->line - w->line_length));
+    size_t size;
+    char *space = line_buffer_space(&w->lines, &size);
+    *buf = uv_buf_init(space, (unsigned)size);
+}
+
+static void worker_on_line(void *context, const char *line, size_t length) {
+    worker_handle_message(context, line, length);
 }
 
 static void worker_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
@@ -199,24 +213,9 @@ static void worker_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b
         uv_read_stop(stream); /* EOF or error: the exit callback decides what it means */
         return;
     }
-    w->line_length += (size_t)nread;
-    size_t start = 0;
-    for (size_t i = 0; i < w->line_length; i++) {
-        if (w->line[i] != '\n')
-            continue;
-        if (!w->discarding_line && i > start)
-            worker_handle_message(w, w->line + start, i - start);
-        w->discarding_line = false;
-        start = i + 1;
-    }
-    memmove(w->line, w->line + start, w->line_length - start);
-    w->line_length -= start;
-    if (w->line_length == sizeof w->line) {
+    if (!line_buffer_commit(&w->lines, (size_t)nread, worker_on_line, w))
         log_event(LOG_WARNING, "worker_line_too_long", w->slot_id, w->pid,
-                  "discarding a channel line longer than %d bytes", WORKER_LINE_MAX);
-        w->line_length = 0;
-        w->discarding_line = true;
-    }
+                  "discarding a channel line longer than %d bytes", WORKER_LINE_MAX - 1);
 }
 
 /* ---- deadlines ---- */
@@ -327,6 +326,7 @@ int worker_open(struct worker *w, uv_loop_t *loop, int channel_fd, char *err, si
         close(channel_fd);
         return -1;
     }
+    line_buffer_init(&w->lines, w->line_storage, sizeof w->line_storage);
     uv_read_start((uv_stream_t *)&w->channel, worker_on_alloc, worker_on_read);
     worker_arm_deadline(w, seconds_to_ms(w->pool->config->boot_timeout));
     return 0;
@@ -469,7 +469,7 @@ json_t *worker_save(const struct worker *w) {
                               uv_is_active((const uv_handle_t *)&w->deadline) ? (json_int_t)uv_timer_get_due_in(&w->deadline)
                                                                               : (json_int_t)-1);
     /* A partial line already read from the channel: the rest is still in the socket. */
-    json_t *pending = w->line_length ? json_stringn(w->line, w->line_length) : NULL;
+    json_t *pending = w->lines.length && !w->lines.discarding ? json_stringn(w->lines.data, w->lines.length) : NULL;
     if (saved && pending)
         json_object_set_new(saved, "pending", pending);
     return saved;
@@ -524,9 +524,9 @@ struct worker *worker_restore(struct pool *pool, struct slot *slot, json_t *save
     w->greeted = json_is_true(json_object_get(saved, "greeted"));
     const char *pending = json_string_value(json_object_get(saved, "pending"));
     size_t pending_length = json_string_length(json_object_get(saved, "pending"));
-    if (pending && pending_length < sizeof w->line) {
-        memcpy(w->line, pending, pending_length);
-        w->line_length = pending_length;
+    if (pending && pending_length < sizeof w->line_storage) {
+        memcpy(w->line_storage, pending, pending_length);
+        w->lines.length = pending_length;
     }
     worker_arm_deadline(w, deadline < 0 ? 0 : deadline == 0 ? 1 : (uint64_t)deadline);
     worker_refresh_stats(w, true);

@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "line_buffer.h"
 #include "procstat.h"
 #include "reaper.h"
 
@@ -69,9 +70,8 @@ struct worker {
     uv_timer_t deadline;
     unsigned open_handles;
 
-    size_t line_length;
-    bool discarding_line;
-    char line[WORKER_LINE_MAX];
+    struct line_buffer lines; /* the channel's framing, over line_storage */
+    char line_storage[WORKER_LINE_MAX];
 };
 
 /* Everything a worker process needs to start. */

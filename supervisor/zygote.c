@@ -186,10 +186,16 @@ static void zygote_handle_message(struct zygote *z, const char *line, size_t len
     json_decref(message);
 }
 
+static void zygote_on_line(void *context, const char *line, size_t length) {
+    zygote_handle_message(context, line, length);
+}
+
 static void zygote_on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
     struct zygote *z = handle->data;
+    size_t size;
+    char *space = line_buffer_space(&z->lines, &size);
     (void)suggested;
-    *buf = uv_buf_init(z->line + z->line_length, (unsigned)(sizeof z->line - z->line_length));
+    *buf = uv_buf_init(space, (unsigned)size);
 }
 
 static void zygote_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
@@ -199,21 +205,9 @@ static void zygote_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b
         uv_read_stop(stream); /* EOF: the exit tells what happened */
         return;
     }
-    z->line_length += (size_t)nread;
-    size_t start = 0;
-    for (size_t i = 0; i < z->line_length; i++) {
-        if (z->line[i] != '\n')
-            continue;
-        if (i > start)
-            zygote_handle_message(z, z->line + start, i - start);
-        start = i + 1;
-    }
-    memmove(z->line, z->line + start, z->line_length - start);
-    z->line_length -= start;
-    if (z->line_length == sizeof z->line) {
-        log_event(LOG_WARNING, "zygote_line_too_long", 0, z->pid, "discarding %d bytes without a newline", ZYGOTE_LINE_MAX);
-        z->line_length = 0;
-    }
+    if (!line_buffer_commit(&z->lines, (size_t)nread, zygote_on_line, z))
+        log_event(LOG_WARNING, "zygote_line_too_long", 0, z->pid, "discarding a channel line longer than %d bytes",
+                  ZYGOTE_LINE_MAX);
 }
 
 static void zygote_schedule_restart(struct fork_server *server);
@@ -343,6 +337,7 @@ static struct zygote *zygote_start(struct fork_server *server, unsigned generati
     z->pid = z->process.pid;
     z->reaped.pid = z->pid;
     z->started_ms = uv_now(pool->loop);
+    line_buffer_init(&z->lines, z->line_storage, sizeof z->line_storage);
     uv_read_start((uv_stream_t *)&z->channel, zygote_on_alloc, zygote_on_read);
     int64_t exit_status;
     int term_signal;
@@ -627,6 +622,7 @@ int fork_server_restore(struct fork_server *server, json_t *saved, char *err, si
         zygote_close(z);
         return -1;
     }
+    line_buffer_init(&z->lines, z->line_storage, sizeof z->line_storage);
     uv_read_start((uv_stream_t *)&z->channel, zygote_on_alloc, zygote_on_read);
     procstat_read(z->pid, &z->stats);
     server->current = z;

@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "backoff.h"
+#include "line_buffer.h"
 #include "listener.h"
 #include "procstat.h"
 #include "reaper.h"
@@ -40,8 +41,8 @@ struct zygote {
     uv_pipe_t channel;
     int channel_fd;
     unsigned open_handles;
-    size_t line_length;
-    char line[ZYGOTE_LINE_MAX];
+    struct line_buffer lines; /* the channel's framing, over line_storage */
+    char line_storage[ZYGOTE_LINE_MAX];
 };
 
 /* A worker waiting for its fork: the worker is SPAWNING, the fds are what its process gets. */

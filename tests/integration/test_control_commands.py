@@ -724,6 +724,22 @@ def test_malformed_json_gets_bad_json_and_the_connection_stays_usable(arbiter):
     assert_serving(arbiter)
 
 
+@pytest.mark.parametrize("request_line, code", [
+    (b'{"cmd":"recycl\\\xd6\x82', "bad_json"),                       # jansson quotes the bytes near the error
+    (b'{"cmd":"' + b"x" * 63 + "\u00e9tat".encode() + b'"}', "unknown_command"),  # the name cut at 64 bytes
+])
+def test_bytes_that_are_not_utf8_in_an_error_message_still_get_an_error_reply(arbiter, request_line, code):
+    arbiter.run(workers=1)
+    arbiter.wait_ready(1)
+
+    replies = exchange(arbiter.control_path, request_line + b'\n{"cmd":"status"}\n', replies=2)
+
+    assert len(replies) == 2, f"expected an error reply, then the status reply; got {replies}"
+    assert error_code(replies[0]) == code
+    assert replies[1]["ok"] is True
+    assert_serving(arbiter)
+
+
 @pytest.mark.parametrize("request_line", [
     b'{"cmd":"scale","workers":"8"}',
     b'{"cmd":"scale","delta":1.5}',

@@ -295,6 +295,35 @@ START_TEST(test_very_long_unknown_command_is_cut_in_the_message) {
 }
 END_TEST
 
+START_TEST(test_unknown_command_cut_inside_a_utf8_character_still_has_a_reply) {
+    char line[200];
+    char name[100];
+    memset(name, 'x', 63);
+    strcpy(name + 63, "\xc3\xa9tat"); /* byte 64 is the first of the two bytes of an e-acute */
+    snprintf(line, sizeof line, "{\"cmd\":\"%s\"}", name);
+    struct control_error error = {0};
+    struct control_request request;
+    ck_assert_int_eq(parse(line, &request, &error), -1);
+    json_t *reply = control_error_reply(&error);
+    ck_assert_msg(reply != NULL, "no reply could be built for: %s", error.message);
+    json_decref(reply);
+}
+END_TEST
+
+START_TEST(test_bad_json_with_bytes_that_are_not_utf8_still_has_a_reply) {
+    /* found by fuzz_control: jansson quotes the bytes near the error in its message */
+    const char line[] = "{\"cmd\":\"recycl\\\xd6\x82";
+    struct control_error error = {0};
+    struct control_request request;
+    ck_assert_int_eq(control_parse_request(line, sizeof line - 1, &request, &error), -1);
+    ck_assert_str_eq(error.code, "bad_json");
+    ck_assert_msg(strstr(error.message, "\\xd6") != NULL, "the byte is shown escaped: %s", error.message);
+    json_t *reply = control_error_reply(&error);
+    ck_assert_msg(reply != NULL, "no reply could be built for: %s", error.message);
+    json_decref(reply);
+}
+END_TEST
+
 /* ---- invalid_argument and out_of_range ---- */
 
 START_TEST(test_scale_with_both_workers_and_delta_is_invalid_argument) {
@@ -691,6 +720,8 @@ Suite *control_suite(void) {
     tcase_add_test(errors, test_command_names_are_case_sensitive);
     tcase_add_test(errors, test_prefix_of_a_command_is_unknown);
     tcase_add_test(errors, test_very_long_unknown_command_is_cut_in_the_message);
+    tcase_add_test(errors, test_unknown_command_cut_inside_a_utf8_character_still_has_a_reply);
+    tcase_add_test(errors, test_bad_json_with_bytes_that_are_not_utf8_still_has_a_reply);
     tcase_add_test(errors, test_scale_with_both_workers_and_delta_is_invalid_argument);
     tcase_add_test(errors, test_scale_with_neither_workers_nor_delta_is_invalid_argument);
     tcase_add_test(errors, test_scale_to_zero_workers_is_out_of_range);
