@@ -36,7 +36,7 @@ START_TEST(test_bad_channel_line_is_logged_on_one_line_with_newlines_escaped) {
     char log[4096];
     const char bytes[] = "oops\nFAKE critical line\r\x1b[2J";
     log_of_bad_line(bytes, sizeof bytes - 1, log, sizeof log);
-    ck_assert_ptr_nonnull(strstr(log, "worker 3 (pid 4242)"));
+    ck_assert_ptr_nonnull(strstr(log, "worker 3 (pid 5000003)"));
     ck_assert_ptr_nonnull(strstr(log, "oops\\x0aFAKE critical line\\x0d\\x1b[2J"));
     ck_assert_ptr_eq(strchr(log, '\n'), log + strlen(log) - 1);
 }
