@@ -48,6 +48,7 @@ struct config {
     enum log_level log_level;
     enum log_format log_format;
     char *log_file;
+    bool log_to_stdout; /* --log-file -: stderr joins stdout, for container log collectors */
     bool access_log;
     bool factory;
     struct string_list env;     /* KEY=VALUE from --env and --env-file, in order */

@@ -27,6 +27,14 @@
  *       → {"ok":true,"id":ID,"pid":NEW_PID} once the replacement is ready
  *   {"cmd":"stop","quick":false}           graceful (default) or quick            write
  *       → {"ok":true,"pid":P} at once; the arbiter then stops
+ *   {"cmd":"health"}                       readiness, the same rule as /healthz   read
+ *   {"cmd":"health","all":true}            ... and every target worker ready
+ *   {"cmd":"health","live":true}           liveness: the event loop answers
+ *       → {"ok":true,"state","reason","ready_workers","target_workers","min_ready"} when healthy;
+ *         {"ok":false,"error":{"code":"unhealthy","message":REASON}} while stopping (lame duck and
+ *         drain) or with fewer than --min-ready (with "all": fewer than target) workers ready.
+ *         "live" is ok in every state, draining included: a liveness probe built on it never
+ *         restarts a container that is draining (`arbiter ctl health --live`; HTTP: /livez).
  *
  * Every waiting command takes "wait": bool (default true) and "timeout": seconds (default 120).
  *
@@ -43,6 +51,7 @@
  *   not_running         the arbiter is starting or stopping and cannot do this now
  *   timeout             the change did not complete within "timeout"; it continues in the background
  *   failed              the change did not complete (e.g. a new worker failed to boot during reload)
+ *   unhealthy           health: not serving; the message says why (stopping, too few workers ready)
  *
  * Permissions (SO_PEERCRED): root and the arbiter's own uid may run every command; members of
  * --control-group may run read commands; everyone else gets permission_denied. */
@@ -80,6 +89,7 @@ struct control_request {
     long long workers, delta;
     long long id;
     bool quick;
+    bool live, all; /* health */
     /* Set by run() for done(): what the waiting command compares against. */
     uint64_t mark;
     int old_pid;

@@ -21,6 +21,10 @@ void log_configure(enum log_level level, enum log_format format, const char *nam
  * Returns 0, or -1 with err set (the old file stays in use). */
 int log_open_file(const char *path, char *err, size_t err_size);
 
+/* --log-file -: points stderr at stdout, so the arbiter's and the workers' lines (they inherit
+ * both) go to the one stream a container runtime collects as "stdout". Returns 0, or -1 with err. */
+int log_use_stdout(char *err, size_t err_size);
+
 /* Worker fields are optional: pass worker_id 0 and pid 0 when the line is about the arbiter. */
 void log_event(enum log_level level, const char *event, unsigned worker_id, int pid,
                const char *fmt, ...) __attribute__((format(printf, 5, 6)));

@@ -8,7 +8,9 @@
  *
  * /healthz is the lame-duck switch: it turns 503 the moment the arbiter starts to stop, while the
  * workers are still draining and the listeners still accept, so a load balancer's health check
- * takes the node out of rotation before any connection could be refused.
+ * takes the node out of rotation before any connection could be refused. /livez is its opposite:
+ * 200 whenever the loop answers, draining or not, for liveness probes that must not kill a pod
+ * while it drains.
  *
  * Adding a metric is one text_buffer_printf block in metrics_render. */
 #define _GNU_SOURCE
@@ -352,8 +354,12 @@ static void metrics_handle_request(struct metrics_client *client) {
         int code = metrics_health(a, reason, sizeof reason - 1);
         strcat(reason, "\n");
         metrics_respond_text(client, code, reason, head_only);
+    } else if (strcmp(path, "/livez") == 0) {
+        /* Liveness, not readiness: answering proves the event loop turns. It stays 200 while the
+         * arbiter drains or restarts workers, so a liveness probe never kills a pod mid-drain. */
+        metrics_respond_text(client, 200, "alive\n", head_only);
     } else {
-        metrics_respond_text(client, 404, "not found: try /metrics or /healthz\n", false);
+        metrics_respond_text(client, 404, "not found: try /metrics, /healthz or /livez\n", false);
     }
 }
 

@@ -1,4 +1,4 @@
-/* metrics.h - --metrics ADDR: Prometheus /metrics and the load balancer's /healthz. */
+/* metrics.h - --metrics ADDR: Prometheus /metrics, the load balancer's /healthz and /livez. */
 #ifndef ARBITER_METRICS_H
 #define ARBITER_METRICS_H
 
@@ -31,7 +31,7 @@ void metrics_escape_label(struct text_buffer *buffer, const char *value);
 /* The whole /metrics page. */
 void metrics_render(struct arbiter *arbiter, struct text_buffer *out);
 
-/* /healthz: fills reason and returns 200 or 503. */
+/* /healthz and `ctl health`: fills reason and returns 200 or 503. */
 int metrics_health(const struct arbiter *arbiter, char *reason, size_t reason_size);
 
 struct metrics {

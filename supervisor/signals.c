@@ -34,7 +34,8 @@ static void on_ttou(struct arbiter *a) {
  * the shim handles by reopening ARBITER_LOG_FILE onto its stdout and stderr). */
 static void on_usr1(struct arbiter *a) {
     if (!a->config->log_file) {
-        log_info("reopen_logs", "SIGUSR1: logs go to stderr (no --log-file); nothing to reopen");
+        log_info("reopen_logs", "SIGUSR1: logs go to %s (no --log-file FILE); nothing to reopen",
+                 a->config->log_to_stdout ? "stdout" : "stderr");
         return;
     }
     char err[CONFIG_ERROR_MAX];
