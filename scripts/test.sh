@@ -2,7 +2,7 @@
 # Fresh Debian 12 → every test of arbiter: installs what is missing, builds the normal and the
 # ASan+UBSan trees, then runs the stages below in order and stops at the first that fails.
 #
-#   install · build · build-asan · unit · unit-valgrind · unit-asan · shim · integration · e2e · fuzz-smoke
+#   install · build · build-asan · unit · unit-valgrind · unit-asan · shim · integration · e2e · container · fuzz-smoke
 #
 # The last line of output is always the total over every stage that ran, counted from the tools'
 # own reports (check's "Checks: N, Failures: F, Errors: E" lines, pytest's JUnit XML, a runner's
@@ -162,6 +162,13 @@ stage_shim() {
 }
 
 stage_e2e() { run_runner "$E2E_RUNNER"; }
+
+# The container image (packaging/container/Containerfile), its root built by rootfs.py from the
+# same steps and run with systemd-nspawn, arbiter as PID 1 (tests/container/run.sh).
+stage_container() {
+    ensure_apt_packages debootstrap systemd-container util-linux || return 1
+    run_runner "$REPO/tests/container/run.sh"
+}
 stage_fuzz_smoke() { FUZZ_SECONDS="${FUZZ_SECONDS:-30}" run_runner "$FUZZ_RUNNER"; }
 
 log "test.sh: $(nproc) cores, CI=${CI:-false}, logs in ${LOG_DIR#"$REPO"/}"
@@ -178,6 +185,7 @@ if E2E_RUNNER="$(find_runner "$REPO/tests/e2e")"; then
 else
     skip_stage e2e "tests/e2e has no runner yet (expected an executable tests/e2e/run or run.sh)"
 fi
+run_stage container stage_container
 if FUZZ_RUNNER="$(find_runner "$REPO/tests/fuzz")"; then
     run_stage fuzz-smoke stage_fuzz_smoke
 else
