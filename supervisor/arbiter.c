@@ -24,9 +24,11 @@
 #define ARBITER_SOURCE_SHIM_DIR ""
 #endif
 
-const char *arbiter_state_name(enum arbiter_state state) {
-    static const char *const names[] = {"starting", "running", "reloading", "stopping"};
-    return names[state];
+const char *arbiter_state_name(const struct arbiter *a) {
+    if (a->state == ARBITER_RUNNING && reload_running(&a->pool.reload))
+        return "reloading";
+    static const char *const names[] = {"starting", "running", "stopping"};
+    return names[a->state];
 }
 
 static bool shim_dir_valid(const char *dir) {
@@ -61,7 +63,7 @@ static void find_shim_dir(char *out, size_t size) {
 static void arbiter_update_status(struct arbiter *a) {
     char status[sizeof a->status_line];
     snprintf(status, sizeof status, "%u/%u workers ready%s", pool_ready_count(&a->pool), a->pool.target,
-             a->state == ARBITER_RELOADING ? ", reloading" : a->state == ARBITER_STOPPING ? ", stopping" : "");
+             a->state == ARBITER_STOPPING ? ", stopping" : reload_running(&a->pool.reload) ? ", reloading" : "");
     if (strcmp(status, a->status_line) != 0) {
         memcpy(a->status_line, status, sizeof status);
         notify_send(&a->notify, "STATUS=%s", status);
@@ -81,15 +83,14 @@ static void arbiter_on_pool_changed(struct pool *pool) {
             arbiter_stop(a, true, "check passed");
             return;
         }
-    } else if (a->state == ARBITER_RELOADING && !pool_reload_in_progress(pool)) {
-        a->state = ARBITER_RUNNING;
-        if (pool->replace_failures != a->reload_failures_mark)
-            log_error("reload_failed", "reload abandoned after %llu ms: a new worker failed to boot (see above); "
-                      "%u/%u workers of the previous generation keep serving",
-                      (unsigned long long)(uv_now(a->loop) - a->reload_started_ms), ready, pool->target);
-        else
-            log_info("reload_done", "reload finished in %llu ms; %u/%u workers ready",
-                     (unsigned long long)(uv_now(a->loop) - a->reload_started_ms), ready, pool->target);
+        if (pool->reload.queued) {
+            arbiter_reload(a, "requested while starting");
+            return;
+        }
+    }
+    /* A reload that ended (done, failed, or past its bound) tells systemd it is back. */
+    if (a->reload_notified != pool->reload.id && !reload_running(&pool->reload)) {
+        a->reload_notified = pool->reload.id;
         notify_send(&a->notify, "READY=1");
     }
     arbiter_update_status(a);
@@ -101,6 +102,7 @@ static void arbiter_finish(struct arbiter *a) {
     control_close(&a->control);
     metrics_close(&a->metrics);
     pool_close(&a->pool);
+    reaper_close(&a->reaper);
     signals_close(a);
     notify_close(&a->notify);
     listener_close_all(&a->listeners);
@@ -132,18 +134,19 @@ void arbiter_stop(struct arbiter *a, bool graceful, const char *why) {
 }
 
 void arbiter_reload(struct arbiter *a, const char *why) {
-    if (a->state == ARBITER_STOPPING || a->state == ARBITER_STARTING) {
-        log_warning("reload_refused", "reload (%s) ignored while %s", why, arbiter_state_name(a->state));
+    if (a->state == ARBITER_STOPPING) {
+        log_warning("reload_refused", "reload (%s) ignored while stopping", why);
         return;
     }
-    a->state = ARBITER_RELOADING;
-    a->reload_started_ms = uv_now(a->loop);
-    a->reloads_total++;
-    a->reload_failures_mark = a->pool.replace_failures;
+    if (a->state == ARBITER_STARTING) {
+        /* A deploy that lands during a start must not be lost: run it once every worker is ready. */
+        a->pool.reload.queued = true;
+        log_info("reload_queued", "reload (%s) requested while starting: it runs once the workers are ready", why);
+        return;
+    }
     notify_send(&a->notify, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)notify_monotonic_usec());
     log_info("reload", "reload requested (%s)", why);
-    pool_reload(&a->pool);
-    arbiter_on_pool_changed(&a->pool); /* finishes at once when there is nothing to replace */
+    pool_reload(&a->pool); /* reports the change, which finishes at once when there is nothing to replace */
 }
 
 int arbiter_scale(struct arbiter *a, unsigned target, const char *why) {
@@ -247,7 +250,7 @@ int arbiter_run(struct config *config) {
     }
 
     a->loop = uv_default_loop();
-    struct pool_events events = {arbiter_on_pool_changed, arbiter_on_pool_empty, arbiter_on_boot_failed, a};
+    struct pool_events events = {arbiter_on_pool_changed, arbiter_on_pool_empty, arbiter_on_boot_failed, NULL, a};
     if (pool_init(&a->pool, a->loop, config, events, a->listen_fds, 0, NULL) != 0) {
         log_error("startup_failed", "out of memory");
         return EXIT_RUNTIME_FAILURE;
@@ -264,7 +267,18 @@ int arbiter_run(struct config *config) {
     a->pool.shim_dir = a->shim_dir[0] ? a->shim_dir : NULL;
     a->started_ms = uv_now(a->loop);
     notify_init(&a->notify, a->loop);
+    a->pool.reaper = &a->reaper;
+    a->exec_spawner = (struct spawner){.ops = &spawner_exec_ops, .pool = &a->pool};
+    a->pool.spawner = &a->exec_spawner;
+    if (config->preload) {
+        fork_server_init(&a->fork_server, &a->pool, a->shim_dir[0] ? a->shim_dir : NULL);
+        a->pool.spawner = &a->fork_server.spawner;
+    }
     int rc = signals_start(a);
+    if (rc == 0 && reaper_start(&a->reaper, a->loop, err, sizeof err) != 0) {
+        log_event(LOG_CRITICAL, "startup_failed", 0, 0, "%s", err);
+        rc = -1;
+    }
     if (rc == 0 && !a->check_mode && control_start(&a->control, a, err, sizeof err) != 0) {
         log_event(LOG_CRITICAL, "control_failed", 0, 0, "%s", err);
         a->exit_code = EXIT_USAGE;
@@ -285,7 +299,11 @@ int arbiter_run(struct config *config) {
                  config->workers, config->workers == 1 ? "" : "s", config->app, config->python);
         if (config->boot_timeout > 0) /* slow lifespan startups must not hit TimeoutStartSec */
             notify_send(&a->notify, "EXTEND_TIMEOUT_USEC=%llu", (unsigned long long)((config->boot_timeout + 5) * 1e6));
-        pool_start(&a->pool);
+        if (pool_start(&a->pool, err, sizeof err) != 0) {
+            log_event(LOG_CRITICAL, "startup_failed", 0, 0, "%s", err);
+            a->exit_code = EXIT_RUNTIME_FAILURE;
+            arbiter_stop(a, false, "start-up failed");
+        }
     }
     uv_run(a->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(a->loop) != 0)

@@ -13,10 +13,14 @@
 #include "metrics.h"
 #include "notify.h"
 #include "pool.h"
+#include "reaper.h"
+#include "spawner.h"
+#include "zygote.h"
 
 #define ARBITER_VERSION "0.1.0"
 
-enum arbiter_state { ARBITER_STARTING, ARBITER_RUNNING, ARBITER_RELOADING, ARBITER_STOPPING };
+/* A reload is not a state of its own here: pool.reload knows (arbiter_state_name shows it). */
+enum arbiter_state { ARBITER_STARTING, ARBITER_RUNNING, ARBITER_STOPPING };
 
 /* Exit codes (public interface). */
 enum {
@@ -35,14 +39,15 @@ struct arbiter {
     int exit_code;
     bool check_mode;     /* `arbiter check`: stop as soon as the worker is ready */
     uint64_t started_ms;
-    uint64_t reload_started_ms;
-    uint64_t reloads_total;
-    uint64_t reload_failures_mark; /* pool.replace_failures when the reload started */
     char status_line[128]; /* last STATUS= sent to systemd */
+    uint64_t reload_notified; /* pool.reload.id whose end systemd has heard of (READY=1) */
 
     struct listener_set listeners;
     int listen_fds[LISTENER_MAX];
     struct pool pool;
+    struct reaper reaper;
+    struct spawner exec_spawner;
+    struct fork_server fork_server;
     struct notify notify;
     struct control control;
     struct metrics metrics;
@@ -51,7 +56,8 @@ struct arbiter {
     char shim_dir[PATH_MAX];
 };
 
-const char *arbiter_state_name(enum arbiter_state state);
+/* "starting", "running", "reloading" or "stopping": what status and logs show. */
+const char *arbiter_state_name(const struct arbiter *arbiter);
 
 /* Runs `arbiter run` or `arbiter check` until the daemon stops; returns the exit code. */
 int arbiter_run(struct config *config);

@@ -256,6 +256,10 @@ static const struct option_spec option_table[] = {
      "one SO_REUSEPORT listener per worker slot instead of one shared queue"},
     {"python", 0, "PATH", apply_string, FIELD(python), 0, 0, NULL, 0,
      "the app's interpreter (default $VIRTUAL_ENV/bin/python, else python3)"},
+    {"preload", 0, NULL, apply_true, FIELD(preload), 0, 0, NULL, 0,
+     "fork server: a zygote imports the app once and forks the workers (shared memory, fast start)"},
+    {"max-surge", 0, "N", apply_uint, FIELD(max_surge), 1, CONFIG_MAX_WORKERS_LIMIT, NULL, 0,
+     "workers replaced at once during a reload (default 25% of the workers, at least 1)"},
     {"chdir", 0, "DIR", apply_string, FIELD(chdir), 0, 0, NULL, 0,
      "directory the workers run in (the app is imported from there)"},
     {"env", 0, "K=V", apply_env, 0, 0, 0, NULL, OPT_REPEAT, "set a variable in the workers' environment; repeatable"},
@@ -602,6 +606,39 @@ static int python_next_to_binary(char *out, size_t size) {
     return n > 0 && (size_t)n < size && access(out, X_OK) == 0 ? 0 : -1;
 }
 
+/* A bare name is looked up on PATH now, as execvp would, so a typo is exit 2 at start instead of a
+ * worker that can never be spawned; the found path replaces the name. */
+static int resolve_python_on_path(char **python, char *const *envp, char *err, size_t n) {
+    const char *path = environment_get(envp, "PATH");
+    if (!path || !*path)
+        path = "/usr/local/bin:/usr/bin:/bin";
+    const char *start = path;
+    for (;;) {
+        const char *end = strchr(start, ':');
+        size_t length = end ? (size_t)(end - start) : strlen(start);
+        char candidate[PATH_MAX];
+        int written = snprintf(candidate, sizeof candidate, "%.*s/%s", (int)length, length ? start : ".", *python);
+        struct stat st;
+        if (written > 0 && (size_t)written < sizeof candidate && stat(candidate, &st) == 0 && S_ISREG(st.st_mode) &&
+            access(candidate, X_OK) == 0) {
+            char *found = strdup(candidate);
+            if (!found) {
+                snprintf(err, n, "out of memory");
+                return -1;
+            }
+            free(*python);
+            *python = found;
+            return 0;
+        }
+        if (!end)
+            break;
+        start = end + 1;
+    }
+    snprintf(err, n, "--python %s: not found on PATH (%.200s); pass the interpreter of the app's venv, e.g. --python "
+             "/srv/app/.venv/bin/python", *python, path);
+    return -1;
+}
+
 static int check_python(const char *python, char *err, size_t n) {
     if (strchr(python, '/')) {
         struct stat st;
@@ -677,6 +714,8 @@ static int config_apply_defaults(struct config *c, char *const *envp, char *err,
             return -1;
         }
     }
+    if (!strchr(c->python, '/') && resolve_python_on_path(&c->python, envp, err, n) != 0)
+        return -1;
     return check_python(c->python, err, n);
 oom:
     snprintf(err, n, "out of memory");

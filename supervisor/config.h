@@ -51,6 +51,8 @@ struct config {
     bool log_to_stdout; /* --log-file -: stderr joins stdout, for container log collectors */
     bool access_log;
     bool factory;
+    bool preload;        /* --preload: the fork server spawns the workers */
+    unsigned max_surge;  /* 0: 25% of the workers, at least 1 */
     struct string_list env;     /* KEY=VALUE from --env and --env-file, in order */
     struct string_list forward; /* uvicorn options passed to every worker */
 };

@@ -75,8 +75,26 @@ static json_t *worker_json(struct arbiter *a, const struct worker *w, const stru
     json_object_set_new(o, "last_exit", slot ? json_string(slot->last_exit) : json_null());
     json_object_set_new(o, "memory_rss_bytes", json_integer((json_int_t)stats->rss_bytes));
     json_object_set_new(o, "memory_pss_bytes", json_integer((json_int_t)stats->pss_bytes));
+    json_object_set_new(o, "memory_shared_bytes", json_integer((json_int_t)stats->shared_bytes));
+    json_object_set_new(o, "memory_private_bytes", json_integer((json_int_t)stats->private_bytes));
     json_object_set_new(o, "cpu_seconds", json_real(stats->cpu_seconds));
     return o;
+}
+
+/* --preload: the zygote serving now; null without --preload (and between a death and its restart). */
+static json_t *zygote_json(const struct arbiter *a) {
+    const struct zygote *z = a->config->preload ? fork_server_zygote(&a->fork_server) : NULL;
+    if (!z)
+        return json_null();
+    return json_pack("{s:i, s:i, s:s, s:f, s:I, s:I, s:I, s:I}", "pid", z->pid, "generation", (int)z->generation, "state",
+                     zygote_state_name(z->state), "import_seconds", z->import_seconds, "memory_pss_bytes",
+                     (json_int_t)z->stats.pss_bytes, "memory_rss_bytes", (json_int_t)z->stats.rss_bytes, "forks",
+                     (json_int_t)z->forks, "restarts", (json_int_t)a->fork_server.zygote_restarts);
+}
+
+static json_t *reload_json(const struct reload *reload) {
+    return json_pack("{s:s, s:i, s:s?}", "state", reload_state_name(reload->state), "generation", (int)reload->generation,
+                     "failure", reload->state == RELOAD_FAILED ? reload->failure : NULL);
 }
 
 json_t *control_status(struct arbiter *a) {
@@ -93,12 +111,16 @@ json_t *control_status(struct arbiter *a) {
     json_t *listeners = json_array();
     for (size_t i = 0; i < a->listeners.count; i++)
         json_array_append_new(listeners, json_string(a->listeners.items[i].name));
-    return json_pack("{s:b, s:i, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:I, s:I, s:o, s:o}", "ok", 1, "pid",
+    json_t *status = json_pack("{s:b, s:i, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:I, s:I, s:o, s:o}", "ok", 1, "pid",
                      (int)getpid(), "name", a->config->name, "version", ARBITER_VERSION, "app", a->config->app, "state",
-                     arbiter_state_name(a->state), "target_workers", (int)pool->target, "ready_workers",
+                     arbiter_state_name(a), "target_workers", (int)pool->target, "ready_workers",
                      (int)pool_ready_count(pool), "generation", (int)pool->generation, "uptime_s",
-                     (double)(uv_now(a->loop) - a->started_ms) / 1000.0, "reloads", (json_int_t)a->reloads_total,
+                     (double)(uv_now(a->loop) - a->started_ms) / 1000.0, "reloads", (json_int_t)a->pool.reload.started_total,
                      "restarts", (json_int_t)pool->restarts_total, "listeners", listeners, "workers", workers);
+    json_object_set_new(status, "spawner", json_string(pool->spawner ? pool->spawner->ops->name : "exec"));
+    json_object_set_new(status, "zygote", zygote_json(a));
+    json_object_set_new(status, "reload", reload_json(&pool->reload));
+    return status;
 }
 
 static enum control_outcome status_run(struct arbiter *a, struct control_request *r, json_t **reply,
@@ -145,7 +167,7 @@ static enum control_outcome scale_run(struct arbiter *a, struct control_request 
         return CONTROL_FAILED;
     }
     if (a->state == ARBITER_STOPPING || a->state == ARBITER_STARTING) {
-        set_error(error, "not_running", "the arbiter is %s; try again when it is running", arbiter_state_name(a->state));
+        set_error(error, "not_running", "the arbiter is %s; try again when it is running", arbiter_state_name(a));
         return CONTROL_FAILED;
     }
     if (arbiter_scale(a, (unsigned)target, "control command") != 0) {
@@ -163,12 +185,17 @@ static enum control_outcome scale_run(struct arbiter *a, struct control_request 
 static enum control_outcome reload_done(struct arbiter *a, const struct control_request *r, json_t **reply,
                                         struct control_error *error) {
     /* Complete means the old workers have drained and exited too, so ExecReload= returns when the
-     * previous generation is gone. */
-    if (a->state == ARBITER_RELOADING || pool_reload_in_progress(&a->pool) || a->pool.detached)
+     * previous generation is gone. A later reload supersedes this one: its outcome is the answer. */
+    const struct reload *reload = &a->pool.reload;
+    if (a->state == ARBITER_STOPPING) {
+        set_error(error, "not_running", "the arbiter is stopping; the reload was abandoned");
+        return CONTROL_FAILED;
+    }
+    if (reload->queued || reload->id < r->mark || reload_running(reload) || a->pool.detached)
         return CONTROL_WAIT;
-    if (a->pool.replace_failures != r->mark) {
-        set_error(error, "failed", "a new worker failed to boot, so the reload stopped; the old workers keep serving. "
-                                   "See the arbiter's log for the traceback");
+    if (reload->state == RELOAD_FAILED) {
+        set_error(error, "failed", "the reload failed: %s. The workers that were serving keep serving; see the "
+                                   "arbiter's log for the traceback", reload->failure);
         return CONTROL_FAILED;
     }
     *reply = json_pack("{s:b, s:i}", "ok", 1, "generation", (int)a->pool.generation);
@@ -177,11 +204,11 @@ static enum control_outcome reload_done(struct arbiter *a, const struct control_
 
 static enum control_outcome reload_run(struct arbiter *a, struct control_request *r, json_t **reply,
                                        struct control_error *error) {
-    if (a->state != ARBITER_RUNNING && a->state != ARBITER_RELOADING) {
-        set_error(error, "not_running", "the arbiter is %s; reload when it is running", arbiter_state_name(a->state));
+    if (a->state == ARBITER_STOPPING) {
+        set_error(error, "not_running", "the arbiter is stopping; nothing to reload");
         return CONTROL_FAILED;
     }
-    r->mark = a->pool.replace_failures;
+    r->mark = a->pool.reload.id + 1; /* the id this reload gets, now or once the start finishes */
     arbiter_reload(a, "control command");
     if (!r->wait) {
         *reply = json_pack("{s:b, s:i}", "ok", 1, "generation", (int)a->pool.generation);

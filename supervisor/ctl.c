@@ -181,6 +181,25 @@ static void ctl_print_status(json_t *reply) {
            (long long)json_integer_value(json_object_get(reply, "target_workers")),
            (long long)json_integer_value(json_object_get(reply, "generation")), uptime,
            (long long)json_integer_value(json_object_get(reply, "reloads")));
+    json_t *reload = json_object_get(reply, "reload");
+    const char *failure = json_string_value(json_object_get(reload, "failure"));
+    if (failure)
+        printf("last reload (generation %lld) failed: %s\n", (long long)json_integer_value(json_object_get(reload, "generation")),
+               failure);
+    json_t *zygote = json_object_get(reply, "zygote");
+    if (json_is_object(zygote)) {
+        char pss[16];
+        format_bytes(json_integer_value(json_object_get(zygote, "memory_pss_bytes")), pss, sizeof pss);
+        printf("zygote pid %lld %s, generation %lld, app imported in %.2f s, PSS %s, %lld forks\n",
+               (long long)json_integer_value(json_object_get(zygote, "pid")),
+               json_string_value(json_object_get(zygote, "state")),
+               (long long)json_integer_value(json_object_get(zygote, "generation")),
+               json_number_value(json_object_get(zygote, "import_seconds")), pss,
+               (long long)json_integer_value(json_object_get(zygote, "forks")));
+    } else if (json_is_string(json_object_get(reply, "spawner")) &&
+               strcmp(json_string_value(json_object_get(reply, "spawner")), "fork") == 0) {
+        printf("zygote: none running (restarting)\n");
+    }
     printf("%-4s %-8s %-10s %-4s %-8s %9s %8s %9s %9s  %s\n", "ID", "PID", "STATE", "GEN", "UPTIME", "REQUESTS",
            "RESTARTS", "PSS", "RSS", "LAST EXIT");
     size_t i;

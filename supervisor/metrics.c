@@ -110,6 +110,28 @@ static void header(struct text_buffer *b, const char *name, const char *type, co
     text_buffer_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* --preload: the zygote that forks the workers (absent without --preload). */
+static void metrics_zygote(struct text_buffer *b, const struct arbiter *a) {
+    if (!a->config->preload)
+        return;
+    const struct fork_server *server = &a->fork_server;
+    const struct zygote *z = fork_server_zygote(server);
+    header(b, "arbiter_zygote_ready", "gauge", "1 while a zygote (--preload) is ready to fork workers.");
+    text_buffer_printf(b, "arbiter_zygote_ready %d\n", z && z->state == ZYGOTE_READY);
+    header(b, "arbiter_zygote_restarts_total", "counter", "Zygotes restarted after they died.");
+    text_buffer_printf(b, "arbiter_zygote_restarts_total %llu\n", (unsigned long long)server->zygote_restarts);
+    if (!z || z->state != ZYGOTE_READY)
+        return;
+    header(b, "arbiter_zygote_generation", "gauge", "App generation the zygote imported.");
+    text_buffer_printf(b, "arbiter_zygote_generation %u\n", z->generation);
+    header(b, "arbiter_zygote_import_seconds", "gauge", "Time the zygote took to import the app.");
+    text_buffer_printf(b, "arbiter_zygote_import_seconds %.3f\n", z->import_seconds);
+    header(b, "arbiter_zygote_memory_pss_bytes", "gauge", "Proportional set size of the zygote.");
+    text_buffer_printf(b, "arbiter_zygote_memory_pss_bytes %llu\n", (unsigned long long)z->stats.pss_bytes);
+    header(b, "arbiter_zygote_forks_total", "counter", "Workers this zygote forked.");
+    text_buffer_printf(b, "arbiter_zygote_forks_total %llu\n", (unsigned long long)z->forks);
+}
+
 static void per_worker(struct text_buffer *b, const char *name, unsigned id, int pid, const char *value_fmt, double value) {
     text_buffer_printf(b, "%s{worker=\"%u\",pid=\"%d\"} ", name, id, pid);
     text_buffer_printf(b, value_fmt, value);
@@ -163,7 +185,7 @@ void metrics_render(struct arbiter *a, struct text_buffer *b) {
         text_buffer_printf(b, "arbiter_worker_exits_total{reason=\"%s\"} %llu\n", exit_reason_name((enum exit_reason)r),
                            (unsigned long long)pool->exits[r]);
     header(b, "arbiter_reloads_total", "counter", "Rolling reloads started.");
-    text_buffer_printf(b, "arbiter_reloads_total %llu\n", (unsigned long long)a->reloads_total);
+    text_buffer_printf(b, "arbiter_reloads_total %llu\n", (unsigned long long)a->pool.reload.started_total);
     header(b, "arbiter_control_commands_total", "counter", "Requests received on the control socket.");
     text_buffer_printf(b, "arbiter_control_commands_total %llu\n", (unsigned long long)a->control.commands_total);
 
@@ -191,6 +213,8 @@ void metrics_render(struct arbiter *a, struct text_buffer *b) {
         {"arbiter_worker_memory_rss_bytes", "gauge", "Resident set size of the worker (refreshed every 10 s).", "%.0f", 3},
         {"arbiter_worker_cpu_seconds_total", "counter", "CPU time (user + system) of the worker (refreshed every 10 s).", "%.2f", 4},
         {"arbiter_worker_uptime_seconds", "gauge", "Seconds since the worker started.", "%.3f", 5},
+        {"arbiter_worker_memory_shared_bytes", "gauge", "Resident memory the worker shares with other processes (with --preload: the zygote's pages it has not written to).", "%.0f", 6},
+        {"arbiter_worker_memory_private_bytes", "gauge", "Resident memory only this worker maps.", "%.0f", 7},
     };
     for (size_t m = 0; m < sizeof per_worker_metrics / sizeof per_worker_metrics[0]; m++) {
         header(b, per_worker_metrics[m].name, per_worker_metrics[m].type, per_worker_metrics[m].help);
@@ -198,13 +222,15 @@ void metrics_render(struct arbiter *a, struct text_buffer *b) {
             const struct worker *w = workers[i];
             const struct proc_stats *s = &w->stats;
             double values[] = {(double)w->requests, (double)w->in_flight, (double)s->pss_bytes, (double)s->rss_bytes,
-                               s->cpu_seconds, (double)(uv_now(a->loop) - w->started_ms) / 1000.0};
+                               s->cpu_seconds, (double)(uv_now(a->loop) - w->started_ms) / 1000.0,
+                               (double)s->shared_bytes, (double)s->private_bytes};
             int field = per_worker_metrics[m].field;
             if (w->stats_ms || field < 2 || field == 5)
                 per_worker(b, per_worker_metrics[m].name, w->slot_id, w->pid, per_worker_metrics[m].fmt, values[field]);
         }
     }
     free(workers);
+    metrics_zygote(b, a);
 
     header(b, "arbiter_listen_queue_length", "gauge", "Connections waiting in the listener's accept queue (TCP_INFO).");
     struct text_buffer maxima = {.limit = 1 << 20};

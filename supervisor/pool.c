@@ -24,6 +24,8 @@ extern char **environ;
 
 static void slot_on_restart_timer(uv_timer_t *timer);
 static void pool_advance_replacements(struct pool *pool);
+static void pool_changed(struct pool *pool);
+static void pool_detach_and_stop(struct pool *pool, struct worker *w, bool graceful);
 
 static double heartbeat_interval(const struct config *config) {
     if (config->timeout <= 0)
@@ -33,8 +35,9 @@ static double heartbeat_interval(const struct config *config) {
 }
 
 const char *exit_reason_name(enum exit_reason reason) {
-    static const char *const names[EXIT_REASON_COUNT] = {"stopped", "error", "signal", "heartbeat_timeout",
-                                                          "boot_timeout", "graceful_timeout"};
+    static const char *const names[EXIT_REASON_COUNT] = {"stopped",      "error",           "signal",
+                                                          "heartbeat_timeout", "boot_timeout", "graceful_timeout",
+                                                          "spawn_failed"};
     return reason < EXIT_REASON_COUNT ? names[reason] : "unknown";
 }
 
@@ -43,6 +46,7 @@ static enum exit_reason classify_exit(const struct worker *w) {
     case KILL_HEARTBEAT_TIMEOUT: return EXIT_REASON_HEARTBEAT_TIMEOUT;
     case KILL_BOOT_TIMEOUT: return EXIT_REASON_BOOT_TIMEOUT;
     case KILL_GRACEFUL_TIMEOUT: return EXIT_REASON_GRACEFUL_TIMEOUT;
+    case KILL_SPAWN_FAILED: return EXIT_REASON_SPAWN_FAILED;
     case KILL_NONE: break;
     }
     if (w->term_signal)
@@ -65,20 +69,23 @@ int pool_init(struct pool *pool, uv_loop_t *loop, const struct config *config, s
     pool->listen_fds = listen_fds;
     pool->listen_fd_count = listen_fd_count;
     pool->shim_dir = shim_dir;
+    reload_init(&pool->reload, loop);
     pool->slots = calloc(config->max_workers, sizeof *pool->slots);
     return pool->slots ? 0 : -1;
 }
 
-/* PYTHON -m arbiter_worker [uvicorn options] [--max-requests N] APP */
-static char **build_argv(const struct pool *pool, char numbers[3][32]) {
+/* PYTHON -m arbiter_worker [--zygote] [uvicorn options] [--max-requests N] APP */
+char **pool_build_argv(const struct pool *pool, char numbers[3][32], bool zygote) {
     const struct config *c = pool->config;
-    char **argv = calloc(c->forward.count + 16, sizeof *argv);
+    char **argv = calloc(c->forward.count + 17, sizeof *argv);
     if (!argv)
         return NULL;
     size_t n = 0;
     argv[n++] = c->python;
     argv[n++] = "-m";
     argv[n++] = "arbiter_worker";
+    if (zygote)
+        argv[n++] = "--zygote";
     for (size_t i = 0; i < c->forward.count; i++)
         argv[n++] = c->forward.items[i];
     argv[n++] = "--log-level";
@@ -87,7 +94,7 @@ static char **build_argv(const struct pool *pool, char numbers[3][32]) {
     snprintf(numbers[0], sizeof numbers[0], "%g", c->graceful_timeout);
     argv[n++] = "--graceful-timeout";
     argv[n++] = numbers[0];
-    if (c->max_requests) {
+    if (c->max_requests && !zygote) {
         unsigned jitter = c->max_requests_jitter ? (unsigned)random() % (c->max_requests_jitter + 1) : 0;
         snprintf(numbers[1], sizeof numbers[1], "%u", c->max_requests + jitter);
         argv[n++] = "--max-requests";
@@ -100,24 +107,30 @@ static char **build_argv(const struct pool *pool, char numbers[3][32]) {
     return argv;
 }
 
-static struct worker *pool_spawn_worker(struct pool *pool, struct slot *slot) {
+char **pool_build_env(const struct pool *pool, unsigned worker_id, unsigned generation, size_t listen_fds) {
     const struct config *c = pool->config;
-    struct worker *w = calloc(1, sizeof *w);
-    char numbers[3][32];
-    char **argv = build_argv(pool, numbers);
     struct worker_identity identity = {
-        .worker_id = slot->id,
-        .generation = pool->generation,
+        .worker_id = worker_id,
+        .generation = generation,
         .arbiter_pid = (int)getpid(),
-        .listen_fds = pool->listen_fd_count,
+        .listen_fds = listen_fds,
         .heartbeat_interval = heartbeat_interval(c),
         .log_format = c->log_format == LOG_FORMAT_JSON ? "json" : "text",
         .log_file = c->log_file,
         .shim_dir = pool->shim_dir,
     };
-    char **env = environment_build(environ, &c->env, &identity);
+    return environment_build(environ, &c->env, &identity);
+}
+
+/* Asks the spawner for a worker for slot; NULL with err set when it could not even be asked. */
+static struct worker *pool_spawn_worker(struct pool *pool, struct slot *slot, char *err, size_t err_size) {
+    const struct config *c = pool->config;
+    struct worker *w = calloc(1, sizeof *w);
+    char numbers[3][32];
+    char **argv = pool_build_argv(pool, numbers, false);
+    char **env = pool_build_env(pool, slot->id, pool->generation, pool->listen_fd_count);
     if (!w || !argv || !env) {
-        log_event(LOG_ERROR, "worker_spawn_failed", slot->id, 0, "out of memory preparing a worker");
+        snprintf(err, err_size, "out of memory preparing a worker");
         free(w);
         free(argv);
         environment_free(env);
@@ -137,30 +150,42 @@ static struct worker *pool_spawn_worker(struct pool *pool, struct slot *slot) {
         .set_gid = pool->set_gid,
         .uid = pool->uid,
         .gid = pool->gid,
+        .max_requests = c->max_requests ? (unsigned)strtoul(numbers[1], NULL, 10) : 0,
     };
-    char err[512];
-    int rc = worker_spawn(w, pool->loop, &launch, err, sizeof err);
+    int rc = pool->spawner->ops->spawn(pool->spawner, w, &launch, err, err_size);
     free(argv);
     environment_free(env);
     if (rc != 0) {
-        log_event(LOG_ERROR, "worker_spawn_failed", slot->id, 0, "%s", err);
-        return NULL; /* worker_spawn closes and frees w */
+        worker_close(w); /* frees w once its handles (if any were opened) are closed */
+        return NULL;
     }
     pool->spawned_total++;
-    log_event(LOG_DEBUG, "worker_spawned", slot->id, w->pid, "started (generation %u)", w->generation);
+    log_event(LOG_DEBUG, "worker_spawned", slot->id, w->pid, "started (generation %u, %s)", w->generation,
+              pool->spawner->ops->name);
     return w;
 }
 
 static void slot_schedule_restart(struct slot *slot, uint64_t delay_ms);
 
+static bool pool_fail_boot_if_never_ready(struct pool *pool, const struct worker *w, const struct slot *slot);
+
 static void slot_start(struct slot *slot) {
+    struct pool *pool = slot->pool;
+    char err[512];
     slot->state = SLOT_RUNNING;
-    slot->active = pool_spawn_worker(slot->pool, slot);
-    if (!slot->active) {
-        snprintf(slot->last_exit, sizeof slot->last_exit, "could not start (see the log)");
-        struct backoff *b = &slot->backoff;
-        slot_schedule_restart(slot, backoff_record_failure(b, 0));
-    }
+    slot->active = pool_spawn_worker(pool, slot, err, sizeof err);
+    if (slot->active)
+        return;
+    /* A spawn failure is a failed boot like any other: fatal before the app ever served, else the
+     * slot backs off as for a crash. */
+    log_event(LOG_ERROR, "worker_spawn_failed", slot->id, 0, "%s", err);
+    snprintf(slot->last_exit, sizeof slot->last_exit, "could not start: %.78s", err);
+    uint64_t delay = backoff_record_failure(&slot->backoff, 0);
+    struct worker never = {.slot_id = slot->id, .kill_reason = KILL_SPAWN_FAILED};
+    snprintf(never.spawn_error, sizeof never.spawn_error, "%.150s", err);
+    pool->exits[EXIT_REASON_SPAWN_FAILED]++;
+    if (!pool_fail_boot_if_never_ready(pool, &never, slot))
+        slot_schedule_restart(slot, delay);
 }
 
 static void slot_on_restart_timer(uv_timer_t *timer) {
@@ -254,8 +279,10 @@ static int pool_add_slots(struct pool *pool, unsigned target) {
     return 0;
 }
 
-int pool_start(struct pool *pool) {
+int pool_start(struct pool *pool, char *err, size_t err_size) {
     pool->target = pool->config->workers;
+    if (pool->spawner->ops->start && pool->spawner->ops->start(pool->spawner, err, err_size) != 0)
+        return -1;
     return pool_add_slots(pool, pool->target);
 }
 
@@ -278,26 +305,34 @@ int pool_scale(struct pool *pool, unsigned target) {
     int rc = pool_add_slots(pool, target);
     if (previous != target)
         log_info("pool_scaled", "workers %u -> %u", previous, target);
-    pool->events.changed(pool);
+    pool_changed(pool);
     return rc;
 }
 
 void pool_reload(struct pool *pool) {
     if (pool->stopping)
         return;
-    pool->generation++;
-    log_info("reload_started", "rolling reload to generation %u: each worker is replaced once its successor is ready",
-             pool->generation);
-    for (size_t i = 0; i < pool->slot_count; i++)
-        pool->slots[i]->replace_pending = true;
-    pool_advance_replacements(pool);
+    reload_start(pool);
+    pool_changed(pool);
 }
 
-bool pool_reload_in_progress(const struct pool *pool) {
-    for (size_t i = 0; i < pool->slot_count; i++)
-        if (pool->slots[i]->replace_pending || pool->slots[i]->successor)
-            return true;
-    return false;
+unsigned pool_surge(const struct pool *pool) {
+    if (pool->config->max_surge)
+        return pool->config->max_surge;
+    unsigned quarter = (pool->target + 3) / 4;
+    return quarter ? quarter : 1;
+}
+
+void pool_cancel_replacements(struct pool *pool) {
+    for (size_t i = 0; i < pool->slot_count; i++) {
+        struct slot *slot = pool->slots[i];
+        slot->replace_pending = false;
+        if (slot->successor) {
+            struct worker *successor = slot->successor;
+            slot->successor = NULL;
+            pool_detach_and_stop(pool, successor, false);
+        }
+    }
 }
 
 int pool_recycle(struct pool *pool, unsigned slot_id) {
@@ -305,20 +340,21 @@ int pool_recycle(struct pool *pool, unsigned slot_id) {
     if (!slot || pool->stopping)
         return -1;
     slot->replace_pending = true;
-    pool_advance_replacements(pool);
+    pool_changed(pool);
     return 0;
 }
 
-/* Starts the next overlapped replacement, if none is under way. Callers report the change. */
+/* Starts overlapped replacements for the slots that want one, up to pool_surge() booting at once.
+ * Callers report the change. */
 static void pool_advance_replacements(struct pool *pool) {
     if (pool->stopping)
         return;
+    unsigned booting = 0;
     for (size_t i = 0; i < pool->slot_count; i++)
-        if (pool->slots[i]->successor)
-            return; /* one at a time */
-    for (size_t i = 0; i < pool->slot_count; i++) {
+        booting += pool->slots[i]->successor != NULL;
+    for (size_t i = 0; i < pool->slot_count && booting < pool_surge(pool); i++) {
         struct slot *slot = pool->slots[i];
-        if (!slot->replace_pending)
+        if (!slot->replace_pending || slot->successor)
             continue;
         if (!slot->active) {
             slot->replace_pending = false; /* restarting anyway, with the new generation */
@@ -326,14 +362,32 @@ static void pool_advance_replacements(struct pool *pool) {
         }
         if (slot->active->state != WORKER_READY)
             continue; /* pool_worker_ready calls again */
-        slot->successor = pool_spawn_worker(pool, slot);
-        if (slot->successor)
-            return;
+        char err[512];
+        slot->successor = pool_spawn_worker(pool, slot, err, sizeof err);
+        if (slot->successor) {
+            booting++;
+            continue;
+        }
         slot->replace_pending = false;
         pool->replace_failures++;
         log_event(LOG_ERROR, "replace_failed", slot->id, slot->active->pid,
-                  "cannot start a replacement; the current worker keeps serving");
+                  "cannot start a replacement (%s); the current worker keeps serving", err);
+        char reason[256];
+        snprintf(reason, sizeof reason, "the replacement for worker %u could not start: %.180s", slot->id, err);
+        reload_fail(pool, reason);
+        return;
     }
+}
+
+/* After any change: let the reload look at the slots again, start what may start, tell the owner. */
+static void pool_changed(struct pool *pool) {
+    if (!pool->stopping) {
+        bool finished = reload_check(pool);
+        pool_advance_replacements(pool);
+        if (finished && pool->events.reload_finished)
+            pool->events.reload_finished(pool);
+    }
+    pool->events.changed(pool);
 }
 
 struct slot *pool_find_slot(const struct pool *pool, unsigned slot_id) {
@@ -357,6 +411,22 @@ unsigned pool_live_count(const struct pool *pool) {
     return live;
 }
 
+/* Stopping ends when no worker and no process of the spawner's own is left. */
+static bool pool_is_empty(const struct pool *pool) {
+    return pool_live_count(pool) == 0 && (!pool->spawner || !pool->spawner->ops->live ||
+                                          pool->spawner->ops->live(pool->spawner) == 0);
+}
+
+void pool_spawner_changed(struct pool *pool) {
+    if (pool->stopping && !pool->emptied && pool_is_empty(pool)) {
+        pool->emptied = true;
+        pool->events.empty(pool);
+        return;
+    }
+    if (!pool->stopping)
+        pool_changed(pool);
+}
+
 void pool_worker_ready(struct worker *w) {
     struct pool *pool = w->pool;
     struct slot *slot = w->slot;
@@ -373,8 +443,7 @@ void pool_worker_ready(struct worker *w) {
             pool_detach_and_stop(pool, old, true);
         }
     }
-    pool_advance_replacements(pool);
-    pool->events.changed(pool);
+    pool_changed(pool);
 }
 
 void pool_worker_retire(struct worker *w, const char *reason) {
@@ -383,7 +452,7 @@ void pool_worker_retire(struct worker *w, const char *reason) {
         return;
     log_event(LOG_INFO, "worker_retire", w->slot_id, w->pid, "asked to be replaced (%s)", reason);
     slot->replace_pending = true;
-    pool_advance_replacements(w->pool);
+    pool_changed(w->pool);
 }
 
 static bool pool_remove_detached(struct pool *pool, struct worker *w) {
@@ -396,12 +465,15 @@ static bool pool_remove_detached(struct pool *pool, struct worker *w) {
     return false;
 }
 
-/* Before the app has ever served, a boot failure is final: exit 3 (2 for a broken interpreter). */
+/* Before the app has ever served, a boot failure is final: exit 3 (2 for a broken interpreter or a
+ * worker that could not be started at all). */
 static bool pool_fail_boot_if_never_ready(struct pool *pool, const struct worker *w, const struct slot *slot) {
     if (pool->ever_ready)
         return false;
     int code = 0;
-    if (!w->term_signal && w->exit_status == 3)
+    if (w->kill_reason == KILL_SPAWN_FAILED)
+        code = w->exit_status == 3 ? 3 : 2;
+    else if (!w->term_signal && w->exit_status == 3)
         code = 3;
     else if (!w->term_signal && w->exit_status == 4)
         code = 2;
@@ -409,10 +481,14 @@ static bool pool_fail_boot_if_never_ready(struct pool *pool, const struct worker
         code = 3;
     if (!code)
         return false;
-    log_event(LOG_CRITICAL, "boot_failed", w->slot_id, w->pid,
-              code == 2 ? "the worker cannot run with --python %s (%s); see the message above"
-                        : "the app failed to boot (%s); its traceback is above. Stopping",
-              code == 2 ? pool->config->python : slot->last_exit, slot->last_exit);
+    if (w->kill_reason == KILL_SPAWN_FAILED)
+        log_event(LOG_CRITICAL, "boot_failed", w->slot_id, w->pid, "no worker could be started (%s). Stopping",
+                  w->spawn_error);
+    else
+        log_event(LOG_CRITICAL, "boot_failed", w->slot_id, w->pid,
+                  code == 2 ? "the worker cannot run with --python %s (%s); see the message above"
+                            : "the app failed to boot (%s); its traceback is above. Stopping",
+                  code == 2 ? pool->config->python : slot->last_exit, slot->last_exit);
     pool->events.boot_failed(pool, code);
     return true;
 }
@@ -431,16 +507,20 @@ void pool_worker_exited(struct worker *w) {
     } else if (slot->successor == w) {
         slot->successor = NULL;
         snprintf(slot->last_exit, sizeof slot->last_exit, "%s", description);
-        if (!pool->stopping) {
+        if (!pool->stopping && !w->stop_requested) {
             pool->replace_failures++;
             log_event(LOG_ERROR, "replace_failed", w->slot_id, w->pid,
-                      "the replacement exited before it was ready (%s); the old workers keep serving and the reload is abandoned",
-                      description);
-            for (size_t i = 0; i < pool->slot_count; i++)
-                pool->slots[i]->replace_pending = false;
+                      "the replacement exited before it was ready (%s); the old workers keep serving", description);
+            char reason[256];
+            snprintf(reason, sizeof reason, "the new worker %u exited before it was ready (%s)", slot->id, description);
+            if (reload_running(&pool->reload))
+                reload_fail(pool, reason);
+            else
+                slot->replace_pending = false;
         }
     } else {
         slot->active = NULL;
+        slot->replace_pending = false; /* its restart is a fresh worker; reload_check re-marks an old one */
         snprintf(slot->last_exit, sizeof slot->last_exit, "%s", description);
         if (pool->stopping || w->stop_requested) {
             log_event(LOG_INFO, "worker_exited", w->slot_id, w->pid, "stopped: %s", description);
@@ -453,11 +533,14 @@ void pool_worker_exited(struct worker *w) {
             slot_schedule_restart(slot, delay);
         }
     }
-    if (pool->stopping && pool_live_count(pool) == 0) {
-        pool->events.empty(pool);
+    if (pool->stopping && pool_is_empty(pool)) {
+        if (!pool->emptied) {
+            pool->emptied = true;
+            pool->events.empty(pool);
+        }
         return;
     }
-    pool->events.changed(pool);
+    pool_changed(pool);
 }
 
 void pool_stop(struct pool *pool, bool graceful) {
@@ -475,8 +558,17 @@ void pool_stop(struct pool *pool, bool graceful) {
     }
     for (struct worker *w = pool->detached; w; w = w->next)
         worker_stop(w, graceful);
-    if (first && pool_live_count(pool) == 0)
+    if (first) {
+        if (reload_running(&pool->reload))
+            reload_fail(pool, "the arbiter is stopping");
+        uv_timer_stop(&pool->reload.deadline);
+        if (pool->spawner && pool->spawner->ops->stop)
+            pool->spawner->ops->stop(pool->spawner);
+    }
+    if (!pool->emptied && pool_is_empty(pool)) {
+        pool->emptied = true;
         pool->events.empty(pool);
+    }
 }
 
 void pool_signal_all(struct pool *pool, int signum) {
@@ -491,6 +583,9 @@ void pool_signal_all(struct pool *pool, int signum) {
 }
 
 void pool_close(struct pool *pool) {
+    if (pool->spawner && pool->spawner->ops->close)
+        pool->spawner->ops->close(pool->spawner);
+    reload_close(&pool->reload);
     for (size_t i = 0; i < pool->slot_count; i++)
         slot_close(pool->slots[i]);
     pool->slot_count = 0;

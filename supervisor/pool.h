@@ -9,6 +9,9 @@
 #include "backoff.h"
 #include "config.h"
 #include "listener.h"
+#include "reaper.h"
+#include "reload.h"
+#include "spawner.h"
 #include "worker.h"
 
 /* Why workers exited, for metrics. */
@@ -19,6 +22,7 @@ enum exit_reason {
     EXIT_REASON_HEARTBEAT_TIMEOUT, /* killed: missed heartbeats */
     EXIT_REASON_BOOT_TIMEOUT,      /* killed: not ready in time */
     EXIT_REASON_GRACEFUL_TIMEOUT,  /* killed: drain took too long */
+    EXIT_REASON_SPAWN_FAILED,      /* never ran: exec failed, or no fork from the zygote */
     EXIT_REASON_COUNT
 };
 const char *exit_reason_name(enum exit_reason reason);
@@ -50,6 +54,7 @@ struct pool_events {
     void (*changed)(struct pool *pool);                /* a worker became ready, exited, ... */
     void (*empty)(struct pool *pool);                  /* stopping, and the last worker exited */
     void (*boot_failed)(struct pool *pool, int exit_code); /* no worker ever became ready */
+    void (*reload_finished)(struct pool *pool);        /* pool->reload is done or failed */
     void *data;
 };
 
@@ -64,12 +69,17 @@ struct pool {
     uv_uid_t uid;
     uv_gid_t gid;
 
+    struct spawner *spawner; /* exec, or the fork server (--preload) */
+    struct reaper *reaper;   /* delivers the exits of forked workers; NULL in unit tests */
+    struct reload reload;
+
     struct slot **slots; /* slots[0..slot_count) ordered by id */
     size_t slot_count;
     unsigned target;
     unsigned generation;
     bool ever_ready;
     bool stopping;
+    bool emptied; /* events.empty has fired */
     bool graceful_stop;
     struct worker *detached; /* draining workers that no longer belong to a slot */
     uint64_t spawned_total;
@@ -82,15 +92,24 @@ struct pool {
 int pool_init(struct pool *pool, uv_loop_t *loop, const struct config *config, struct pool_events events,
               const int *listen_fds, size_t listen_fd_count, const char *shim_dir);
 
-/* Creates the target number of slots and starts their workers. */
-int pool_start(struct pool *pool);
+/* Starts the spawner, creates the target number of slots and starts their workers. */
+int pool_start(struct pool *pool, char *err, size_t err_size);
 
 /* Changes the target; new slots start at once, removed slots drain. */
 int pool_scale(struct pool *pool, unsigned target);
 
-/* Replaces every worker, one slot at a time, each new one ready before the old one drains. */
+/* Replaces every worker, --max-surge at a time, each new one ready before the old one drains
+ * (reload.h says how far it got). */
 void pool_reload(struct pool *pool);
-bool pool_reload_in_progress(const struct pool *pool);
+
+/* How many overlapped replacements may boot at once: --max-surge, else 25% of the target, >= 1. */
+unsigned pool_surge(const struct pool *pool);
+
+/* Forgets every planned replacement and stops the successors still booting. */
+void pool_cancel_replacements(struct pool *pool);
+
+/* The spawner's own process (a zygote) changed: re-check whether a stopping pool is empty. */
+void pool_spawner_changed(struct pool *pool);
 
 /* Replaces one slot's worker (overlapped). Returns -1 when there is no such slot. */
 int pool_recycle(struct pool *pool, unsigned slot_id);
@@ -108,6 +127,11 @@ unsigned pool_ready_count(const struct pool *pool);
 unsigned pool_live_count(const struct pool *pool);
 struct slot *pool_find_slot(const struct pool *pool, unsigned slot_id);
 const char *slot_state_name(const struct slot *slot);
+
+/* A worker's command line (PYTHON -m arbiter_worker ...; the zygote's with zygote) and environment
+ * (the arbiter's, cleaned, plus --env and the ARBITER_* variables). NULL when memory runs out. */
+char **pool_build_argv(const struct pool *pool, char numbers[3][32], bool zygote);
+char **pool_build_env(const struct pool *pool, unsigned worker_id, unsigned generation, size_t listen_fds);
 
 /* Called by worker.c. */
 void pool_worker_ready(struct worker *worker);

@@ -1,8 +1,9 @@
 /* procstat.c - reads /proc/PID/{stat,statm,smaps_rollup}.
  *
  * PSS (proportional set size) is the memory figure that adds up: pages shared between workers
- * (the interpreter, imported modules after fork-less start are mostly private, but libraries are
- * shared) are divided among their users, where RSS counts them in full for every worker. */
+ * (libraries always; with --preload also everything the zygote imported, until a worker writes to
+ * it) are divided among their users, where RSS counts them in full for every worker. Shared and
+ * private show how much of a worker is really its own. */
 #include "procstat.h"
 
 #include <fcntl.h>
@@ -27,17 +28,35 @@ static ssize_t read_small_file(const char *path, char *buffer, size_t size) {
     return total;
 }
 
-int procstat_parse_pss(const char *text, uint64_t *bytes) {
-    const char *line = strstr(text, "\nPss:");
-    if (!line && strncmp(text, "Pss:", 4) == 0)
-        line = text - 1;
-    if (!line)
-        return -1;
-    unsigned long long kib;
-    if (sscanf(line + 5, " %llu kB", &kib) != 1)
-        return -1;
-    *bytes = (uint64_t)kib * 1024u;
-    return 0;
+int procstat_parse_field(const char *text, const char *field, uint64_t *bytes) {
+    size_t length = strlen(field);
+    const char *line = text;
+    while (line) {
+        if (strncmp(line, field, length) == 0 && line[length] == ':') {
+            unsigned long long kib;
+            if (sscanf(line + length + 1, " %llu kB", &kib) != 1)
+                return -1;
+            *bytes = (uint64_t)kib * 1024u;
+            return 0;
+        }
+        line = strchr(line, '\n');
+        if (line)
+            line++;
+    }
+    return -1;
+}
+
+int procstat_parse_pss(const char *text, uint64_t *bytes) { return procstat_parse_field(text, "Pss", bytes); }
+
+/* Shared and private as smaps_rollup counts them: a page is shared while another process maps it
+ * too (after a fork: until one of them writes to it). */
+static void procstat_parse_sharing(const char *text, struct proc_stats *stats) {
+    uint64_t clean = 0, dirty = 0;
+    if (procstat_parse_field(text, "Shared_Clean", &clean) == 0 && procstat_parse_field(text, "Shared_Dirty", &dirty) == 0)
+        stats->shared_bytes = clean + dirty;
+    clean = dirty = 0;
+    if (procstat_parse_field(text, "Private_Clean", &clean) == 0 && procstat_parse_field(text, "Private_Dirty", &dirty) == 0)
+        stats->private_bytes = clean + dirty;
 }
 
 int procstat_read(pid_t pid, struct proc_stats *stats) {
@@ -60,7 +79,9 @@ int procstat_read(pid_t pid, struct proc_stats *stats) {
         }
     }
     snprintf(path, sizeof path, "/proc/%d/smaps_rollup", (int)pid);
-    if (read_small_file(path, buffer, sizeof buffer) > 0)
+    if (read_small_file(path, buffer, sizeof buffer) > 0) {
         procstat_parse_pss(buffer, &stats->pss_bytes);
+        procstat_parse_sharing(buffer, stats);
+    }
     return 0;
 }

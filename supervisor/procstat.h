@@ -7,7 +7,9 @@
 
 struct proc_stats {
     uint64_t rss_bytes;
-    uint64_t pss_bytes; /* 0 when /proc/PID/smaps_rollup is unreadable */
+    uint64_t pss_bytes;     /* 0 when /proc/PID/smaps_rollup is unreadable */
+    uint64_t shared_bytes;  /* Shared_Clean + Shared_Dirty: resident pages another process maps too */
+    uint64_t private_bytes; /* Private_Clean + Private_Dirty: resident pages only this process maps */
     double cpu_seconds; /* user + system */
 };
 
@@ -16,5 +18,8 @@ int procstat_read(pid_t pid, struct proc_stats *stats);
 
 /* Parses the "Pss:" line of smaps_rollup text, in bytes; -1 when absent. */
 int procstat_parse_pss(const char *text, uint64_t *bytes);
+
+/* Parses the "FIELD: N kB" line of smaps_rollup text, in bytes; -1 when absent. */
+int procstat_parse_field(const char *text, const char *field, uint64_t *bytes);
 
 #endif

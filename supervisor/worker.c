@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,18 +193,28 @@ static void worker_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b
 
 /* ---- deadlines ---- */
 
+/* A worker leads its own process group (setsid at spawn, or in the forked child), so a hard kill
+ * takes whatever the app started along with it. Before setsid has run there is no such group yet:
+ * then the pid alone. */
 void worker_send_signal(struct worker *w, int signum) {
-    if (w->state == WORKER_EXITED || w->state == WORKER_SPAWNING)
+    if (w->state == WORKER_EXITED || w->pid <= 0)
         return;
-    int rc = uv_process_kill(&w->process, signum);
-    if (rc != 0 && rc != UV_ESRCH)
+    if (signum == SIGKILL && kill(-w->pid, SIGKILL) == 0)
+        return;
+    if (kill(w->pid, signum) != 0 && errno != ESRCH)
         log_event(LOG_ERROR, "worker_kill_failed", w->slot_id, w->pid, "cannot send signal %d: %s", signum,
-                  uv_strerror(rc));
+                  strerror(errno));
 }
 
 static void worker_on_deadline(uv_timer_t *timer) {
     struct worker *w = timer->data;
     const struct config *config = w->pool->config;
+    if (w->state == WORKER_SPAWNING) {
+        char reason[128];
+        snprintf(reason, sizeof reason, "its process was not created within %.1f s (--boot-timeout)", config->boot_timeout);
+        worker_spawn_failed(w, reason);
+        return;
+    }
     if (w->stack_dump_requested || w->state == WORKER_DRAINING) {
         if (w->state == WORKER_DRAINING && w->kill_reason == KILL_NONE) {
             w->kill_reason = KILL_GRACEFUL_TIMEOUT;
@@ -232,13 +243,28 @@ static void worker_on_deadline(uv_timer_t *timer) {
 
 /* ---- process ---- */
 
-static void worker_on_exit(uv_process_t *process, int64_t exit_status, int term_signal) {
-    struct worker *w = process->data;
+/* Every way a worker ends arrives here exactly once: the reaper's waitpid(-1), libuv's exit
+ * callback for a process it spawned (whichever reaped it), or a spawn that failed. */
+static void worker_exited(struct worker *w, int64_t exit_status, int term_signal) {
     w->exit_status = exit_status;
     w->term_signal = term_signal;
+    if (term_signal == SIGKILL && w->pid > 0)
+        kill(-w->pid, SIGKILL); /* killed hard: the app's children in its group go with it */
     worker_transition(w, WORKER_EXITED);
     pool_worker_exited(w); /* detaches the worker from its slot and decides what comes next */
     worker_close(w);
+}
+
+static void worker_on_reaped(struct reaper_entry *entry, int64_t exit_status, int term_signal) {
+    struct worker *w = (struct worker *)((char *)entry - offsetof(struct worker, reaped));
+    worker_exited(w, exit_status, term_signal);
+}
+
+static void worker_on_process_exit(uv_process_t *process, int64_t exit_status, int term_signal) {
+    struct worker *w = process->data;
+    if (w->pool->reaper)
+        reaper_unwatch(w->pool->reaper, &w->reaped);
+    worker_exited(w, exit_status, term_signal);
 }
 
 static void worker_on_close(uv_handle_t *handle) {
@@ -248,17 +274,64 @@ static void worker_on_close(uv_handle_t *handle) {
 }
 
 void worker_close(struct worker *w) {
-    uv_handle_t *handles[] = {(uv_handle_t *)&w->process, (uv_handle_t *)&w->channel, (uv_handle_t *)&w->deadline};
+    uv_handle_t *handles[] = {w->has_process ? (uv_handle_t *)&w->process : NULL, (uv_handle_t *)&w->channel,
+                              (uv_handle_t *)&w->deadline};
     for (size_t i = 0; i < sizeof handles / sizeof handles[0]; i++)
-        if (handles[i]->loop && !uv_is_closing(handles[i]))
+        if (handles[i] && handles[i]->loop && !uv_is_closing(handles[i]))
             uv_close(handles[i], worker_on_close);
+    if (w->open_handles == 0)
+        free(w); /* never opened any: a spawn that failed before it began */
 }
 
-int worker_spawn(struct worker *w, uv_loop_t *loop, const struct worker_launch *launch, char *err, size_t err_size) {
+int worker_open(struct worker *w, uv_loop_t *loop, int channel_fd, char *err, size_t err_size) {
+    w->state = WORKER_SPAWNING;
+    w->channel.data = w;
+    w->deadline.data = w;
+    w->reaped.exited = worker_on_reaped;
+    uv_timer_init(loop, &w->deadline);
+    uv_pipe_init(loop, &w->channel, 0);
+    w->open_handles = 2;
+    int rc = uv_pipe_open(&w->channel, channel_fd);
+    if (rc != 0) {
+        snprintf(err, err_size, "cannot watch the worker channel: %s", uv_strerror(rc));
+        close(channel_fd);
+        return -1;
+    }
+    uv_read_start((uv_stream_t *)&w->channel, worker_on_alloc, worker_on_read);
+    worker_arm_deadline(w, seconds_to_ms(w->pool->config->boot_timeout));
+    return 0;
+}
+
+void worker_started(struct worker *w, int pid) {
+    w->pid = pid;
+    w->reaped.pid = pid;
+    w->started_ms = uv_now(w->pool->loop);
+    worker_transition(w, WORKER_BOOTING);
+    int64_t exit_status;
+    int term_signal;
+    if (w->pool->reaper && reaper_watch(w->pool->reaper, &w->reaped, &exit_status, &term_signal))
+        worker_exited(w, exit_status, term_signal); /* it died before we learned its pid */
+    else if (w->stop_requested)
+        worker_stop(w, true); /* stopped while its fork was under way */
+}
+
+void worker_spawn_failed(struct worker *w, const char *reason) {
+    w->kill_reason = KILL_SPAWN_FAILED;
+    snprintf(w->spawn_error, sizeof w->spawn_error, "%s", reason);
+    worker_transition(w, WORKER_EXITED);
+    pool_worker_exited(w);
+    worker_close(w);
+}
+
+int worker_exec(struct worker *w, uv_loop_t *loop, const struct worker_launch *launch, char *err, size_t err_size) {
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
         snprintf(err, err_size, "socketpair() for the worker channel failed: %s (check the open-files limit, ulimit -n)",
                  strerror(errno));
+        return -1;
+    }
+    if (worker_open(w, loop, pair[0], err, err_size) != 0) {
+        close(pair[1]);
         return -1;
     }
     uv_stdio_container_t stdio[3 + LISTENER_MAX + 1];
@@ -271,52 +344,41 @@ int worker_spawn(struct worker *w, uv_loop_t *loop, const struct worker_launch *
     stdio[count++] = (uv_stdio_container_t){.flags = UV_INHERIT_FD, .data.fd = pair[1]};
 
     uv_process_options_t options = {
-        .exit_cb = worker_on_exit,
+        .exit_cb = worker_on_process_exit,
         .file = launch->argv[0],
         .args = launch->argv,
         .env = launch->env,
         .cwd = launch->cwd,
-        /* DETACHED = setsid: a terminal's Ctrl-C reaches the arbiter alone, which decides. */
+        /* DETACHED = setsid: a terminal's Ctrl-C reaches the arbiter alone, which decides; and the
+         * worker leads a process group that a hard kill takes down whole. */
         .flags = UV_PROCESS_DETACHED | (launch->set_uid ? UV_PROCESS_SETUID : 0) | (launch->set_gid ? UV_PROCESS_SETGID : 0),
         .stdio_count = (int)count,
         .stdio = stdio,
         .uid = launch->uid,
         .gid = launch->gid,
     };
-    w->state = WORKER_SPAWNING;
     w->process.data = w;
-    w->channel.data = w;
-    w->deadline.data = w;
-    uv_timer_init(loop, &w->deadline);
-    uv_pipe_init(loop, &w->channel, 0);
-    w->open_handles = 2;
-    int rc = uv_pipe_open(&w->channel, pair[0]);
-    if (rc != 0) {
-        snprintf(err, err_size, "cannot watch the worker channel: %s", uv_strerror(rc));
-        close(pair[0]);
-        close(pair[1]);
-        worker_close(w);
-        return -1;
-    }
-    rc = uv_spawn(loop, &w->process, &options);
+    int rc = uv_spawn(loop, &w->process, &options);
     close(pair[1]);
+    w->has_process = true;
     w->open_handles++; /* uv_spawn initialises the process handle even when it fails */
     if (rc != 0) {
-        snprintf(err, err_size, "cannot start %s: %s", launch->argv[0], uv_strerror(rc));
-        worker_close(w);
+        snprintf(err, err_size, "cannot start %s: %s%s", launch->argv[0], uv_strerror(rc),
+                 rc == UV_ENOENT   ? " (no such interpreter, or --chdir does not exist)"
+                 : rc == UV_EACCES ? " (permission denied: check --python, --chdir and --user)"
+                                   : "");
         return -1;
     }
-    w->pid = w->process.pid;
-    w->started_ms = uv_now(loop);
-    uv_read_start((uv_stream_t *)&w->channel, worker_on_alloc, worker_on_read);
-    worker_transition(w, WORKER_BOOTING);
+    worker_started(w, w->process.pid);
     return 0;
 }
 
 void worker_stop(struct worker *w, bool graceful) {
     w->stop_requested = true;
-    if (w->state == WORKER_EXITED || w->state == WORKER_SPAWNING)
+    if (w->state == WORKER_EXITED)
         return;
+    if (w->state == WORKER_SPAWNING)
+        return; /* worker_started stops it as soon as it exists */
     if (w->state == WORKER_DRAINING) {
         if (!graceful) { /* a quick stop overrides a graceful one already under way */
             worker_send_signal(w, SIGQUIT);
@@ -336,8 +398,11 @@ void worker_describe_exit(const struct worker *w, char *out, size_t size) {
         [KILL_HEARTBEAT_TIMEOUT] = " after missing heartbeats (--timeout)",
         [KILL_BOOT_TIMEOUT] = " after not booting in time (--boot-timeout)",
         [KILL_GRACEFUL_TIMEOUT] = " after --graceful-timeout",
+        [KILL_SPAWN_FAILED] = "",
     };
-    if (w->term_signal)
+    if (w->kill_reason == KILL_SPAWN_FAILED)
+        snprintf(out, size, "could not start: %s", w->spawn_error);
+    else if (w->term_signal)
         snprintf(out, size, "killed by signal %d (%s)%s", w->term_signal, strsignal(w->term_signal), because[w->kill_reason]);
     else
         snprintf(out, size, "exit code %lld%s", (long long)w->exit_status, because[w->kill_reason]);

@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "procstat.h"
+#include "reaper.h"
 
 #define WORKER_LINE_MAX 4096
 /* PSS costs ~1 ms per worker to read (smaps_rollup walks every mapping): read it on a worker's own
@@ -16,7 +17,7 @@
 
 /* The life of one worker process. Slot-level states (backoff, crashloop) live in pool.h. */
 enum worker_state {
-    WORKER_SPAWNING, /* fork/exec in progress */
+    WORKER_SPAWNING, /* asked for: exec in progress, or a fork requested from the zygote */
     WORKER_BOOTING,  /* running, lifespan startup not finished: --boot-timeout applies */
     WORKER_READY,    /* serving: --timeout between heartbeats applies */
     WORKER_DRAINING, /* told to stop: --graceful-timeout applies, then SIGKILL */
@@ -30,6 +31,7 @@ enum worker_kill_reason {
     KILL_HEARTBEAT_TIMEOUT,
     KILL_BOOT_TIMEOUT,
     KILL_GRACEFUL_TIMEOUT,
+    KILL_SPAWN_FAILED, /* never ran: exec failed, or the zygote could not fork it */
 };
 
 struct pool;
@@ -54,9 +56,12 @@ struct worker {
     uint64_t stats_ms;       /* loop time of the last refresh; 0: never read */
     int64_t exit_status;
     int term_signal;
+    char spawn_error[160];   /* KILL_SPAWN_FAILED: why it never ran */
     struct worker *next;   /* in the pool's list of detached workers */
 
-    uv_process_t process;
+    struct reaper_entry reaped; /* pid and exit callback, while the process runs */
+    uv_process_t process;       /* only when the exec spawner started it (has_process) */
+    bool has_process;
     uv_pipe_t channel;
     uv_timer_t deadline;
     unsigned open_handles;
@@ -76,6 +81,7 @@ struct worker_launch {
     bool set_uid, set_gid;
     uv_uid_t uid;
     uv_gid_t gid;
+    unsigned max_requests; /* this worker's --max-requests, jitter included (0: none) */
 };
 
 const char *worker_state_name(enum worker_state state);
@@ -87,9 +93,21 @@ bool worker_transition(struct worker *worker, enum worker_state next);
 /* Pure table lookup, for tests and for the transition function. */
 bool worker_transition_allowed(enum worker_state from, enum worker_state to);
 
-/* Starts the process. On failure nothing stays open and err says why. */
-int worker_spawn(struct worker *worker, uv_loop_t *loop, const struct worker_launch *launch, char *err,
-                 size_t err_size);
+/* Starts the life of a worker whose process is being created: our end of its channel is watched and
+ * the state is SPAWNING (--boot-timeout covers the wait). On failure nothing stays open, the fd is
+ * closed, and err says why; the caller frees the worker. Spawners (spawner.h) call this, then
+ * worker_started() once the process exists, or worker_spawn_failed(). */
+int worker_open(struct worker *worker, uv_loop_t *loop, int channel_fd, char *err, size_t err_size);
+
+/* The exec spawner: socketpair, uv_spawn of launch->argv, worker_started(). */
+int worker_exec(struct worker *worker, uv_loop_t *loop, const struct worker_launch *launch, char *err,
+                size_t err_size);
+
+/* The process exists: the reaper watches it and the boot deadline starts. */
+void worker_started(struct worker *worker, int pid);
+
+/* The process will never exist: the worker exits at once, explained by reason. */
+void worker_spawn_failed(struct worker *worker, const char *reason);
 
 /* Sends a signal to a running worker; a worker already gone is not an error. */
 void worker_send_signal(struct worker *worker, int signum);
@@ -97,7 +115,8 @@ void worker_send_signal(struct worker *worker, int signum);
 /* Graceful: SIGTERM, SIGKILL after --graceful-timeout. Quick: SIGQUIT, SIGKILL after 1 s. */
 void worker_stop(struct worker *worker, bool graceful);
 
-/* Closes the handles once the process has exited; frees the worker when the last one is closed. */
+/* Closes the handles once the process has exited (or never existed); frees the worker when the last
+ * one is closed. */
 void worker_close(struct worker *worker);
 
 /* Explains the exit in words: "exit code 3", "killed by signal 9 after missing heartbeats". */

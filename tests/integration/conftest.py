@@ -112,6 +112,15 @@ def is_worker(pid: int) -> bool:
     return "arbiter_worker" in cmdline(pid)
 
 
+def is_zygote(pid: int) -> bool:
+    """The --preload zygote names itself (prctl PR_SET_NAME); its forked workers rename themselves."""
+    try:
+        with open(f"/proc/{pid}/comm") as comm:
+            return comm.read().strip() == "arbiter-zygote"
+    except OSError:
+        return False
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time the process has used so far."""
     fields = _stat_fields(pid)
@@ -216,12 +225,12 @@ class Arbiter:
         return self.proc is not None and self.proc.poll() is None
 
     def workers(self) -> set[int]:
-        """The live worker processes right now (direct children of the arbiter)."""
+        """The live worker processes right now (direct children of the arbiter, not a zygote)."""
         if not self.running():
             return set()
-        pids = children_of(self.pid)
-        self.workers_seen |= pids
-        return pids
+        children = children_of(self.pid)
+        self.workers_seen |= children  # a zygote too: killed at teardown like the workers
+        return {pid for pid in children if not is_zygote(pid)}
 
     def base_url(self) -> str:
         assert self.bind is not None
@@ -360,6 +369,13 @@ def arbiter(workdir):
     if instance.proc is not None:
         # Shown by pytest only when the test failed.
         print(f"--- {' '.join(instance.argv)}\n--- exit {instance.proc.returncode}; output:\n{instance.tail(200)}")
+
+
+@pytest.fixture(params=[pytest.param([], id="exec"), pytest.param(["--preload"], id="preload")])
+def spawner(request) -> list[str]:
+    """Run a supervision scenario with both spawners: a fresh interpreter per worker, and forks of a
+    zygote (--preload). The value is the extra command-line arguments."""
+    return request.param
 
 
 @pytest.fixture(scope="session")

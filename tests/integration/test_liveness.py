@@ -16,10 +16,10 @@ def _replaced(arbiter, old_pid: int, count: int = 1):
     return check
 
 
-def test_worker_with_a_blocked_event_loop_is_killed_after_timeout_with_its_stack_logged(arbiter):
+def test_worker_with_a_blocked_event_loop_is_killed_after_timeout_with_its_stack_logged(arbiter, spawner):
     timeout = 2.0
     heartbeat_interval = timeout / 4  # what the arbiter passes in ARBITER_HEARTBEAT_INTERVAL
-    arbiter.run(app="blocking:app", workers=1, extra=["--timeout", str(timeout)])
+    arbiter.run(app="blocking:app", workers=1, extra=["--timeout", str(timeout), *spawner])
     (victim,) = arbiter.wait_ready(1)
 
     def block():
@@ -41,8 +41,8 @@ def test_worker_with_a_blocked_event_loop_is_killed_after_timeout_with_its_stack
     wait_until(arbiter.try_get_json, 30, "the replacement worker to serve")
 
 
-def test_max_requests_replaces_the_worker_without_failing_a_request(arbiter):
-    arbiter.run(workers=1, extra=["--max-requests", "5"])
+def test_max_requests_replaces_the_worker_without_failing_a_request(arbiter, spawner):
+    arbiter.run(workers=1, extra=["--max-requests", "5", *spawner])
     arbiter.wait_ready(1)
     pids, failures = set(), []
 
@@ -57,8 +57,8 @@ def test_max_requests_replaces_the_worker_without_failing_a_request(arbiter):
     assert failures == []
 
 
-def test_worker_over_max_memory_is_replaced(arbiter):
-    arbiter.run(app="leaky:app", workers=1, extra=["--max-memory", "150M"], env={"LEAK_KB": "10240"})
+def test_worker_over_max_memory_is_replaced(arbiter, spawner):
+    arbiter.run(app="leaky:app", workers=1, extra=["--max-memory", "150M", *spawner], env={"LEAK_KB": "10240"})
     (victim,) = arbiter.wait_ready(1)
 
     for _ in range(15):  # 150 MiB kept on top of the worker's own ~50 MiB

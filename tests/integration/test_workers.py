@@ -20,8 +20,8 @@ def test_three_workers_answer_from_three_distinct_pids(arbiter):
     assert answered == workers
 
 
-def test_worker_killed_with_sigkill_is_replaced_by_a_new_serving_worker(arbiter):
-    arbiter.run(workers=2)
+def test_worker_killed_with_sigkill_is_replaced_by_a_new_serving_worker(arbiter, spawner):
+    arbiter.run(workers=2, extra=spawner)
     before = arbiter.wait_ready(2)
     victim = arbiter.try_get_json()["pid"]
 
@@ -65,8 +65,8 @@ def _hammer(arbiter, seconds: float, threads: int = 4) -> dict:
     return counts
 
 
-def test_app_crashing_every_few_requests_is_restarted_at_a_rate_bounded_by_backoff(arbiter):
-    arbiter.run(app="crash_later:app", workers=1, env={"CRASH_EVERY": "2"})
+def test_app_crashing_every_few_requests_is_restarted_at_a_rate_bounded_by_backoff(arbiter, spawner):
+    arbiter.run(app="crash_later:app", workers=1, env={"CRASH_EVERY": "2"}, extra=spawner)
     arbiter.wait_ready(1)
     arbiter.workers_seen.clear()
 
@@ -92,8 +92,8 @@ def test_crashing_app_does_not_make_the_arbiter_spin_the_cpu(arbiter):
     assert used < 1.5, f"the arbiter used {used:.2f}s of CPU in 6s of a crash loop"
 
 
-def test_arbiter_killed_with_sigkill_takes_every_worker_with_it_and_frees_the_port(arbiter):
-    arbiter.run(workers=2)
+def test_arbiter_killed_with_sigkill_takes_every_worker_with_it_and_frees_the_port(arbiter, spawner):
+    arbiter.run(workers=2, extra=spawner)
     workers = arbiter.wait_ready(2)
     host, port = arbiter.bind.rsplit(":", 1)
 

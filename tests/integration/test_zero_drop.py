@@ -23,6 +23,8 @@ from conftest import ARBITER_BIN, TEST_PYTHON, Arbiter, wait_until
 from load import LoadRun
 
 MODES = [pytest.param([], id="shared"), pytest.param(["--reuse-port"], id="reuse-port")]
+# The replacements that the fork server carries out differently: its workers come from a zygote.
+MODES_AND_PRELOAD = [*MODES, pytest.param(["--preload"], id="preload")]
 QUIET = ["--no-access-log"]  # an access line per request would make the log the bottleneck
 CONNECTIONS = 48
 TCP_MIGRATE_REQ = Path("/proc/sys/net/ipv4/tcp_migrate_req")
@@ -114,7 +116,7 @@ def pss_bytes(pid: int) -> int:
 
 
 @pytest.mark.parametrize("connection", ["keep-alive", "close"])
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", MODES_AND_PRELOAD)
 def test_three_reloads_under_load_fail_no_request(arbiter, start_load, mode, connection):
     arbiter.run(workers=2, extra=[*mode, *QUIET])
     arbiter.wait_ready(2)
@@ -137,7 +139,7 @@ def test_three_reloads_under_load_fail_no_request(arbiter, start_load, mode, con
     assert {int(pid) for pid in report["pids"]} & generations[0], "the load never reached the first workers"
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", MODES_AND_PRELOAD)
 def test_scale_from_4_to_1_under_load_fails_no_request(arbiter, start_load, tcp_migrate_req, mode):
     if "--reuse-port" in mode:
         tcp_migrate_req(1)  # without it the connections queued on a removed listener are reset (measured below)
@@ -156,7 +158,7 @@ def test_scale_from_4_to_1_under_load_fails_no_request(arbiter, start_load, tcp_
     assert len(report["pids"]) >= 2, f"the load reached only one of the 4 workers: {report['pids']}"
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", MODES_AND_PRELOAD)
 def test_max_requests_with_jitter_recycles_workers_under_load_without_failing_a_request(arbiter, start_load, mode):
     arbiter.run(workers=2, extra=[*mode, *QUIET, "--max-requests", "200", "--max-requests-jitter", "50"])
     first = arbiter.wait_ready(2)

@@ -786,9 +786,16 @@ START_TEST(test_python_flag_overrides_the_virtual_env) {
 }
 END_TEST
 
-START_TEST(test_python_defaults_to_python3_outside_a_venv) {
-    ASSERT_OK(PARSE("run", "app:app"));
-    ck_assert_str_eq(config.python, "python3");
+START_TEST(test_python_defaults_to_python3_on_path_outside_a_venv) {
+    char *envp[] = {"PATH=/nonexistent:/usr/bin", NULL};
+    ASSERT_OK(PARSE_ENV(envp, "run", "app:app"));
+    ck_assert_str_eq(config.python, "/usr/bin/python3");
+}
+END_TEST
+
+START_TEST(test_bare_python_missing_from_path_is_a_usage_error_naming_it) {
+    char *envp[] = {"PATH=/nonexistent:/usr/bin", NULL};
+    ASSERT_USAGE_ERROR(PARSE_ENV(envp, "run", "--python", "python3.99", "app:app"), "--python python3.99: not found on PATH");
 }
 END_TEST
 
@@ -883,7 +890,8 @@ Suite *config_suite(void) {
           test_workers_default_to_web_concurrency, test_workers_default_to_usable_cpus,
           test_empty_web_concurrency_means_unset, test_check_runs_one_worker, test_python_defaults_to_the_virtual_envs,
           test_virtual_env_without_python_is_refused_naming_the_path, test_python_flag_overrides_the_virtual_env,
-          test_python_defaults_to_python3_outside_a_venv, test_control_defaults_to_arbiter_control,
+          test_python_defaults_to_python3_on_path_outside_a_venv, test_bare_python_missing_from_path_is_a_usage_error_naming_it,
+          test_control_defaults_to_arbiter_control,
           test_parse_twice_starts_afresh, test_string_list_is_null_terminated_and_bounded}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

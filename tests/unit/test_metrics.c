@@ -239,7 +239,8 @@ END_TEST
 START_TEST(test_health_is_200_while_reloading_with_enough_ready) {
     /* A rolling reload keeps serving: only a stop makes the node a lame duck. */
     struct fake_node node;
-    fake_node_init(&node, ARBITER_RELOADING, 1);
+    fake_node_init(&node, ARBITER_RUNNING, 1);
+    node.arbiter.pool.reload.state = RELOAD_RUNNING;
     fake_node_add_worker(&node, WORKER_READY);
     char reason[192];
     ck_assert_int_eq(metrics_health(&node.arbiter, reason, sizeof reason), 200);

@@ -17,6 +17,7 @@ Suite *listener_suite(void);
 Suite *log_suite(void);
 Suite *metrics_suite(void);
 Suite *notify_suite(void);
+Suite *pool_suite(void);
 Suite *worker_state_suite(void);
 
 /* One directory under $TMPDIR (or /tmp) for the whole run, created and removed by main. */

@@ -13,6 +13,7 @@ int main(void) {
     srunner_add_suite(runner, log_suite());
     srunner_add_suite(runner, metrics_suite());
     srunner_add_suite(runner, notify_suite());
+    srunner_add_suite(runner, pool_suite());
     srunner_add_suite(runner, worker_state_suite());
     srunner_run_all(runner, CK_NORMAL);
     int failed = srunner_ntests_failed(runner);

@@ -32,6 +32,7 @@ class Options:
     access_log: bool
     graceful_timeout: float
     max_requests: int
+    zygote: bool = False
 
 
 def _non_negative_float(text: str) -> float:
@@ -72,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds allowed for the drain and lifespan shutdown after SIGTERM")
     add("--max-requests", type=_non_negative_int, default=0,
         help="ask the arbiter for a replacement after this many requests (0: never)")
+    add("--zygote", action="store_true",
+        help="fork server (arbiter --preload): import the app once, then fork workers on the arbiter's request")
     return parser
 
 
@@ -94,4 +97,5 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         access_log=namespace.access_log,
         graceful_timeout=namespace.graceful_timeout,
         max_requests=namespace.max_requests,
+        zygote=namespace.zygote,
     )

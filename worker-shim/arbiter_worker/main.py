@@ -78,6 +78,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(problem, file=sys.stderr)
         return exits.UNUSABLE_INTERPRETER
 
+    if options.zygote:
+        from arbiter_worker.zygote import run_zygote
+
+        return run_zygote(options, environment)
+
     from arbiter_worker.worker import run
 
     return run(options, environment)

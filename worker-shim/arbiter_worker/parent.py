@@ -14,6 +14,7 @@ import signal
 import sys
 
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
 
 
 def arm_parent_death_signal() -> bool:
@@ -31,3 +32,9 @@ def arm_parent_death_signal() -> bool:
 def parent_is_alive(arbiter_pid: int | None) -> bool:
     """True unless we know the arbiter's pid and our parent is no longer that process."""
     return arbiter_pid is None or os.getppid() == arbiter_pid
+
+
+def set_process_name(name: str) -> None:
+    """What ps and /proc/PID/comm show (15 bytes at most): tells the zygote from its workers."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)

@@ -1,0 +1,46 @@
+/* reload.h - the one answer to "is a reload running, is it done, did it fail, what is left?" */
+#ifndef ARBITER_RELOAD_H
+#define ARBITER_RELOAD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct pool;
+
+enum reload_state { RELOAD_IDLE, RELOAD_RUNNING, RELOAD_DONE, RELOAD_FAILED };
+
+struct reload {
+    enum reload_state state;
+    uint64_t id;         /* 1, 2, ...: one per reload started; `ctl reload` waits for its own */
+    unsigned generation; /* what this reload rolls out */
+    bool queued;         /* asked for while the pool was starting: begins once all are ready */
+    uint64_t started_ms;
+    uint64_t finished_ms;
+    uint64_t started_total;
+    uint64_t failed_total;
+    char failure[256];   /* RELOAD_FAILED: why, for the log, `ctl reload` and status */
+    uv_timer_t deadline; /* the upper bound: a reload never stays "reloading" forever */
+};
+
+void reload_init(struct reload *reload, uv_loop_t *loop);
+void reload_close(struct reload *reload);
+
+/* Begins a reload of the pool to the next generation (a running one is superseded). */
+void reload_start(struct pool *pool);
+
+/* Re-examines the pool after any change (ready, exit, restart, scale): marks slots still on an older
+ * generation for replacement and finishes the reload when every slot serves the new one. Returns
+ * true when the reload finished just now. */
+bool reload_check(struct pool *pool);
+
+/* Ends the running reload as failed; the workers that serve keep serving. */
+void reload_fail(struct pool *pool, const char *reason);
+
+bool reload_running(const struct reload *reload);
+const char *reload_state_name(enum reload_state state);
+
+/* The bound for a reload of `slots` workers, `surge` at a time. */
+uint64_t reload_bound_ms(unsigned slots, unsigned surge, double boot_timeout);
+
+#endif

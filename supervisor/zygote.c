@@ -1,0 +1,566 @@
+/* zygote.c - the fork server (--preload).
+ *
+ * gunicorn's --preload imports the app in the master and forks workers from it, so the master runs
+ * app code and can never load new code. Here the app is imported by a zygote, a child of the
+ * arbiter running the shim in zygote mode: it imports the app (no event loop, no lifespan, no
+ * threads), gc.collect()s and gc.freeze()s so collections in the workers never write to the shared
+ * pages, then forks one worker per request. It double-forks, so every worker is re-parented to the
+ * arbiter (a subreaper) and supervised exactly like an exec'd one: the reaper delivers its exit, its
+ * channel is its own, and nothing here knows more about a running worker than its pid.
+ *
+ * A reload starts a zygote for the next generation (a fresh import of the new code); until it is
+ * ready every fork waits for it; if it fails to import, the reload fails and the old zygote keeps
+ * forking. A zygote that dies is restarted with backoff, and its workers are not touched.
+ *
+ * Requests go one at a time: the request line and its fds (the worker's channel end, then the
+ * listeners) travel in one sendmsg with SCM_RIGHTS, and the next is sent only after the answer
+ * ({"type":"forked","pid":P} or {"type":"fork_failed","error":...}), so the zygote never has to
+ * split one read into two requests' fds. */
+#define _GNU_SOURCE
+#include "zygote.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "environment.h"
+#include "log.h"
+#include "pool.h"
+#include "worker.h"
+
+#define FORK_DEADLINE_MS 10000u /* a zygote that takes longer to fork is hung: killed and restarted */
+
+extern char **environ;
+
+const char *zygote_state_name(enum zygote_state state) {
+    static const char *const names[] = {"importing", "ready", "exited"};
+    return state <= ZYGOTE_EXITED ? names[state] : "invalid";
+}
+
+static struct fork_server *server_of(struct spawner *spawner) {
+    return (struct fork_server *)((char *)spawner - offsetof(struct fork_server, spawner));
+}
+
+static struct pool *server_pool(const struct fork_server *server) { return server->spawner.pool; }
+
+static void fork_server_pump(struct fork_server *server);
+static struct zygote *zygote_start(struct fork_server *server, unsigned generation);
+
+/* ---- requests ---- */
+
+static void request_free(struct fork_request *request) {
+    if (request->channel_fd >= 0)
+        close(request->channel_fd);
+    free(request);
+}
+
+static struct fork_request *queue_pop(struct fork_server *server) {
+    struct fork_request *request = server->queue;
+    if (request) {
+        server->queue = request->next;
+        if (!server->queue)
+            server->queue_tail = &server->queue;
+    }
+    return request;
+}
+
+/* The worker will not be forked: it exits as a spawn failure (exit_status 3 when the app's import
+ * failed, so a pool that never served exits 3 with the traceback above). */
+static void request_fail(struct fork_request *request, const char *reason, int exit_status) {
+    struct worker *w = request->worker;
+    request_free(request);
+    w->exit_status = exit_status;
+    worker_spawn_failed(w, reason);
+}
+
+static void fork_server_fail_queue(struct fork_server *server, const char *reason, int exit_status) {
+    struct fork_request *request;
+    while ((request = queue_pop(server)))
+        request_fail(request, reason, exit_status);
+}
+
+/* ---- the zygote process ---- */
+
+static void zygote_on_close(uv_handle_t *handle) {
+    struct zygote *z = handle->data;
+    if (--z->open_handles == 0)
+        free(z);
+}
+
+static void zygote_close(struct zygote *z) {
+    uv_handle_t *handles[] = {(uv_handle_t *)&z->process, (uv_handle_t *)&z->channel};
+    for (size_t i = 0; i < 2; i++)
+        if (handles[i]->loop && !uv_is_closing(handles[i]))
+            uv_close(handles[i], zygote_on_close);
+    if (z->open_handles == 0)
+        free(z);
+}
+
+static void zygote_signal(struct zygote *z, int signum) {
+    if (z->state != ZYGOTE_EXITED && z->pid > 0 && kill(z->pid, signum) != 0 && errno != ESRCH)
+        log_error("zygote_kill_failed", "cannot send signal %d to the zygote (pid %d): %s", signum, z->pid,
+                  strerror(errno));
+}
+
+/* A zygote that is no longer needed goes quietly; one with a fork on the wire finishes it first. */
+static void zygote_retire(struct fork_server *server, struct zygote *z) {
+    z->stop_requested = true;
+    if (server->in_flight_zygote != z)
+        zygote_signal(z, SIGTERM);
+}
+
+static void zygote_promote(struct fork_server *server, struct zygote *z) {
+    struct zygote *old = server->current;
+    server->current = z;
+    server->next = NULL;
+    if (old && old != z) {
+        log_info("zygote_replaced", "generation %u's zygote (pid %d) takes over; the previous one (pid %d) exits",
+                 z->generation, z->pid, old->pid);
+        zygote_retire(server, old);
+    }
+}
+
+static void zygote_on_ready(struct zygote *z, json_t *message) {
+    struct fork_server *server = z->server;
+    if (z->state != ZYGOTE_IMPORTING)
+        return;
+    z->state = ZYGOTE_READY;
+    z->ready_ms = uv_now(server_pool(server)->loop);
+    json_t *seconds = json_object_get(message, "import_seconds");
+    z->import_seconds = json_is_number(seconds) ? json_number_value(seconds) : (double)(z->ready_ms - z->started_ms) / 1000;
+    procstat_read(z->pid, &z->stats);
+    server->backoff.failures = 0;
+    log_event(LOG_INFO, "zygote_ready", 0, z->pid, "zygote for generation %u ready: app imported in %.2f s, %.1f MiB PSS",
+              z->generation, z->import_seconds, (double)z->stats.pss_bytes / 1048576);
+    if (z == server->next || !server->current)
+        zygote_promote(server, z);
+    fork_server_pump(server);
+}
+
+static void zygote_on_fork_answer(struct zygote *z, int pid, const char *error) {
+    struct fork_server *server = z->server;
+    struct fork_request *request = server->in_flight;
+    if (!request || server->in_flight_zygote != z) {
+        log_event(LOG_WARNING, "zygote_unexpected_answer", 0, z->pid, "ignoring a fork answer nobody asked for");
+        return;
+    }
+    server->in_flight = NULL;
+    server->in_flight_zygote = NULL;
+    uv_timer_stop(&server->fork_deadline);
+    if (pid > 0) {
+        struct worker *w = request->worker;
+        z->forks++;
+        w->generation = z->generation;
+        request_free(request);
+        worker_started(w, pid);
+    } else {
+        char reason[200];
+        snprintf(reason, sizeof reason, "the zygote could not fork it: %.150s", error ? error : "no reason given");
+        request_fail(request, reason, 0);
+    }
+    if (z->stop_requested)
+        zygote_signal(z, SIGTERM);
+    fork_server_pump(server);
+}
+
+static void zygote_handle_message(struct zygote *z, const char *line, size_t length) {
+    json_error_t error;
+    json_t *message = json_loadb(line, length, 0, &error);
+    const char *type = json_string_value(json_object_get(message, "type"));
+    if (!type) {
+        log_event(LOG_WARNING, "zygote_bad_message", 0, z->pid, "ignoring a channel line that is not a JSON object with a \"type\"");
+    } else if (strcmp(type, "zygote_ready") == 0) {
+        zygote_on_ready(z, message);
+    } else if (strcmp(type, "forked") == 0) {
+        json_int_t pid = json_integer_value(json_object_get(message, "pid"));
+        zygote_on_fork_answer(z, pid > 0 && pid < INT32_MAX ? (int)pid : -1, "the zygote reported no pid");
+    } else if (strcmp(type, "fork_failed") == 0) {
+        zygote_on_fork_answer(z, -1, json_string_value(json_object_get(message, "error")));
+    } /* hello and anything newer: nothing to do */
+    json_decref(message);
+}
+
+static void zygote_on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
+    struct zygote *z = handle->data;
+    (void)suggested;
+    *buf = uv_buf_init(z->line + z->line_length, (unsigned)(sizeof z->line - z->line_length));
+}
+
+static void zygote_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+    struct zygote *z = stream->data;
+    (void)buf;
+    if (nread < 0) {
+        uv_read_stop(stream); /* EOF: the exit tells what happened */
+        return;
+    }
+    z->line_length += (size_t)nread;
+    size_t start = 0;
+    for (size_t i = 0; i < z->line_length; i++) {
+        if (z->line[i] != '\n')
+            continue;
+        if (i > start)
+            zygote_handle_message(z, z->line + start, i - start);
+        start = i + 1;
+    }
+    memmove(z->line, z->line + start, z->line_length - start);
+    z->line_length -= start;
+    if (z->line_length == sizeof z->line) {
+        log_event(LOG_WARNING, "zygote_line_too_long", 0, z->pid, "discarding %d bytes without a newline", ZYGOTE_LINE_MAX);
+        z->line_length = 0;
+    }
+}
+
+static void zygote_schedule_restart(struct fork_server *server);
+
+static void zygote_exited(struct zygote *z, int64_t exit_status, int term_signal) {
+    struct fork_server *server = z->server;
+    struct pool *pool = server_pool(server);
+    bool was_ready = z->state == ZYGOTE_READY;
+    z->exit_status = exit_status;
+    z->term_signal = term_signal;
+    z->state = ZYGOTE_EXITED;
+    server->live_zygotes--;
+    char how[64];
+    if (term_signal)
+        snprintf(how, sizeof how, "killed by signal %d (%s)", term_signal, strsignal(term_signal));
+    else
+        snprintf(how, sizeof how, "exit code %lld", (long long)exit_status);
+    if (server->in_flight_zygote == z) {
+        struct fork_request *request = server->in_flight;
+        server->in_flight = NULL;
+        server->in_flight_zygote = NULL;
+        uv_timer_stop(&server->fork_deadline);
+        request_fail(request, "the zygote exited before it forked the worker", 0);
+    }
+    bool current = server->current == z, next = server->next == z;
+    if (current)
+        server->current = NULL;
+    if (next)
+        server->next = NULL;
+    if (server->stopping || (z->stop_requested && !current && !next)) {
+        log_event(LOG_DEBUG, "zygote_exited", 0, z->pid, "zygote of generation %u stopped: %s", z->generation, how);
+    } else if (!was_ready) {
+        /* The app's code did not import (the traceback is above), or the zygote refused to fork. */
+        char reason[200];
+        snprintf(reason, sizeof reason, "the zygote for generation %u failed before it was ready (%s): the app did not "
+                 "import; its traceback is above", z->generation, how);
+        log_event(LOG_ERROR, "zygote_failed", 0, z->pid, "%s", reason);
+        if (next)
+            reload_fail(pool, reason);
+        fork_server_fail_queue(server, reason, !term_signal && exit_status ? 3 : 0);
+        if (current || !server->current)
+            zygote_schedule_restart(server);
+    } else {
+        log_event(LOG_WARNING, "zygote_died", 0, z->pid, "the zygote of generation %u died (%s); its workers keep serving",
+                  z->generation, how);
+        if (current)
+            zygote_schedule_restart(server);
+    }
+    zygote_close(z);
+    pool_spawner_changed(pool);
+    if (!server->stopping)
+        fork_server_pump(server);
+}
+
+static void zygote_on_reaped(struct reaper_entry *entry, int64_t exit_status, int term_signal) {
+    zygote_exited((struct zygote *)((char *)entry - offsetof(struct zygote, reaped)), exit_status, term_signal);
+}
+
+static void zygote_on_process_exit(uv_process_t *process, int64_t exit_status, int term_signal) {
+    struct zygote *z = process->data;
+    struct pool *pool = server_pool(z->server);
+    if (pool->reaper)
+        reaper_unwatch(pool->reaper, &z->reaped);
+    zygote_exited(z, exit_status, term_signal);
+}
+
+static struct zygote *zygote_start(struct fork_server *server, unsigned generation) {
+    struct pool *pool = server_pool(server);
+    const struct config *c = pool->config;
+    struct zygote *z = calloc(1, sizeof *z);
+    char numbers[3][32];
+    char **argv = pool_build_argv(pool, numbers, true);
+    char **env = pool_build_env(pool, 0, generation, 0);
+    int pair[2] = {-1, -1};
+    if (!z || !argv || !env) {
+        log_error("zygote_start_failed", "out of memory preparing the zygote");
+        goto fail;
+    }
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
+        log_error("zygote_start_failed", "socketpair() for the zygote channel failed: %s (check ulimit -n)", strerror(errno));
+        goto fail;
+    }
+    z->server = server;
+    z->generation = generation;
+    z->state = ZYGOTE_IMPORTING;
+    z->channel_fd = pair[0];
+    z->process.data = z;
+    z->channel.data = z;
+    z->reaped.exited = zygote_on_reaped;
+    uv_pipe_init(pool->loop, &z->channel, 0);
+    z->open_handles = 1;
+    int rc = uv_pipe_open(&z->channel, pair[0]);
+    if (rc != 0) {
+        log_error("zygote_start_failed", "cannot watch the zygote channel: %s", uv_strerror(rc));
+        close(pair[0]);
+        close(pair[1]);
+        zygote_close(z);
+        z = NULL;
+        goto fail;
+    }
+    uv_stdio_container_t stdio[4] = {
+        {.flags = UV_IGNORE},
+        {.flags = UV_INHERIT_FD, .data.fd = STDOUT_FILENO},
+        {.flags = UV_INHERIT_FD, .data.fd = STDERR_FILENO},
+        {.flags = UV_INHERIT_FD, .data.fd = pair[1]},
+    };
+    uv_process_options_t options = {
+        .exit_cb = zygote_on_process_exit,
+        .file = argv[0],
+        .args = argv,
+        .env = env,
+        .cwd = c->chdir,
+        .flags = UV_PROCESS_DETACHED | (pool->set_uid ? UV_PROCESS_SETUID : 0) | (pool->set_gid ? UV_PROCESS_SETGID : 0),
+        .stdio_count = 4,
+        .stdio = stdio,
+        .uid = pool->uid,
+        .gid = pool->gid,
+    };
+    rc = uv_spawn(pool->loop, &z->process, &options);
+    close(pair[1]);
+    z->open_handles++;
+    if (rc != 0) {
+        log_error("zygote_start_failed", "cannot start the zygote %s: %s", argv[0], uv_strerror(rc));
+        zygote_close(z);
+        z = NULL;
+        goto fail;
+    }
+    z->pid = z->process.pid;
+    z->reaped.pid = z->pid;
+    z->started_ms = uv_now(pool->loop);
+    uv_read_start((uv_stream_t *)&z->channel, zygote_on_alloc, zygote_on_read);
+    int64_t exit_status;
+    int term_signal;
+    server->live_zygotes++;
+    log_event(LOG_INFO, "zygote_started", 0, z->pid, "zygote for generation %u is importing %s", generation, c->app);
+    free(argv);
+    environment_free(env);
+    if (pool->reaper && reaper_watch(pool->reaper, &z->reaped, &exit_status, &term_signal)) {
+        zygote_exited(z, exit_status, term_signal);
+        return NULL;
+    }
+    return z;
+fail:
+    free(z);
+    free(argv);
+    environment_free(env);
+    return NULL;
+}
+
+static void zygote_on_restart_timer(uv_timer_t *timer) {
+    struct fork_server *server = timer->data;
+    if (server->stopping || server->current)
+        return;
+    server->zygote_restarts++;
+    struct zygote *z = zygote_start(server, server_pool(server)->generation);
+    if (!z) {
+        fork_server_fail_queue(server, "the zygote could not be started (see the log)", 0);
+        zygote_schedule_restart(server);
+        return;
+    }
+    if (!server->current)
+        server->current = z; /* forks wait for it to be ready */
+}
+
+static void zygote_schedule_restart(struct fork_server *server) {
+    if (server->stopping || uv_is_active((uv_handle_t *)&server->restart_timer))
+        return;
+    uint64_t delay = backoff_record_failure(&server->backoff, 0);
+    log_info("zygote_restart", "restarting the zygote in %llu ms", (unsigned long long)delay);
+    uv_timer_start(&server->restart_timer, zygote_on_restart_timer, delay, 0);
+}
+
+/* ---- forking ---- */
+
+static void fork_server_on_fork_deadline(uv_timer_t *timer) {
+    struct fork_server *server = timer->data;
+    struct zygote *z = server->in_flight_zygote;
+    if (!z)
+        return;
+    log_event(LOG_ERROR, "zygote_hung", 0, z->pid, "the zygote did not fork within %u ms; killing it", FORK_DEADLINE_MS);
+    zygote_signal(z, SIGKILL);
+}
+
+static int fork_request_send(struct zygote *z, const struct fork_request *request, char *err, size_t err_size) {
+    char line[256];
+    const struct worker *w = request->worker;
+    int length = snprintf(line, sizeof line,
+                          "{\"type\":\"fork\",\"worker_id\":%u,\"generation\":%u,\"max_requests\":%u,\"listen_fds\":%zu}\n",
+                          w->slot_id, z->generation, request->max_requests, request->listen_fd_count);
+    int fds[1 + LISTENER_MAX];
+    size_t count = 0;
+    fds[count++] = request->channel_fd;
+    for (size_t i = 0; i < request->listen_fd_count; i++)
+        fds[count++] = request->listen_fds[i];
+    union {
+        char buffer[CMSG_SPACE(sizeof fds)];
+        struct cmsghdr align;
+    } control;
+    memset(&control, 0, sizeof control);
+    struct iovec iov = {.iov_base = line, .iov_len = (size_t)length};
+    struct msghdr message = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buffer,
+                             .msg_controllen = CMSG_SPACE(count * sizeof(int))};
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&message);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(count * sizeof(int));
+    memcpy(CMSG_DATA(cmsg), fds, count * sizeof(int));
+    ssize_t sent;
+    do
+        sent = sendmsg(z->channel_fd, &message, MSG_NOSIGNAL);
+    while (sent < 0 && errno == EINTR);
+    if (sent != length) {
+        snprintf(err, err_size, "cannot send the fork request to the zygote (pid %d): %s", z->pid,
+                 sent < 0 ? strerror(errno) : "short write");
+        return -1;
+    }
+    return 0;
+}
+
+/* Sends the next request when nothing is on the wire and the zygote that must fork it is ready:
+ * during a reload that is the new generation's, otherwise the current one. */
+static void fork_server_pump(struct fork_server *server) {
+    while (!server->stopping && !server->in_flight && server->queue) {
+        struct fork_request *request = server->queue;
+        if (request->worker->stop_requested) {
+            queue_pop(server);
+            request_fail(request, "stopped before it was forked", 0);
+            continue;
+        }
+        struct zygote *z = server->next ? server->next : server->current;
+        if (!z || z->state != ZYGOTE_READY)
+            return; /* zygote_on_ready pumps again */
+        queue_pop(server);
+        char err[256];
+        if (fork_request_send(z, request, err, sizeof err) != 0) {
+            log_event(LOG_ERROR, "fork_request_failed", request->worker->slot_id, z->pid, "%s", err);
+            request_fail(request, err, 0);
+            continue;
+        }
+        close(request->channel_fd); /* the zygote has its own copy now */
+        request->channel_fd = -1;
+        server->in_flight = request;
+        server->in_flight_zygote = z;
+        uv_timer_start(&server->fork_deadline, fork_server_on_fork_deadline, FORK_DEADLINE_MS, 0);
+    }
+}
+
+/* ---- the spawner ---- */
+
+static int fork_server_start(struct spawner *spawner, char *err, size_t err_size) {
+    struct fork_server *server = server_of(spawner);
+    server->current = zygote_start(server, server_pool(server)->generation);
+    if (!server->current && !server->stopping) {
+        snprintf(err, err_size, "cannot start the zygote for --preload (see the message above)");
+        return -1;
+    }
+    return 0;
+}
+
+static int fork_server_spawn(struct spawner *spawner, struct worker *w, const struct worker_launch *launch, char *err,
+                             size_t err_size) {
+    struct fork_server *server = server_of(spawner);
+    struct pool *pool = server_pool(server);
+    if (server->stopping) {
+        snprintf(err, err_size, "the arbiter is stopping");
+        return -1;
+    }
+    struct fork_request *request = calloc(1, sizeof *request);
+    int pair[2];
+    if (!request) {
+        snprintf(err, err_size, "out of memory preparing a fork request");
+        return -1;
+    }
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
+        snprintf(err, err_size, "socketpair() for the worker channel failed: %s (check the open-files limit, ulimit -n)",
+                 strerror(errno));
+        free(request);
+        return -1;
+    }
+    if (worker_open(w, pool->loop, pair[0], err, err_size) != 0) {
+        close(pair[1]);
+        free(request);
+        return -1;
+    }
+    request->worker = w;
+    request->channel_fd = pair[1];
+    request->listen_fd_count = launch->listen_fd_count;
+    memcpy(request->listen_fds, launch->listen_fds, launch->listen_fd_count * sizeof(int));
+    request->max_requests = launch->max_requests;
+    *server->queue_tail = request;
+    server->queue_tail = &request->next;
+    if (!server->current && !server->next)
+        zygote_schedule_restart(server);
+    fork_server_pump(server);
+    return 0;
+}
+
+static void fork_server_reload(struct spawner *spawner, unsigned generation) {
+    struct fork_server *server = server_of(spawner);
+    if (server->next) /* a newer reload supersedes one still importing */
+        zygote_retire(server, server->next);
+    server->next = zygote_start(server, generation);
+    if (!server->next)
+        reload_fail(server_pool(server), "the zygote for the new code could not be started (see the log)");
+}
+
+static void fork_server_stop(struct spawner *spawner) {
+    struct fork_server *server = server_of(spawner);
+    server->stopping = true;
+    uv_timer_stop(&server->restart_timer);
+    fork_server_fail_queue(server, "the arbiter is stopping", 0);
+    struct zygote *zygotes[] = {server->current, server->next};
+    for (size_t i = 0; i < 2; i++)
+        if (zygotes[i])
+            zygote_retire(server, zygotes[i]);
+}
+
+static unsigned fork_server_live(const struct spawner *spawner) {
+    const struct fork_server *server = (const struct fork_server *)((const char *)spawner - offsetof(struct fork_server, spawner));
+    return server->live_zygotes;
+}
+
+static void fork_server_close(struct spawner *spawner) {
+    struct fork_server *server = server_of(spawner);
+    uv_close((uv_handle_t *)&server->restart_timer, NULL); /* embedded in struct arbiter */
+    uv_close((uv_handle_t *)&server->fork_deadline, NULL);
+}
+
+static const struct spawner_ops fork_server_ops = {
+    .name = "fork",
+    .start = fork_server_start,
+    .spawn = fork_server_spawn,
+    .reload = fork_server_reload,
+    .stop = fork_server_stop,
+    .live = fork_server_live,
+    .close = fork_server_close,
+};
+
+void fork_server_init(struct fork_server *server, struct pool *pool, const char *shim_dir) {
+    memset(server, 0, sizeof *server);
+    server->spawner = (struct spawner){.ops = &fork_server_ops, .pool = pool};
+    server->shim_dir = shim_dir;
+    server->queue_tail = &server->queue;
+    uv_timer_init(pool->loop, &server->restart_timer);
+    uv_timer_init(pool->loop, &server->fork_deadline);
+    server->restart_timer.data = server;
+    server->fork_deadline.data = server;
+}
+
+const struct zygote *fork_server_zygote(const struct fork_server *server) { return server->current; }

@@ -1,0 +1,344 @@
+/* test_pool.c - the pool driven through a fake spawner: no processes, real libuv timers.
+ *
+ * The fake spawner opens each worker's channel on a socketpair and reports a pid above the
+ * kernel's PID_MAX_LIMIT, so any signal the pool sends finds no process. Exits are delivered the
+ * way the reaper delivers them (the worker's reaper entry), readiness the way the shim reports it
+ * (a channel message). */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "pool.h"
+#include "unit.h"
+
+#define FAKE_PID_BASE 5000000 /* > PID_MAX_LIMIT (4194304): kill() finds nothing */
+#define FAKE_PEERS_MAX 512
+
+struct fake_spawner {
+    struct spawner base;
+    unsigned fail_next; /* the next N spawns fail at once */
+    unsigned spawned;
+    int peers[FAKE_PEERS_MAX];
+    size_t peer_count;
+};
+
+struct fixture {
+    uv_loop_t loop;
+    struct config config;
+    struct pool pool;
+    struct reaper reaper;
+    struct fake_spawner spawner;
+    unsigned changed, empty, reload_finished;
+    int boot_failed_code;
+};
+
+static int fake_spawn(struct spawner *spawner, struct worker *w, const struct worker_launch *launch, char *err,
+                      size_t err_size) {
+    struct fake_spawner *fake = (struct fake_spawner *)spawner;
+    (void)launch;
+    if (fake->fail_next) {
+        fake->fail_next--;
+        snprintf(err, err_size, "cannot start python3.99: no such file or directory");
+        return -1;
+    }
+    int pair[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+    ck_assert_int_eq(worker_open(w, spawner->pool->loop, pair[0], err, err_size), 0);
+    ck_assert_uint_lt(fake->peer_count, FAKE_PEERS_MAX);
+    fake->peers[fake->peer_count++] = pair[1];
+    worker_started(w, FAKE_PID_BASE + (int)fake->spawned++);
+    return 0;
+}
+
+static const struct spawner_ops fake_ops = {.name = "fake", .spawn = fake_spawn};
+
+static void on_changed(struct pool *pool) { ((struct fixture *)pool->events.data)->changed++; }
+static void on_empty(struct pool *pool) { ((struct fixture *)pool->events.data)->empty++; }
+static void on_boot_failed(struct pool *pool, int code) { ((struct fixture *)pool->events.data)->boot_failed_code = code; }
+static void on_reload_finished(struct pool *pool) { ((struct fixture *)pool->events.data)->reload_finished++; }
+
+static struct fixture fx;
+
+static void fixture_start(unsigned workers, unsigned max_surge) {
+    memset(&fx, 0, sizeof fx);
+    ck_assert_int_eq(uv_loop_init(&fx.loop), 0);
+    fx.config.command = "run";
+    fx.config.app = "app:app";
+    fx.config.python = "python3";
+    fx.config.workers = workers;
+    fx.config.max_workers = 16;
+    fx.config.timeout = 30;
+    fx.config.boot_timeout = 60;
+    fx.config.graceful_timeout = 30;
+    fx.config.max_surge = max_surge;
+    fx.config.log_level = LOG_CRITICAL;
+    log_configure(LOG_CRITICAL, LOG_FORMAT_TEXT, "test");
+    struct pool_events events = {on_changed, on_empty, on_boot_failed, on_reload_finished, &fx};
+    ck_assert_int_eq(pool_init(&fx.pool, &fx.loop, &fx.config, events, NULL, 0, NULL), 0);
+    fx.reaper.loop = &fx.loop;
+    fx.pool.reaper = &fx.reaper;
+    fx.spawner.base = (struct spawner){.ops = &fake_ops, .pool = &fx.pool};
+    fx.pool.spawner = &fx.spawner.base;
+    char err[256];
+    ck_assert_int_eq(pool_start(&fx.pool, err, sizeof err), 0);
+}
+
+static struct worker *active(unsigned id) {
+    struct slot *slot = pool_find_slot(&fx.pool, id);
+    ck_assert_ptr_nonnull(slot);
+    return slot->active;
+}
+
+static struct worker *successor(unsigned id) { return pool_find_slot(&fx.pool, id)->successor; }
+
+static void say(struct worker *w, const char *line) { worker_handle_message(w, line, strlen(line)); }
+
+static void become_ready(struct worker *w) {
+    ck_assert_ptr_nonnull(w);
+    say(w, "{\"type\":\"ready\"}");
+    ck_assert_str_eq(worker_state_name(w->state), "ready");
+}
+
+static void all_ready(void) {
+    for (unsigned id = 1; id <= fx.pool.slot_count; id++)
+        if (active(id)->state == WORKER_BOOTING)
+            become_ready(active(id));
+}
+
+/* As the reaper delivers it; the worker is freed afterwards (once the loop closes its handles). */
+static void worker_exits(struct worker *w, int exit_code, int term_signal) {
+    reaper_unwatch(&fx.reaper, &w->reaped);
+    w->reaped.exited(&w->reaped, exit_code, term_signal);
+}
+
+/* Runs the loop until cond holds, at most deadline_ms. */
+#define RUN_UNTIL(cond, deadline_ms)                                                              \
+    do {                                                                                          \
+        uint64_t until_ = uv_now(&fx.loop) + (deadline_ms);                                       \
+        while (!(cond) && uv_now(&fx.loop) < until_) {                                            \
+            uv_run(&fx.loop, UV_RUN_NOWAIT);                                                      \
+            usleep(1000);                                                                         \
+            uv_update_time(&fx.loop);                                                             \
+        }                                                                                         \
+        ck_assert_msg((cond), "not true within %d ms: %s", (int)(deadline_ms), #cond);            \
+    } while (0)
+
+static void fixture_stop(void) {
+    pool_stop(&fx.pool, false);
+    while (fx.reaper.watched) {
+        struct reaper_entry *entry = fx.reaper.watched;
+        reaper_unwatch(&fx.reaper, entry);
+        entry->exited(entry, 0, 0);
+    }
+    ck_assert_uint_eq(fx.empty, 1);
+    pool_close(&fx.pool);
+    uv_run(&fx.loop, UV_RUN_DEFAULT);
+    for (size_t i = 0; i < fx.spawner.peer_count; i++)
+        close(fx.spawner.peers[i]);
+    ck_assert_int_eq(uv_loop_close(&fx.loop), 0);
+}
+
+START_TEST(test_pool_start_spawns_the_target_count_booting) {
+    fixture_start(3, 0);
+    ck_assert_uint_eq(fx.pool.slot_count, 3);
+    for (unsigned id = 1; id <= 3; id++)
+        ck_assert_str_eq(slot_state_name(pool_find_slot(&fx.pool, id)), "booting");
+    ck_assert_uint_eq(pool_ready_count(&fx.pool), 0);
+    all_ready();
+    ck_assert_uint_eq(pool_ready_count(&fx.pool), 3);
+    fixture_stop();
+}
+END_TEST
+
+START_TEST(test_crashed_worker_restarts_at_once_the_first_time) {
+    fixture_start(2, 0);
+    all_ready();
+    worker_exits(active(1), 1, 0);
+    ck_assert_ptr_null(active(1));
+    RUN_UNTIL(active(1) != NULL, 1000);
+    ck_assert_uint_eq(pool_find_slot(&fx.pool, 1)->restarts, 1);
+    ck_assert_uint_eq(fx.spawner.spawned, 3);
+    fixture_stop();
+}
+END_TEST
+
+START_TEST(test_repeated_fast_failures_back_off_then_crashloop) {
+    fixture_start(1, 0);
+    all_ready();
+    for (unsigned failure = 1; failure <= BACKOFF_CRASHLOOP_FAILURES; failure++) {
+        RUN_UNTIL(active(1) != NULL, 3000);
+        worker_exits(active(1), 1, 0);
+        if (failure >= 2)
+            ck_assert(uv_is_active((uv_handle_t *)&pool_find_slot(&fx.pool, 1)->restart_timer));
+    }
+    ck_assert_str_eq(slot_state_name(pool_find_slot(&fx.pool, 1)), "crashloop");
+    fixture_stop();
+}
+END_TEST
+
+START_TEST(test_spawn_failure_before_any_worker_was_ready_fails_the_boot_with_exit_2) {
+    memset(&fx, 0, sizeof fx);
+    fixture_start(0, 0); /* no slots yet: make the first spawn fail */
+    fx.spawner.fail_next = 1;
+    ck_assert_int_eq(pool_scale(&fx.pool, 1), 0);
+    ck_assert_int_eq(fx.boot_failed_code, 2);
+    ck_assert_uint_eq(fx.pool.exits[EXIT_REASON_SPAWN_FAILED], 1);
+    fixture_stop();
+}
+END_TEST
+
+START_TEST(test_spawn_failure_after_the_app_served_backs_off_the_slot) {
+    fixture_start(1, 0);
+    all_ready();
+    fx.spawner.fail_next = 1;
+    worker_exits(active(1), 1, 0);
+    RUN_UNTIL(fx.spawner.fail_next == 0, 1000);
+    ck_assert_int_eq(fx.boot_failed_code, 0);
+    ck_assert_str_eq(slot_state_name(pool_find_slot(&fx.pool, 1)), "backoff");
+    ck_assert_ptr_nonnull(strstr(pool_find_slot(&fx.pool, 1)->last_exit, "could not start"));
+    RUN_UNTIL(active(1) != NULL, 2000);
+    fixture_stop();
+}
+END_TEST
+
+START_TEST(test_reload_replaces_up_to_max_surge_workers_at_once) {
+    fixture_start(4, 2);
+    all_ready();
+    pool_reload(&fx.pool);
+    ck_assert(reload_running(&fx.pool.reload));
+    unsigned booting = 0;
+    for (unsigned id = 1; id <= 4; id++)
+        booting += successor(id) != NULL;
+    ck_assert_uint_eq(booting, 2);
+    fixture_stop();
+}
+END_TEST
+
+START_TEST(test_reload_is_done_when_every_slot_serves_the_new_generation) {
+    fixture_start(3, 2);
+    all_ready();
+    pool_reload(&fx.pool);
+    for (int round = 0; round < 3 && reload_running(&fx.pool.reload); round++)
+        for (unsigned id = 1; id <= 3; id++)
+            if (successor(id))
+                become_ready(successor(id));
+    ck_assert_str_eq(reload_state_name(fx.pool.reload.state), "done");
+    ck_assert_uint_eq(fx.reload_finished, 1);
+    for (unsigned id = 1; id <= 3; id++)
+        ck_assert_uint_eq(active(id)->generation, 1);
+    ck_assert_uint_eq(fx.spawner.spawned, 6);
+    fixture_stop();
+}
+END_TEST
+
+START_TEST(test_reload_never_replaces_a_worker_already_on_the_new_generation) {
+    fixture_start(2, 1);
+    all_ready();
+    pool_reload(&fx.pool);
+    ck_assert_ptr_nonnull(successor(1));
+    /* Slot 2's old worker crashes while slot 1 is being replaced: it restarts on the new code. */
+    worker_exits(active(2), 1, 0);
+    RUN_UNTIL(active(2) != NULL, 1000);
+    ck_assert_uint_eq(active(2)->generation, 1);
+    become_ready(active(2));
+    become_ready(successor(1));
+    ck_assert_str_eq(reload_state_name(fx.pool.reload.state), "done");
+    ck_assert_ptr_null(successor(2));
+    ck_assert_uint_eq(fx.spawner.spawned, 4); /* 2 at start, 1 successor, 1 restart: no second replacement */
+    fixture_stop();
+}
+END_TEST
+
+START_TEST(test_reload_waits_for_a_restarting_slot_instead_of_hanging_done) {
+    fixture_start(1, 1);
+    all_ready();
+    pool_reload(&fx.pool);
+    worker_exits(successor(1), 3, 0); /* the new code does not boot */
+    ck_assert_str_eq(reload_state_name(fx.pool.reload.state), "failed");
+    ck_assert_ptr_nonnull(strstr(fx.pool.reload.failure, "exited before it was ready"));
+    ck_assert_uint_eq(pool_ready_count(&fx.pool), 1); /* the old worker keeps serving */
+    ck_assert(!pool_find_slot(&fx.pool, 1)->replace_pending);
+    fixture_stop();
+}
+END_TEST
+
+START_TEST(test_reload_is_bounded) {
+    ck_assert_uint_eq(reload_bound_ms(8, 2, 60), (4 + 1) * 60000u + 5000u);
+    ck_assert_uint_eq(reload_bound_ms(1, 1, 0.5), 2 * 500u + 5000u);
+    ck_assert_uint_gt(reload_bound_ms(4, 1, 0), 600000u); /* --boot-timeout 0 still has a bound */
+}
+END_TEST
+
+START_TEST(test_default_surge_is_a_quarter_of_the_workers_at_least_one) {
+    fixture_start(1, 0);
+    ck_assert_uint_eq(pool_surge(&fx.pool), 1);
+    ck_assert_int_eq(pool_scale(&fx.pool, 8), 0);
+    ck_assert_uint_eq(pool_surge(&fx.pool), 2);
+    ck_assert_int_eq(pool_scale(&fx.pool, 9), 0);
+    ck_assert_uint_eq(pool_surge(&fx.pool), 3);
+    fixture_stop();
+}
+END_TEST
+
+START_TEST(test_scale_down_drains_the_highest_slots) {
+    fixture_start(4, 0);
+    all_ready();
+    ck_assert_int_eq(pool_scale(&fx.pool, 1), 0);
+    ck_assert_uint_eq(fx.pool.slot_count, 1);
+    ck_assert_uint_eq(pool_live_count(&fx.pool), 4);
+    unsigned draining = 0;
+    for (struct worker *w = fx.pool.detached; w; w = w->next)
+        draining += w->state == WORKER_DRAINING;
+    ck_assert_uint_eq(draining, 3);
+    fixture_stop();
+}
+END_TEST
+
+START_TEST(test_retire_is_an_overlapped_replacement) {
+    fixture_start(1, 0);
+    all_ready();
+    struct worker *old = active(1);
+    say(old, "{\"type\":\"retire\",\"reason\":\"max-requests\"}");
+    ck_assert_ptr_nonnull(successor(1));
+    ck_assert_ptr_eq(active(1), old); /* keeps serving until the successor is ready */
+    become_ready(successor(1));
+    ck_assert_ptr_ne(active(1), old);
+    ck_assert_str_eq(worker_state_name(old->state), "draining");
+    fixture_stop();
+}
+END_TEST
+
+START_TEST(test_stop_reports_empty_once_the_last_worker_exited) {
+    fixture_start(2, 0);
+    all_ready();
+    pool_stop(&fx.pool, true);
+    ck_assert_uint_eq(fx.empty, 0);
+    worker_exits(active(1), 0, 0);
+    ck_assert_uint_eq(fx.empty, 0);
+    fixture_stop(); /* exits the last one: empty fires exactly once */
+}
+END_TEST
+
+Suite *pool_suite(void) {
+    Suite *suite = suite_create("pool");
+    TCase *tc = tcase_create("fake spawner");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_pool_start_spawns_the_target_count_booting);
+    tcase_add_test(tc, test_crashed_worker_restarts_at_once_the_first_time);
+    tcase_add_test(tc, test_repeated_fast_failures_back_off_then_crashloop);
+    tcase_add_test(tc, test_spawn_failure_before_any_worker_was_ready_fails_the_boot_with_exit_2);
+    tcase_add_test(tc, test_spawn_failure_after_the_app_served_backs_off_the_slot);
+    tcase_add_test(tc, test_reload_replaces_up_to_max_surge_workers_at_once);
+    tcase_add_test(tc, test_reload_is_done_when_every_slot_serves_the_new_generation);
+    tcase_add_test(tc, test_reload_never_replaces_a_worker_already_on_the_new_generation);
+    tcase_add_test(tc, test_reload_waits_for_a_restarting_slot_instead_of_hanging_done);
+    tcase_add_test(tc, test_reload_is_bounded);
+    tcase_add_test(tc, test_default_surge_is_a_quarter_of_the_workers_at_least_one);
+    tcase_add_test(tc, test_scale_down_drains_the_highest_slots);
+    tcase_add_test(tc, test_retire_is_an_overlapped_replacement);
+    tcase_add_test(tc, test_stop_reports_empty_once_the_last_worker_exited);
+    suite_add_tcase(suite, tc);
+    return suite;
+}
