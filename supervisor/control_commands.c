@@ -305,7 +305,7 @@ static enum control_outcome health_run(struct arbiter *a, struct control_request
     if (r->live) {
         /* Answering at all proves the event loop turns. A drain, a reload or a crashlooping worker
          * is the arbiter's own business: restarting the container would only cut the drain short. */
-        snprintf(reason, sizeof reason, "alive: %s, %u/%u workers ready", arbiter_state_name(a->state), ready,
+        snprintf(reason, sizeof reason, "alive: %s, %u/%u workers ready", arbiter_state_name(a), ready,
                  a->pool.target);
     } else if (metrics_health(a, reason, sizeof reason) != 200) {
         set_error(error, "unhealthy", "%s", reason); /* the same answer as /healthz */
@@ -314,7 +314,7 @@ static enum control_outcome health_run(struct arbiter *a, struct control_request
         set_error(error, "unhealthy", "%u/%u workers ready, not all of them", ready, a->pool.target);
         return CONTROL_FAILED;
     }
-    *reply = json_pack("{s:b, s:s, s:s, s:i, s:i, s:i}", "ok", 1, "state", arbiter_state_name(a->state), "reason",
+    *reply = json_pack("{s:b, s:s, s:s, s:i, s:i, s:i}", "ok", 1, "state", arbiter_state_name(a), "reason",
                        reason, "ready_workers", (int)ready, "target_workers", (int)a->pool.target, "min_ready",
                        (int)a->config->min_ready);
     return CONTROL_DONE;
