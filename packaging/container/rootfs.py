@@ -373,7 +373,8 @@ def run_step(root: Path, argv: list[str], image: Image) -> None:
         options += [f"--bind-ro={HOST_CA}:/run/host-ca.crt", "--setenv=PIP_CERT=/run/host-ca.crt"]
     options += [f"--setenv={name}={os.environ[name]}" for name in PASSED_PIP_VARIABLES if name in os.environ]
     options.append("--setenv=DEBIAN_FRONTEND=noninteractive")
-    result = subprocess.run([*nspawn_base(root), *options, "--", *argv], stdin=subprocess.DEVNULL)
+    # The step's output is progress, on stderr: stdout carries only the image directory.
+    result = subprocess.run([*nspawn_base(root), *options, "--", *argv], stdin=subprocess.DEVNULL, stdout=sys.stderr)
     if result.returncode != 0:
         raise BuildError(f"RUN {shlex.join(argv)} exited {result.returncode}")
 
@@ -562,6 +563,9 @@ def run_command(image_dir: Path, arguments: list[str], network: str, binds: list
                "--volatile=overlay"]
     if config["user"] != "root":
         options.append(f"--user={config['user']}")
+    # nspawn offers its payload a NOTIFY_SOCKET (root's, so the image's user cannot use it); an OCI
+    # runtime offers none, and neither does this.
+    options.append("--setenv=NOTIFY_SOCKET=")
     options += [f"--setenv={k}={v}" for k, v in config["env"].items()] + [f"--setenv={item}" for item in env]
     options += [f"--bind-ro={item}" for item in binds]
     if network == "private":

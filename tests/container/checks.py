@@ -196,8 +196,8 @@ def check_logs_go_to_stdout_and_stderr_stays_empty(image: Path) -> None:
     container = Container(image, "logs", [])
     try:
         container.wait_serving()
-        wait_until(lambda: '"GET / HTTP/1.1" 200' in container.stdout(), 10, "the access line on stdout")
-        assert "workers ready" in container.stdout(), container.stdout()[-2000:]
+        wait_until(lambda: '"GET / HTTP/1.1" 200' in container.stdout(), 10, "the worker's access line on stdout")
+        wait_until(lambda: "2 workers ready" in container.stdout(), 30, "the arbiter's 'workers ready' line on stdout")
         assert container.stderr() == "", f"stderr is not empty: {container.stderr()[-2000:]}"
     finally:
         container.kill()
@@ -210,6 +210,7 @@ def check_sigterm_to_pid_1_drains_a_request_in_flight_and_exits_0(image: Path) -
         slow = container.http_background(f"/slow?s=3&marker={marker}")
         wait_until(lambda: container.exec(["test", "-e", marker]).returncode == 0, 20,
                    "the slow request to be in its handler")
+        in_handler = time.monotonic()
         os.kill(container.init_pid, signal.SIGTERM)
         signalled = time.monotonic()
         draining = wait_until(lambda: (r := container.exec(container.config["healthcheck"]["test"])).returncode != 0 and r,
@@ -220,8 +221,8 @@ def check_sigterm_to_pid_1_drains_a_request_in_flight_and_exits_0(image: Path) -
         exited = time.monotonic()
         out, err = slow.communicate(timeout=30)
         reply = json.loads(out) if out.strip() else {"error": err}
-        figure(f"container: SIGTERM to PID 1 -> exit {exited - signalled:.2f} s with a 3 s request in flight "
-               f"(signalled after it started)")
+        figure(f"container: SIGTERM to PID 1 -> exit {exited - signalled:.2f} s, with a 3 s request in flight "
+               f"that had run for {signalled - in_handler + 0.0:.2f}+ s when the signal came")
         assert in_flight, "the slow request had already finished when the drain was checked"
         assert "stopping" in draining.stderr, f"HEALTHCHECK during the drain: {draining.stderr}"
         assert live.returncode == 0, f"ctl health --live failed during the drain: {live.stderr}"
