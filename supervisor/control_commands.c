@@ -120,6 +120,7 @@ json_t *control_status(struct arbiter *a) {
     json_object_set_new(status, "spawner", json_string(pool->spawner ? pool->spawner->ops->name : "exec"));
     json_object_set_new(status, "zygote", zygote_json(a));
     json_object_set_new(status, "reload", reload_json(&pool->reload));
+    json_object_set_new(status, "orphans_reaped", json_integer((json_int_t)a->reaper.orphans_reaped));
     return status;
 }
 
@@ -194,8 +195,8 @@ static enum control_outcome reload_done(struct arbiter *a, const struct control_
     if (reload->queued || reload->id < r->mark || reload_running(reload) || a->pool.detached)
         return CONTROL_WAIT;
     if (reload->state == RELOAD_FAILED) {
-        set_error(error, "failed", "the reload failed: %s. The workers that were serving keep serving; see the "
-                                   "arbiter's log for the traceback", reload->failure);
+        set_error(error, "failed", "the reload failed: %s; the old workers keep serving. See the arbiter's log for "
+                                   "the traceback", reload->failure);
         return CONTROL_FAILED;
     }
     *reply = json_pack("{s:b, s:i}", "ok", 1, "generation", (int)a->pool.generation);

@@ -173,25 +173,37 @@ static void slot_start(struct slot *slot) {
     struct pool *pool = slot->pool;
     char err[512];
     slot->state = SLOT_RUNNING;
+    slot->spawn_failed = false;
     slot->active = pool_spawn_worker(pool, slot, err, sizeof err);
     if (slot->active)
         return;
     /* A spawn failure is a failed boot like any other: fatal before the app ever served, else the
-     * slot backs off as for a crash. */
+     * slot backs off as for a crash. Decided on the restart timer, never here: the caller may be
+     * walking the slots (start, scale) and must not see the pool stop under it. */
     log_event(LOG_ERROR, "worker_spawn_failed", slot->id, 0, "%s", err);
     snprintf(slot->last_exit, sizeof slot->last_exit, "could not start: %.78s", err);
-    uint64_t delay = backoff_record_failure(&slot->backoff, 0);
-    struct worker never = {.slot_id = slot->id, .kill_reason = KILL_SPAWN_FAILED};
-    snprintf(never.spawn_error, sizeof never.spawn_error, "%.150s", err);
+    snprintf(slot->spawn_error, sizeof slot->spawn_error, "%.150s", err);
+    slot->spawn_failed = true;
     pool->exits[EXIT_REASON_SPAWN_FAILED]++;
-    if (!pool_fail_boot_if_never_ready(pool, &never, slot))
+    uint64_t delay = backoff_record_failure(&slot->backoff, 0);
+    if (pool->ever_ready)
         slot_schedule_restart(slot, delay);
+    else
+        uv_timer_start(&slot->restart_timer, slot_on_restart_timer, 0, 0);
 }
 
 static void slot_on_restart_timer(uv_timer_t *timer) {
     struct slot *slot = timer->data;
-    if (!slot->pool->stopping && !slot->active)
-        slot_start(slot);
+    struct pool *pool = slot->pool;
+    if (pool->stopping || slot->active)
+        return;
+    if (slot->spawn_failed && !pool->ever_ready) {
+        struct worker never = {.slot_id = slot->id, .kill_reason = KILL_SPAWN_FAILED};
+        snprintf(never.spawn_error, sizeof never.spawn_error, "%s", slot->spawn_error);
+        if (pool_fail_boot_if_never_ready(pool, &never, slot))
+            return;
+    }
+    slot_start(slot);
 }
 
 static void slot_schedule_restart(struct slot *slot, uint64_t delay_ms) {

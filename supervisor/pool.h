@@ -41,6 +41,8 @@ struct slot {
     struct backoff backoff;
     uint64_t restarts;
     char last_exit[96];
+    bool spawn_failed;      /* the last start failed before a process existed */
+    char spawn_error[160];  /* why */
     uv_timer_t restart_timer;
     /* --reuse-port: this slot's own listeners (owned[i]: opened for this slot, closed with it). */
     int listen_fds[LISTENER_MAX];

@@ -12,7 +12,7 @@ from hello import app  # noqa: F401  (the same endpoints as hello)
 @app.get("/orphans")
 async def orphans(n: int = 20) -> dict:
     # sh starts n short sleeps in the background and exits: they are orphans at once.
-    script = " ".join(["(sleep 0.2 &)"] * n)
+    script = "; ".join(["(sleep 0.2 &)"] * n)
     subprocess.run(["/bin/sh", "-c", script], check=True)
     return {"pid": os.getpid(), "orphaned": n}
 

@@ -3,6 +3,8 @@
 #
 #   tests/bench/run.sh            full run (~25 min on 2 cores): docs/benchmarks/{results.md,chart.png,raw.json}
 #   tests/bench/run.sh --smoke    every scenario once, short (~1-2 min; peers only in the speed test): .cache/bench-smoke/
+#   tests/bench/run.sh preload    the fork server (--preload) with a big app vs gunicorn --preload (~5 min):
+#                                 docs/benchmarks/preload.{md,json}
 #   extra flags go to bench.py:   --servers arbiter,uvicorn  --only speed,failures  --rounds 5  --rate 500
 #
 # It installs what it needs: wrk (Debian), vegeta (open-loop constant-rate client, through the Go
@@ -52,6 +54,11 @@ ARBITER_BUILD="$CACHE/bench-build"
 cmake -S "$ROOT" -B "$ARBITER_BUILD" -DARBITER_TESTS=OFF -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$ARBITER_BUILD" -j"$(nproc)" >/dev/null
 
+if [[ "${1:-}" == preload ]]; then
+    shift
+    exec "$VENV/bin/python" "$ROOT/tests/bench/preload.py" --arbiter "$ARBITER_BUILD/arbiter" --python "$VENV/bin/python" \
+        --gunicorn "$VENV/bin/gunicorn" --out "$ROOT/docs/benchmarks" "$@"
+fi
 if [[ $SMOKE == 1 ]]; then OUT="$CACHE/bench-smoke"; else OUT="$ROOT/docs/benchmarks"; fi
 mkdir -p "$OUT"
 export BENCH_COMMAND="tests/bench/run.sh${*:+ $*}"

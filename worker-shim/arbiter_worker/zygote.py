@@ -2,7 +2,8 @@
 
 The arbiter starts one zygote per app generation when it runs with ``--preload``. The zygote:
 
-1. imports the app module (no event loop, no lifespan) and the uvicorn modules the workers use;
+1. imports the app module (no event loop, no lifespan) and the uvicorn modules the workers use, with
+   the garbage collector off (a big import otherwise pays for many full collections);
 2. refuses to go on if the import started threads (a fork copies only the calling thread, so a
    thread started at import would silently not exist in the workers), naming them and the fix;
 3. runs ``gc.collect()`` then ``gc.freeze()``: the surviving objects move to a generation the
@@ -138,6 +139,7 @@ def become_worker(zygote_sock: socket.socket, request: dict[str, object], receiv
         print("arbiter_worker: the arbiter is gone (not our parent after the fork); exiting", file=sys.stderr)
         return exits.PARENT_GONE
     random.seed()
+    gc.enable()  # the zygote imported with the collector off; the frozen objects stay out of its reach
     max_requests = int(str(request.get("max_requests", 0)))
     return run(dataclasses.replace(options, max_requests=max_requests), environment)
 
@@ -212,6 +214,9 @@ def run_zygote(options: Options, environment: WorkerEnvironment) -> int:
     zygote_sock.set_inheritable(False)
     set_process_name("arbiter-zygote")
     started = time.monotonic()
+    # No collections while the app builds its objects: a big import otherwise pays for many full
+    # collections of a growing heap. One collection after the import, then freeze.
+    gc.disable()
     try:
         import_app(options)
         check_single_threaded()
