@@ -158,7 +158,7 @@ def parse_env(instruction: Instruction, env: dict[str, str]) -> dict[str, str]:
     words = shlex.split(instruction.arguments)
     if words and "=" not in words[0]:  # legacy form: ENV KEY value with spaces
         return {words[0]: substitute(instruction.arguments.split(None, 1)[1], env)}
-    values = {}
+    values: dict[str, str] = {}
     for word in words:
         key, separator, value = word.partition("=")
         if not separator:
@@ -303,7 +303,7 @@ class Image:
     env: dict[str, str]
     user: str = "root"
     workdir: str = "/"
-    config: dict = field(default_factory=dict)
+    config: dict[str, object] = field(default_factory=dict)
 
 
 def nspawn_base(root: Path) -> list[str]:
@@ -494,7 +494,8 @@ def build_stage(stage: Stage, stages: dict[str, Image], context: Path, ignore: I
         elif step.keyword == "STOPSIGNAL":
             image.config["stopsignal"] = step.arguments.strip()
         elif step.keyword == "EXPOSE":
-            image.config.setdefault("expose", []).extend(step.arguments.split())
+            exposed = image.config.get("expose")
+            image.config["expose"] = [*(exposed if isinstance(exposed, list) else []), *step.arguments.split()]
         elif step.keyword == "HEALTHCHECK":
             options, _, command = step.arguments.partition("CMD ")
             image.config["healthcheck"] = {
