@@ -36,23 +36,24 @@ ensure_apt_packages() {
     as_root apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
-# Create .venv with the system Python if needed, then pip install a requirements file unless this
-# exact file was already installed into this venv (a checksum stamp inside the venv remembers).
+# ensure_venv REQUIREMENTS [VENV_DIR]: create the venv (default .venv) with the system Python if
+# needed, then pip install a requirements file unless this exact file was already installed into
+# this venv (a checksum stamp inside the venv remembers).
 ensure_venv() {
-    local requirements="$1" stamp sum
+    local requirements="$1" venv="${2:-$VENV}" stamp sum
     [ -x "$SYSTEM_PYTHON" ] || die "$SYSTEM_PYTHON not found (apt-get install python3)"
-    if [ ! -x "$VENV/bin/python" ]; then
-        log "venv: creating $VENV with $SYSTEM_PYTHON"
-        "$SYSTEM_PYTHON" -m venv "$VENV"
+    if [ ! -x "$venv/bin/python" ]; then
+        log "venv: creating $venv with $SYSTEM_PYTHON"
+        "$SYSTEM_PYTHON" -m venv "$venv" || return 1
     fi
     sum="$(sha256sum "$requirements" | cut -d' ' -f1)"
-    stamp="$VENV/.installed-$(basename "$(dirname "$requirements")")-requirements.sha256"
+    stamp="$venv/.installed-$(basename "$(dirname "$requirements")")-$(basename "$requirements" .txt).sha256"
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ]; then
-        log "venv: ${requirements#"$REPO"/} already installed"
+        log "venv: ${requirements#"$REPO"/} already installed in ${venv#"$REPO"/}"
         return 0
     fi
-    log "venv: pip install -r ${requirements#"$REPO"/}"
-    "$VENV/bin/python" -m pip install -q -r "$requirements"
+    log "venv: pip install -r ${requirements#"$REPO"/} into ${venv#"$REPO"/}"
+    "$venv/bin/python" -m pip install -q -r "$requirements" || return 1
     printf '%s\n' "$sum" > "$stamp"
 }
 

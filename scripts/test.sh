@@ -2,7 +2,7 @@
 # Fresh Debian 12 → every test of arbiter: installs what is missing, builds the normal and the
 # ASan+UBSan trees, then runs the stages below in order and stops at the first that fails.
 #
-#   install · build · build-asan · unit · unit-valgrind · unit-asan · shim · integration · e2e · container · fuzz-smoke
+#   install · build · build-asan · unit · unit-valgrind · unit-asan · shim · integration · shim-lowest · e2e · container · fuzz-smoke
 #
 # The last line of output is always the total over every stage that ran, counted from the tools'
 # own reports (check's "Checks: N, Failures: F, Errors: E" lines, pytest's JUnit XML, a runner's
@@ -161,6 +161,26 @@ stage_shim() {
     return "$status"
 }
 
+# The shim's tests and the zero-drop tests again, against the oldest uvicorn the shim supports
+# (.venv-lowest from tests/requirements-lowest.txt); the stages shim and integration ran them
+# against the latest. Both test sets run even if the first fails; their counts are added up.
+stage_shim_lowest() {
+    local lowest="$REPO/.venv-lowest" status=0 xml passed failed skipped sum=(0 0 0)
+    ensure_venv "$REPO/tests/requirements-lowest.txt" "$lowest" || return 1
+    "$lowest/bin/python" -c 'import uvicorn; print("shim-lowest: uvicorn", uvicorn.__version__)'
+    (cd "$REPO/worker-shim" && "$lowest/bin/python" -m pytest tests -p no:cacheprovider --timeout=240 -q \
+        --junitxml="$LOG_DIR/shim-lowest.xml") || status=1
+    ARBITER_TEST_PYTHON="$lowest/bin/python" "$lowest/bin/python" -m pytest "$REPO/tests/integration/test_zero_drop.py" \
+        -p no:cacheprovider --timeout=240 -rfEs --junitxml="$LOG_DIR/zero-drop-lowest.xml" || status=1
+    for xml in "$LOG_DIR/shim-lowest.xml" "$LOG_DIR/zero-drop-lowest.xml"; do
+        [ -s "$xml" ] || continue
+        read -r passed failed skipped < <("$SYSTEM_PYTHON" "$REPO/scripts/count_results.py" junit "$xml") || return 1
+        sum=($((sum[0] + passed)) $((sum[1] + failed)) $((sum[2] + skipped)))
+    done
+    echo "${sum[*]}" > "$COUNTS"
+    return "$status"
+}
+
 stage_e2e() { run_runner "$E2E_RUNNER"; }
 
 # The container image (packaging/container/Containerfile), its root built by rootfs.py from the
@@ -180,6 +200,7 @@ run_stage unit-valgrind stage_unit_valgrind
 run_stage unit-asan stage_unit_asan
 run_stage shim stage_shim
 run_stage integration stage_integration
+run_stage shim-lowest stage_shim_lowest
 if E2E_RUNNER="$(find_runner "$REPO/tests/e2e")"; then
     run_stage e2e stage_e2e
 else

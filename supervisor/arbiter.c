@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -101,6 +102,7 @@ static void arbiter_finish(struct arbiter *a) {
     log_info("stopped", "all workers stopped; exiting with %d", a->exit_code);
     control_close(&a->control);
     metrics_close(&a->metrics);
+    upgrade_close(&a->upgrade);
     pool_close(&a->pool);
     reaper_close(&a->reaper);
     signals_close(a);
@@ -214,10 +216,26 @@ static int open_listeners(struct arbiter *a, char *err, size_t err_size) {
         }
         if (listener_adopt_systemd(&a->listeners, systemd_count, names, err, err_size) != 0)
             return -1;
-    } else if ((a->listeners.reuse_port = a->config->reuse_port),
-               listener_open_all(&a->listeners, a->config->binds, a->config->bind_count, (int)a->config->backlog,
-                                 a->config->socket_mode, err, err_size) != 0) {
-        return -1;
+    } else {
+        /* With --bind, fds from systemd are the listeners its fd store kept across a restart: an
+         * address that has one takes it back (with the clients queued on it); the rest bind anew. */
+        int stored[LISTENER_MAX];
+        size_t stored_count = systemd_count < LISTENER_MAX ? systemd_count : LISTENER_MAX;
+        for (size_t i = 0; i < stored_count; i++)
+            stored[i] = 3 + (int)i;
+        a->listeners.reuse_port = a->config->reuse_port;
+        if (listener_open_all_reusing(&a->listeners, a->config->binds, a->config->bind_count, stored, stored_count,
+                                      (int)a->config->backlog, a->config->socket_mode, err, err_size) != 0)
+            return -1;
+        for (size_t i = 0; i < stored_count; i++) {
+            if (stored[i] < 0) {
+                a->stored_listeners++;
+                continue;
+            }
+            log_info("fdstore_unused", "closing fd %d from systemd's fd store: no --bind address uses it any more",
+                     stored[i]);
+            close(stored[i]);
+        }
     }
     if (a->config->reuse_port)
         warn_if_requests_cannot_migrate();
@@ -229,6 +247,90 @@ static int open_listeners(struct arbiter *a, char *err, size_t err_size) {
         log_info("listening", "listening on %s", a->listeners.items[i].name);
     }
     return 0;
+}
+
+/* ---- in-place upgrade ---- */
+
+json_t *arbiter_save_state(const struct arbiter *a, const struct upgrade *upgrade) {
+    json_t *listeners = json_array();
+    for (size_t i = 0; i < a->listeners.count; i++) {
+        const struct listener *l = &a->listeners.items[i];
+        json_array_append_new(listeners, json_pack("{s:i, s:s, s:b, s:I}", "fd", l->fd, "name", l->name, "adopted",
+                                                   l->adopted, "unix_inode", (json_int_t)l->unix_inode));
+    }
+    json_t *state = json_pack("{s:i, s:s, s:s, s:i, s:I, s:o, s:i, s:i, s:o, s:I}", "state_version", UPGRADE_STATE_VERSION,
+                              "version", ARBITER_VERSION, "build", upgrade->build, "upgrades", (int)upgrade->upgrades,
+                              "started_ms", (json_int_t)a->started_ms, "listeners", listeners, "control_fd",
+                              control_fd(&a->control), "metrics_fd", metrics_fd(&a->metrics), "pool",
+                              pool_save(&a->pool), "orphans_reaped", (json_int_t)a->reaper.orphans_reaped);
+    if (state && a->config->preload)
+        json_object_set_new(state, "fork_server", fork_server_save(&a->fork_server));
+    return state;
+}
+
+/* The listeners the previous image had, in the same order (the workers' fds 3.. follow it). */
+static int adopt_listeners(struct arbiter *a, json_t *handed, char *err, size_t err_size) {
+    size_t i;
+    json_t *item;
+    json_array_foreach(json_object_get(handed, "listeners"), i, item) {
+        int fd = (int)json_integer_value(json_object_get(item, "fd"));
+        if (listener_adopt(&a->listeners, fd, json_string_value(json_object_get(item, "name")), err, err_size) != 0)
+            return -1;
+        struct listener *l = &a->listeners.items[a->listeners.count - 1];
+        l->adopted = json_is_true(json_object_get(item, "adopted"));
+        l->unix_inode = (ino_t)json_integer_value(json_object_get(item, "unix_inode"));
+        a->listen_fds[i] = fd;
+    }
+    a->listeners.reuse_port = a->config->reuse_port;
+    if (a->listeners.count == 0) {
+        snprintf(err, err_size, "the upgrade state has no listeners");
+        return -1;
+    }
+    return 0;
+}
+
+static int adopt_workers(struct arbiter *a, json_t *handed, char *err, size_t err_size) {
+    a->started_ms = (uint64_t)json_integer_value(json_object_get(handed, "started_ms"));
+    a->reaper.orphans_reaped = (uint64_t)json_integer_value(json_object_get(handed, "orphans_reaped"));
+    if (pool_restore(&a->pool, json_object_get(handed, "pool"), err, err_size) != 0)
+        return -1;
+    json_t *fork_server = json_object_get(handed, "fork_server");
+    if (a->config->preload && fork_server && fork_server_restore(&a->fork_server, fork_server, err, err_size) != 0)
+        return -1;
+    struct upgrade *u = &a->upgrade;
+    u->upgrades = (unsigned)json_integer_value(json_object_get(handed, "upgrades")) + 1;
+    snprintf(u->previous_version, sizeof u->previous_version, "%s", json_string_value(json_object_get(handed, "version")) ?: "?");
+    snprintf(u->previous_build, sizeof u->previous_build, "%s", json_string_value(json_object_get(handed, "build")) ?: "?");
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    u->upgraded_at = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+    return 0;
+}
+
+/* Under systemd with --bind: the listeners go into its fd store, so a `systemctl restart` never closes
+ * them (FileDescriptorStoreMax= in the unit; without it systemd drops them, and nothing changes). */
+static void arbiter_store_listeners(struct arbiter *a) {
+    if (a->config->bind_count == 0 || a->notify.fd < 0 || a->check_mode)
+        return;
+    for (size_t i = 0; i < a->listeners.count; i++) {
+        char name[256];
+        notify_fd_name(a->listeners.items[i].address.text, i, name, sizeof name);
+        notify_store_fd(&a->notify, a->listeners.items[i].fd, name);
+    }
+    if (a->stored_listeners)
+        log_info("fdstore", "took %zu listener%s back from systemd's fd store: clients that connected during the "
+                 "restart are served now", a->stored_listeners, a->stored_listeners == 1 ? "" : "s");
+}
+
+static void arbiter_adopted(struct arbiter *a) {
+    const struct upgrade *u = &a->upgrade;
+    a->state = ARBITER_RUNNING;
+    a->reload_notified = a->pool.reload.id;
+    log_info("upgraded", "upgraded in place from arbiter %s (build %s) to %s (build %s), pid %d: %u workers adopted, "
+             "none restarted", u->previous_version, u->previous_build, ARBITER_VERSION, u->build, (int)getpid(),
+             pool_live_count(&a->pool));
+    notify_send(&a->notify, "READY=1\nSTATUS=%u/%u workers ready, upgraded", pool_ready_count(&a->pool), a->pool.target);
+    arbiter_update_status(a);
 }
 
 int arbiter_run(struct config *config) {
@@ -250,14 +352,23 @@ int arbiter_run(struct config *config) {
     }
 
     a->loop = uv_default_loop();
+    upgrade_init(&a->upgrade, a);
+    json_t *handed = upgrade_take_state(err, sizeof err); /* set when we are the new image of an upgrade */
+    if (!handed && err[0]) {
+        log_event(LOG_CRITICAL, "upgrade_failed", 0, 0, "%s", err);
+        return EXIT_RUNTIME_FAILURE;
+    }
     struct pool_events events = {arbiter_on_pool_changed, arbiter_on_pool_empty, arbiter_on_boot_failed, NULL, a};
     if (pool_init(&a->pool, a->loop, config, events, a->listen_fds, 0, NULL) != 0) {
         log_error("startup_failed", "out of memory");
+        json_decref(handed);
         return EXIT_RUNTIME_FAILURE;
     }
-    if (resolve_identity(a, err, sizeof err) != 0 || open_listeners(a, err, sizeof err) != 0) {
+    if (resolve_identity(a, err, sizeof err) != 0 ||
+        (handed ? adopt_listeners(a, handed, err, sizeof err) : open_listeners(a, err, sizeof err)) != 0) {
         log_event(LOG_CRITICAL, "config_error", 0, 0, "%s", err);
         pool_close(&a->pool);
+        json_decref(handed);
         return EXIT_USAGE;
     }
     a->pool.listen_fd_count = a->listeners.count;
@@ -275,16 +386,28 @@ int arbiter_run(struct config *config) {
         a->pool.spawner = &a->fork_server.spawner;
     }
     int rc = signals_start(a);
+    if (rc == 0 && handed && adopt_workers(a, handed, err, sizeof err) != 0) {
+        log_event(LOG_CRITICAL, "upgrade_failed", 0, 0, "cannot adopt the previous image's workers: %s", err);
+        rc = -1;
+    }
     if (rc == 0 && reaper_start(&a->reaper, a->loop, err, sizeof err) != 0) {
         log_event(LOG_CRITICAL, "startup_failed", 0, 0, "%s", err);
         rc = -1;
     }
-    if (rc == 0 && !a->check_mode && control_start(&a->control, a, err, sizeof err) != 0) {
+    int handed_control = handed ? (int)json_integer_value(json_object_get(handed, "control_fd")) : -1;
+    int handed_metrics = handed ? (int)json_integer_value(json_object_get(handed, "metrics_fd")) : -1;
+    if (rc == 0 && !a->check_mode &&
+        (handed_control >= 0 ? control_adopt(&a->control, a, handed_control, err, sizeof err)
+                             : control_start(&a->control, a, err, sizeof err)) != 0) {
         log_event(LOG_CRITICAL, "control_failed", 0, 0, "%s", err);
         a->exit_code = EXIT_USAGE;
         rc = -1;
     }
-    if (rc == 0 && config->metrics && metrics_start(&a->metrics, a, config->metrics, err, sizeof err) != 0) {
+    if (rc == 0 && config->metrics && handed_metrics >= 0 &&
+        metrics_adopt(&a->metrics, a, config->metrics, handed_metrics, err, sizeof err) != 0) {
+        log_event(LOG_CRITICAL, "metrics_failed", 0, 0, "%s", err);
+        rc = -1;
+    } else if (rc == 0 && config->metrics && handed_metrics < 0 && metrics_start(&a->metrics, a, config->metrics, err, sizeof err) != 0) {
         log_event(LOG_CRITICAL, "metrics_failed", 0, 0, "%s", err);
         a->exit_code = EXIT_USAGE;
         rc = -1;
@@ -293,8 +416,13 @@ int arbiter_run(struct config *config) {
         if (a->exit_code == EXIT_CLEAN)
             a->exit_code = EXIT_RUNTIME_FAILURE;
         a->state = ARBITER_STOPPING;
+        if (handed) /* what was adopted goes down with us (workers follow by PR_SET_PDEATHSIG) */
+            pool_stop(&a->pool, false);
         arbiter_finish(a);
+    } else if (handed) {
+        arbiter_adopted(a);
     } else {
+        arbiter_store_listeners(a);
         log_info("starting", "arbiter %s (pid %d) starting %u worker%s for %s with %s", ARBITER_VERSION, (int)getpid(),
                  config->workers, config->workers == 1 ? "" : "s", config->app, config->python);
         if (config->boot_timeout > 0) /* slow lifespan startups must not hit TimeoutStartSec */
@@ -305,6 +433,7 @@ int arbiter_run(struct config *config) {
             arbiter_stop(a, false, "start-up failed");
         }
     }
+    json_decref(handed);
     uv_run(a->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(a->loop) != 0)
         log_error("handles_leaked", "some libuv handles were still open at exit (a bug in arbiter; please report it)");

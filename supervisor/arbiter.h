@@ -15,6 +15,7 @@
 #include "pool.h"
 #include "reaper.h"
 #include "spawner.h"
+#include "upgrade.h"
 #include "zygote.h"
 
 #define ARBITER_VERSION "0.1.0"
@@ -44,11 +45,13 @@ struct arbiter {
 
     struct listener_set listeners;
     int listen_fds[LISTENER_MAX];
+    size_t stored_listeners; /* listeners taken back from systemd's fd store at start */
     struct pool pool;
     struct reaper reaper;
     struct spawner exec_spawner;
     struct fork_server fork_server;
     struct notify notify;
+    struct upgrade upgrade;
     struct control control;
     struct metrics metrics;
     uv_signal_t signals[ARBITER_SIGNAL_COUNT];
@@ -65,6 +68,9 @@ int arbiter_run(struct config *config);
 void arbiter_stop(struct arbiter *arbiter, bool graceful, const char *why);
 void arbiter_reload(struct arbiter *arbiter, const char *why);
 int arbiter_scale(struct arbiter *arbiter, unsigned target, const char *why);
+
+/* In-place upgrade: everything the next image adopts (upgrade.c hands it over). */
+json_t *arbiter_save_state(const struct arbiter *arbiter, const struct upgrade *upgrade);
 
 /* signals.c */
 int signals_start(struct arbiter *arbiter);

@@ -407,3 +407,39 @@ void control_close(struct control *control) {
     if (control->path[0] && lstat(control->path, &st) == 0 && S_ISSOCK(st.st_mode))
         unlink(control->path);
 }
+
+/* After an in-place upgrade: the listening socket the previous image had, already bound and listening
+ * at the same path (so clients never see it missing). */
+int control_adopt(struct control *control, struct arbiter *arbiter, int fd, char *err, size_t err_size) {
+    memset(control, 0, sizeof *control);
+    control->arbiter = arbiter;
+    const struct config *config = arbiter->config;
+    if (config->control_path)
+        snprintf(control->path, sizeof control->path, "%s", config->control_path);
+    else
+        control_default_path(config->name, control->path, sizeof control->path);
+    if (config->control_group) {
+        struct group *group = getgrnam(config->control_group);
+        if (group) {
+            control->has_read_group = true;
+            control->read_group = group->gr_gid;
+        }
+    }
+    uv_pipe_init(arbiter->loop, &control->server, 0);
+    control->server.data = control;
+    control->listening = true;
+    int rc = uv_pipe_open(&control->server, fd);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&control->server, 16, control_on_connection);
+    if (rc != 0) {
+        snprintf(err, err_size, "cannot adopt the control socket %s (fd %d) from the previous arbiter: %s", control->path,
+                 fd, uv_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+int control_fd(const struct control *control) {
+    uv_os_fd_t fd;
+    return control->listening && uv_fileno((const uv_handle_t *)&control->server, &fd) == 0 ? fd : -1;
+}

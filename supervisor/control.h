@@ -16,7 +16,13 @@
  *          "target_workers","ready_workers","generation","uptime_s","reloads","listeners":[..],
  *          "workers":[{"id","pid","state":"booting|ready|draining|backoff|crashloop","generation",
  *                      "uptime_s","requests","in_flight","restarts","last_exit",
- *                      "memory_rss_bytes","memory_pss_bytes","cpu_seconds"}]}
+ *                      "memory_rss_bytes","memory_pss_bytes","memory_shared_bytes",
+ *                      "memory_private_bytes","cpu_seconds"}],
+ *          "spawner":"exec|fork", "zygote":null|{"pid","generation","state","import_seconds",
+ *          "memory_pss_bytes","memory_rss_bytes","forks","restarts"},
+ *          "reload":{"state":"idle|running|done|failed","generation","failure"?},
+ *          "build","upgrades","upgraded_at":null|unix time,"previous_version","previous_build",
+ *          "orphans_reaped"}
  *   {"cmd":"scale","workers":N}            absolute                write
  *   {"cmd":"scale","delta":±N}             relative
  *       → {"ok":true,"target_workers":N,"ready_workers":N} once all N are ready and removed
@@ -27,6 +33,10 @@
  *       → {"ok":true,"id":ID,"pid":NEW_PID} once the replacement is ready
  *   {"cmd":"stop","quick":false}           graceful (default) or quick            write
  *       → {"ok":true,"pid":P} at once; the arbiter then stops
+ *   {"cmd":"upgrade"}                      re-exec the installed binary in place  write
+ *       → {"ok":true,"pid":P,"upgrades":N,"version","build"} once the pre-flight passed, just before
+ *         the re-exec (the connection then closes; status shows "upgrades":N+1 when it is back);
+ *         "failed" with the pre-flight's words when the new binary cannot take over
  *   {"cmd":"health"}                       readiness, the same rule as /healthz   read
  *   {"cmd":"health","all":true}            ... and every target worker ready
  *   {"cmd":"health","live":true}           liveness: the event loop answers
@@ -50,7 +60,10 @@
  *   busy                too many clients; the connection is closed
  *   not_running         the arbiter is starting or stopping and cannot do this now
  *   timeout             the change did not complete within "timeout"; it continues in the background
- *   failed              the change did not complete (e.g. a new worker failed to boot during reload)
+ *   failed              the change did not complete (e.g. a new worker failed to boot during reload,
+ *                       or an upgrade's pre-flight refused)
+ *   busy_upgrading      an upgrade cannot start now (a reload, a start, a stop or another upgrade
+ *                       is under way); try again
  *   unhealthy           health: not serving; the message says why (stopping, too few workers ready)
  *
  * Permissions (SO_PEERCRED): root and the arbiter's own uid may run every command; members of
@@ -148,6 +161,10 @@ struct control {
 };
 
 int control_start(struct control *control, struct arbiter *arbiter, char *err, size_t err_size);
+/* In-place upgrade: listen on the socket fd the previous image handed over. */
+int control_adopt(struct control *control, struct arbiter *arbiter, int fd, char *err, size_t err_size);
+/* The listening fd (to hand over in an upgrade), or -1. */
+int control_fd(const struct control *control);
 /* Re-checks waiting clients after any change in the pool. */
 void control_on_change(struct control *control);
 void control_close(struct control *control);

@@ -121,6 +121,12 @@ json_t *control_status(struct arbiter *a) {
     json_object_set_new(status, "zygote", zygote_json(a));
     json_object_set_new(status, "reload", reload_json(&pool->reload));
     json_object_set_new(status, "orphans_reaped", json_integer((json_int_t)a->reaper.orphans_reaped));
+    const struct upgrade *u = &a->upgrade;
+    json_object_set_new(status, "build", json_string(u->build));
+    json_object_set_new(status, "upgrades", json_integer(u->upgrades));
+    json_object_set_new(status, "upgraded_at", u->upgraded_at > 0 ? json_real(u->upgraded_at) : json_null());
+    json_object_set_new(status, "previous_version", u->upgrades ? json_string(u->previous_version) : json_null());
+    json_object_set_new(status, "previous_build", u->upgrades ? json_string(u->previous_build) : json_null());
     return status;
 }
 
@@ -287,6 +293,34 @@ static enum control_outcome stop_run(struct arbiter *a, struct control_request *
     return CONTROL_DONE;
 }
 
+/* ---- upgrade ---- */
+
+static enum control_outcome upgrade_done(struct arbiter *a, const struct control_request *r, json_t **reply,
+                                         struct control_error *error) {
+    const struct upgrade *u = &a->upgrade;
+    if (u->failed > r->mark) {
+        set_error(error, "failed", "%s", u->failure);
+        return CONTROL_FAILED;
+    }
+    if (u->phase != UPGRADE_EXEC_PENDING)
+        return CONTROL_WAIT;
+    *reply = json_pack("{s:b, s:i, s:i, s:s, s:s}", "ok", 1, "pid", (int)getpid(), "upgrades", (int)u->upgrades,
+                       "version", ARBITER_VERSION, "build", u->build);
+    return CONTROL_DONE;
+}
+
+static enum control_outcome upgrade_run(struct arbiter *a, struct control_request *r, json_t **reply,
+                                        struct control_error *error) {
+    char err[512];
+    r->mark = a->upgrade.failed;
+    if (upgrade_request(&a->upgrade, "control command", err, sizeof err) != 0) {
+        set_error(error, upgrade_in_progress(&a->upgrade) || strstr(err, "cannot upgrade now") ? "busy_upgrading" : "failed",
+                  "%s", err);
+        return CONTROL_FAILED;
+    }
+    return upgrade_done(a, r, reply, error);
+}
+
 /* ---- health ---- */
 
 static int health_parse(json_t *json, struct control_request *r, struct control_error *error) {
@@ -327,6 +361,7 @@ static const struct control_command command_table[] = {
     {"reload", CONTROL_WRITE, NULL, reload_run, reload_done, "replace every worker, overlapped"},
     {"recycle", CONTROL_WRITE, recycle_parse, recycle_run, recycle_done, "replace one worker, overlapped"},
     {"stop", CONTROL_WRITE, stop_parse, stop_run, NULL, "stop the arbiter, gracefully or quickly"},
+    {"upgrade", CONTROL_WRITE, NULL, upgrade_run, upgrade_done, "re-execute the installed binary in place"},
     {"health", CONTROL_READ, health_parse, health_run, NULL, "is it serving (as /healthz), or alive at all (live)"},
 };
 

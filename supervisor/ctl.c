@@ -45,6 +45,8 @@ static void ctl_usage(FILE *out) {
                  "  reload              replace every worker, each new one ready before the old one drains\n"
                  "  recycle ID          replace one worker the same way\n"
                  "  stop [--quick]      stop gracefully (or quickly); waits until the arbiter has exited\n"
+                 "  upgrade             re-execute the installed arbiter binary in place (same pid, sockets and\n"
+                 "                      workers); waits until it is back\n"
                  "  health [--all]      exit 0 while serving with at least --min-ready (--all: every) worker\n"
                  "                      ready and not stopping, else 1 with the reason (as /healthz)\n"
                  "  health --live       exit 0 while the arbiter answers at all, draining included\n"
@@ -59,6 +61,8 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static bool ctl_quiet; /* while polling a re-executing arbiter: a refused or closed connection is expected */
+
 static int ctl_connect(const char *path) {
     struct sockaddr_un address = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof address.sun_path) {
@@ -72,7 +76,8 @@ static int ctl_connect(const char *path) {
         return -1;
     }
     if (connect(fd, (struct sockaddr *)&address, sizeof address) != 0) {
-        fprintf(stderr, "arbiter ctl: cannot connect to the arbiter at %s: %s.\nIs it running? Pass --control PATH "
+        if (!ctl_quiet)
+            fprintf(stderr, "arbiter ctl: cannot connect to the arbiter at %s: %s.\nIs it running? Pass --control PATH "
                         "(or set ARBITER_CONTROL) to the path it logged as 'control socket'.\n",
                 path, strerror(errno));
         close(fd);
@@ -141,8 +146,9 @@ static json_t *ctl_exchange(int fd, json_t *request, double timeout) {
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            fprintf(stderr, "arbiter ctl: the arbiter closed the connection without a reply%s%s\n", n < 0 ? ": " : "",
-                    n < 0 ? strerror(errno) : "");
+            if (!ctl_quiet)
+                fprintf(stderr, "arbiter ctl: the arbiter closed the connection without a reply%s%s\n", n < 0 ? ": " : "",
+                        n < 0 ? strerror(errno) : "");
             break;
         }
         used += (size_t)n;
@@ -267,6 +273,42 @@ static json_t *ctl_build_request(const char *command, const char *argument, cons
     return request;
 }
 
+/* After `upgrade` was accepted: the arbiter re-executes; wait until the new image answers status
+ * with one more upgrade, and say what changed. */
+static int ctl_wait_for_upgrade(const char *path, json_t *accepted, double timeout, bool quiet) {
+    json_int_t before = json_integer_value(json_object_get(accepted, "upgrades"));
+    double deadline = now_seconds() + timeout;
+    while (now_seconds() < deadline) {
+        ctl_quiet = true;
+        int fd = ctl_connect(path);
+        json_t *status = NULL;
+        if (fd >= 0) {
+            json_t *request = json_pack("{s:s}", "cmd", "status");
+            status = ctl_exchange(fd, request, 5);
+            json_decref(request);
+            close(fd);
+        }
+        ctl_quiet = false;
+        if (status && json_integer_value(json_object_get(status, "upgrades")) > before &&
+            strcmp(json_string_value(json_object_get(status, "state")) ?: "", "running") == 0) {
+            if (!quiet)
+                printf("upgraded in place: arbiter %s (build %s) -> %s (build %s), pid %lld, %lld workers kept\n",
+                       json_string_value(json_object_get(status, "previous_version")),
+                       json_string_value(json_object_get(status, "previous_build")),
+                       json_string_value(json_object_get(status, "version")),
+                       json_string_value(json_object_get(status, "build")),
+                       (long long)json_integer_value(json_object_get(status, "pid")),
+                       (long long)json_array_size(json_object_get(status, "workers")));
+            json_decref(status);
+            return 0;
+        }
+        json_decref(status);
+        poll(NULL, 0, 100);
+    }
+    fprintf(stderr, "arbiter ctl upgrade: the arbiter did not answer as upgraded within %.0f s; see its log\n", timeout);
+    return 1;
+}
+
 /* After `stop` was accepted: wait until the arbiter's pid is gone. */
 static int ctl_wait_for_exit(pid_t pid, double timeout) {
     double deadline = now_seconds() + timeout;
@@ -372,6 +414,8 @@ int ctl_main(int argc, char **argv) {
         code = 1;
     } else if (strcmp(command, "stop") == 0 && options.wait) {
         code = ctl_wait_for_exit((pid_t)json_integer_value(json_object_get(reply, "pid")), options.timeout);
+    } else if (strcmp(command, "upgrade") == 0 && options.wait) {
+        code = ctl_wait_for_upgrade(path, reply, options.timeout, options.json);
     }
     if (options.json) {
         char *text = json_dumps(reply, JSON_COMPACT);
@@ -392,6 +436,8 @@ int ctl_main(int argc, char **argv) {
                    options.wait ? "" : " (in progress)");
         else if (strcmp(command, "stop") == 0)
             printf("stopped\n");
+        else if (strcmp(command, "upgrade") == 0 && !options.wait)
+            printf("upgrade started (pre-flight passed)\n");
         else if (strcmp(command, "health") == 0)
             printf("%s\n", json_string_value(json_object_get(reply, "reason")));
     }

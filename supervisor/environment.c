@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "handshake.h"
+
 static const char *const dropped_prefixes[] = {
     "NOTIFY_SOCKET=", "WATCHDOG_PID=", "WATCHDOG_USEC=", "LISTEN_PID=", "LISTEN_FDS=", "LISTEN_FDNAMES=", "ARBITER_",
 };
@@ -115,6 +117,7 @@ char **environment_build(char *const *base, const struct string_list *extra, con
     builder_putf(&b, "ARBITER_GENERATION=%u", id->generation);
     builder_putf(&b, "ARBITER_HEARTBEAT_INTERVAL=%.3f", id->heartbeat_interval);
     builder_putf(&b, "ARBITER_LOG_FORMAT=%s", id->log_format);
+    builder_putf(&b, "ARBITER_PROTOCOL=%d", ARBITER_CHANNEL_PROTOCOL);
     if (id->log_file)
         builder_putf(&b, "ARBITER_LOG_FILE=%s", id->log_file);
     if (b.failed || !b.items) {

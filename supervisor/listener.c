@@ -442,3 +442,56 @@ int listener_open_sibling(int fd, int backlog, char *err, size_t err_size) {
     }
     return sibling;
 }
+
+/* Does the listening socket fd serve exactly this --bind address? */
+bool listener_fd_matches(int fd, const struct bind_address *address) {
+    struct sockaddr_storage local;
+    socklen_t length = sizeof local;
+    if (address->kind == BIND_FD || getsockname(fd, (struct sockaddr *)&local, &length) != 0 ||
+        local.ss_family != address->addr.ss_family)
+        return false;
+    switch (local.ss_family) {
+    case AF_INET: {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&local, *b = (const struct sockaddr_in *)&address->addr;
+        return a->sin_port == b->sin_port && a->sin_addr.s_addr == b->sin_addr.s_addr;
+    }
+    case AF_INET6: {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&local, *b = (const struct sockaddr_in6 *)&address->addr;
+        return a->sin6_port == b->sin6_port && memcmp(&a->sin6_addr, &b->sin6_addr, sizeof a->sin6_addr) == 0;
+    }
+    case AF_UNIX:
+        return strncmp(((const struct sockaddr_un *)&local)->sun_path, ((const struct sockaddr_un *)&address->addr)->sun_path,
+                       sizeof ((struct sockaddr_un *)0)->sun_path) == 0;
+    default:
+        return false;
+    }
+}
+
+int listener_open_all_reusing(struct listener_set *set, const struct bind_address *addresses, size_t count,
+                              int *stored, size_t stored_count, int backlog, unsigned unix_mode, char *err,
+                              size_t err_size) {
+    for (size_t i = 0; i < count; i++) {
+        size_t match = stored_count;
+        for (size_t j = 0; j < stored_count && match == stored_count; j++)
+            if (stored[j] >= 0 && listener_check_fd(stored[j], err, err_size) == 0 && listener_fd_matches(stored[j], &addresses[i]))
+                match = j;
+        if (match == stored_count) {
+            if (listener_open_all(set, &addresses[i], 1, backlog, unix_mode, err, err_size) != 0)
+                return -1;
+            continue;
+        }
+        if (set->count >= LISTENER_MAX || set_cloexec(stored[match]) != 0) {
+            snprintf(err, err_size, "cannot take listener %s back from systemd's fd store", addresses[i].text);
+            listener_close_all(set);
+            return -1;
+        }
+        struct listener *l = &set->items[set->count++];
+        memset(l, 0, sizeof *l);
+        l->address = addresses[i];
+        l->fd = stored[match];
+        l->adopted = true; /* its file and its life belong to systemd's store as much as to us */
+        listener_describe(l->fd, l->name, sizeof l->name);
+        stored[match] = -1;
+    }
+    return 0;
+}

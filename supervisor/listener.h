@@ -55,6 +55,16 @@ int listener_adopt(struct listener_set *set, int fd, const char *name, char *err
 
 void listener_close_all(struct listener_set *set);
 
+/* Whether the listening socket fd is bound to exactly this address (getsockname). */
+bool listener_fd_matches(int fd, const struct bind_address *address);
+
+/* As listener_open_all, but an address whose socket is among `stored` (systemd gave back what its fd
+ * store kept across a restart) takes that socket instead of binding again: the queue it holds,
+ * with the clients that connected during the restart, is served. Taken entries become -1. */
+int listener_open_all_reusing(struct listener_set *set, const struct bind_address *addresses, size_t count,
+                              int *stored, size_t stored_count, int backlog, unsigned unix_mode, char *err,
+                              size_t err_size);
+
 /* Formats a socket's local address as HOST:PORT, [V6]:PORT or unix:PATH. */
 void listener_describe(int fd, char *out, size_t size);
 

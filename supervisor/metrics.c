@@ -155,7 +155,9 @@ static size_t collect_workers(const struct pool *pool, const struct worker **out
 void metrics_render(struct arbiter *a, struct text_buffer *b) {
     const struct pool *pool = &a->pool;
     header(b, "arbiter_build_info", "gauge", "Version of the arbiter binary.");
-    text_buffer_printf(b, "arbiter_build_info{version=\"%s\"} 1\n", ARBITER_VERSION);
+    text_buffer_printf(b, "arbiter_build_info{version=\"%s\",build=\"%s\"} 1\n", ARBITER_VERSION, a->upgrade.build);
+    header(b, "arbiter_upgrades_total", "counter", "In-place upgrades this process went through (same pid).");
+    text_buffer_printf(b, "arbiter_upgrades_total %u\n", a->upgrade.upgrades);
     header(b, "arbiter_up_seconds", "gauge", "Seconds since the arbiter started.");
     text_buffer_printf(b, "arbiter_up_seconds %.3f\n", (double)(uv_now(a->loop) - a->started_ms) / 1000.0);
     header(b, "arbiter_stopping", "gauge", "1 while the arbiter drains to stop (lame duck).");
@@ -500,4 +502,41 @@ void metrics_close(struct metrics *metrics) {
     uv_close(&metrics->server.handle, NULL); /* embedded in struct arbiter */
     if (metrics->unix_path[0])
         unlink(metrics->unix_path);
+}
+
+/* After an in-place upgrade: the listening socket the previous image had. */
+int metrics_adopt(struct metrics *metrics, struct arbiter *arbiter, const char *address, int fd, char *err,
+                  size_t err_size) {
+    memset(metrics, 0, sizeof *metrics);
+    metrics->arbiter = arbiter;
+    struct bind_address parsed;
+    char reason[256];
+    if (listener_parse_address(address, &parsed, reason, sizeof reason) != 0) {
+        snprintf(err, err_size, "--metrics %s: %s", address, reason);
+        return -1;
+    }
+    int rc;
+    if (parsed.kind == BIND_UNIX) {
+        uv_pipe_init(arbiter->loop, &metrics->server.pipe, 0);
+        metrics->listening = true;
+        rc = uv_pipe_open(&metrics->server.pipe, fd);
+        snprintf(metrics->unix_path, sizeof metrics->unix_path, "%s", ((struct sockaddr_un *)&parsed.addr)->sun_path);
+    } else {
+        uv_tcp_init(arbiter->loop, &metrics->server.tcp);
+        metrics->listening = true;
+        rc = uv_tcp_open(&metrics->server.tcp, fd);
+    }
+    metrics->server.handle.data = metrics;
+    if (rc == 0)
+        rc = uv_listen(&metrics->server.stream, 64, metrics_on_connection);
+    if (rc != 0) {
+        snprintf(err, err_size, "--metrics %s: cannot adopt fd %d from the previous arbiter: %s", address, fd, uv_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+int metrics_fd(const struct metrics *metrics) {
+    uv_os_fd_t fd;
+    return metrics->listening && uv_fileno(&metrics->server.handle, &fd) == 0 ? fd : -1;
 }

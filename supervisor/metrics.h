@@ -49,6 +49,11 @@ struct metrics {
 };
 
 int metrics_start(struct metrics *metrics, struct arbiter *arbiter, const char *address, char *err, size_t err_size);
+/* In-place upgrade: serve on the listening fd the previous image handed over. */
+int metrics_adopt(struct metrics *metrics, struct arbiter *arbiter, const char *address, int fd, char *err,
+                  size_t err_size);
+/* The listening fd (to hand over in an upgrade), or -1. */
+int metrics_fd(const struct metrics *metrics);
 void metrics_close(struct metrics *metrics);
 
 #endif

@@ -127,6 +127,8 @@ void pool_close(struct pool *pool);
 
 unsigned pool_ready_count(const struct pool *pool);
 unsigned pool_live_count(const struct pool *pool);
+/* Workers whose process is still being created (a fork requested from the zygote). */
+unsigned pool_spawning_count(const struct pool *pool);
 struct slot *pool_find_slot(const struct pool *pool, unsigned slot_id);
 const char *slot_state_name(const struct slot *slot);
 
@@ -134,6 +136,11 @@ const char *slot_state_name(const struct slot *slot);
  * (the arbiter's, cleaned, plus --env and the ARBITER_* variables). NULL when memory runs out. */
 char **pool_build_argv(const struct pool *pool, char numbers[3][32], bool zygote);
 char **pool_build_env(const struct pool *pool, unsigned worker_id, unsigned generation, size_t listen_fds);
+
+/* In-place upgrade: the whole pool as JSON (fds under keys ending in _fd/_fds), and its adoption by
+ * the next image (after pool_init, instead of pool_start). */
+json_t *pool_save(const struct pool *pool);
+int pool_restore(struct pool *pool, json_t *saved, char *err, size_t err_size);
 
 /* Called by worker.c. */
 void pool_worker_ready(struct worker *worker);

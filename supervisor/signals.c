@@ -47,9 +47,9 @@ static void on_usr1(struct arbiter *a) {
     log_info("reopen_logs", "reopened %s", a->config->log_file);
 }
 static void on_usr2(struct arbiter *a) {
-    (void)a;
-    log_warning("upgrade_unsupported", "SIGUSR2 (binary upgrade) is not supported yet; use `arbiter ctl reload` "
-                                       "to restart the workers, or restart the service for a new arbiter binary");
+    char err[512];
+    if (upgrade_request(&a->upgrade, "SIGUSR2", err, sizeof err) != 0)
+        log_warning("upgrade_refused", "SIGUSR2: %s", err);
 }
 
 static const struct signal_action signal_table[] = {

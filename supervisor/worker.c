@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "handshake.h"
 #include "log.h"
 #include "pool.h"
 #include "procstat.h"
@@ -123,9 +124,31 @@ static void worker_on_heartbeat(struct worker *w) {
     }
 }
 
+/* The first line must be a hello of our protocol. A shim from another install is killed at once (we
+ * cannot know what else it would misunderstand) and counts like the shim's exit 4 (pool.c). */
+static void worker_on_first_message(struct worker *w, const json_t *message) {
+    if (w->kill_reason == KILL_PROTOCOL_MISMATCH)
+        return; /* already refused: whatever else it sends is ignored */
+    char problem[768];
+    if (handshake_accept(message, problem, sizeof problem)) {
+        w->greeted = true;
+        return;
+    }
+    log_event(LOG_ERROR, "worker_protocol_mismatch", w->slot_id, w->pid, "refusing this worker: %s", problem);
+    w->kill_reason = KILL_PROTOCOL_MISMATCH;
+    worker_arm_deadline(w, 0);
+    if (w->pid > 0) /* a worker built by a test or a fuzzer has none, and kill(0) would hit our group */
+        worker_send_signal(w, SIGKILL);
+}
+
 void worker_handle_message(struct worker *w, const char *line, size_t length) {
     json_error_t error;
     json_t *message = json_loadb(line, length, 0, &error);
+    if (!w->greeted) {
+        worker_on_first_message(w, message);
+        json_decref(message);
+        return;
+    }
     const char *type = message ? json_string_value(json_object_get(message, "type")) : NULL;
     if (!type) {
         log_event(LOG_WARNING, "worker_bad_message", w->slot_id, w->pid,
@@ -399,6 +422,7 @@ void worker_describe_exit(const struct worker *w, char *out, size_t size) {
         [KILL_BOOT_TIMEOUT] = " after not booting in time (--boot-timeout)",
         [KILL_GRACEFUL_TIMEOUT] = " after --graceful-timeout",
         [KILL_SPAWN_FAILED] = "",
+        [KILL_PROTOCOL_MISMATCH] = " after its shim spoke another channel protocol",
     };
     if (w->kill_reason == KILL_SPAWN_FAILED)
         snprintf(out, size, "could not start: %s", w->spawn_error);
@@ -406,4 +430,95 @@ void worker_describe_exit(const struct worker *w, char *out, size_t size) {
         snprintf(out, size, "killed by signal %d (%s)%s", w->term_signal, strsignal(w->term_signal), because[w->kill_reason]);
     else
         snprintf(out, size, "exit code %lld%s", (long long)w->exit_status, because[w->kill_reason]);
+}
+
+/* ---- in-place upgrade: a worker handed from one arbiter image to the next ---- */
+
+static enum worker_state worker_state_from_name(const char *name) {
+    for (int s = 0; s < WORKER_STATE_COUNT; s++)
+        if (name && strcmp(name, state_names[s]) == 0)
+            return (enum worker_state)s;
+    return WORKER_STATE_COUNT;
+}
+
+json_t *worker_save(const struct worker *w) {
+    uv_os_fd_t fd = -1;
+    uv_fileno((const uv_handle_t *)&w->channel, &fd);
+    json_t *saved = json_pack("{s:b, s:i, s:i, s:i, s:s, s:i, s:I, s:I, s:I, s:I, s:b, s:b, s:b, s:i, s:I}", "greeted",
+                              w->greeted, "slot",
+                              (int)w->slot_id, "pid", w->pid, "channel_fd", fd, "state", worker_state_name(w->state),
+                              "generation", (int)w->generation, "started_ms", (json_int_t)w->started_ms, "ready_ms",
+                              (json_int_t)w->ready_ms, "requests", (json_int_t)w->requests, "in_flight",
+                              (json_int_t)w->in_flight, "stop_requested", w->stop_requested, "retire_requested",
+                              w->retire_requested, "stack_dump_requested", w->stack_dump_requested, "kill_reason",
+                              (int)w->kill_reason, "deadline_ms",
+                              uv_is_active((const uv_handle_t *)&w->deadline) ? (json_int_t)uv_timer_get_due_in(&w->deadline)
+                                                                              : (json_int_t)-1);
+    /* A partial line already read from the channel: the rest is still in the socket. */
+    json_t *pending = w->line_length ? json_stringn(w->line, w->line_length) : NULL;
+    if (saved && pending)
+        json_object_set_new(saved, "pending", pending);
+    return saved;
+}
+
+struct worker *worker_restore(struct pool *pool, struct slot *slot, json_t *saved, char *err, size_t err_size) {
+    json_int_t slot_id = 0, pid = 0, fd = -1, generation = 0, started = 0, ready = 0, requests = 0, in_flight = 0,
+               kill_reason = 0, deadline = 0;
+    int stop = 0, retire = 0, dump = 0;
+    const char *state_name = NULL;
+    json_error_t error;
+    if (json_unpack_ex(saved, &error, 0, "{s:I, s:I, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:b, s:b, s:b, s:I, s:I}",
+                       "slot", &slot_id, "pid", &pid, "channel_fd", &fd, "state", &state_name, "generation", &generation,
+                       "started_ms", &started, "ready_ms", &ready, "requests", &requests, "in_flight", &in_flight,
+                       "stop_requested", &stop, "retire_requested", &retire, "stack_dump_requested", &dump,
+                       "kill_reason", &kill_reason, "deadline_ms", &deadline) != 0) {
+        snprintf(err, err_size, "a worker in the upgrade state is malformed: %s", error.text);
+        return NULL;
+    }
+    enum worker_state state = worker_state_from_name(state_name);
+    if (state == WORKER_STATE_COUNT || state == WORKER_EXITED || state == WORKER_SPAWNING || pid <= 0 || fd < 0 ||
+        kill_reason < KILL_NONE || kill_reason > KILL_PROTOCOL_MISMATCH) {
+        snprintf(err, err_size, "worker pid %lld in the upgrade state cannot be adopted (state %s)", (long long)pid,
+                 state_name);
+        return NULL;
+    }
+    struct worker *w = calloc(1, sizeof *w);
+    if (!w) {
+        snprintf(err, err_size, "out of memory adopting worker pid %lld", (long long)pid);
+        return NULL;
+    }
+    w->pool = pool;
+    w->slot = slot;
+    w->slot_id = (unsigned)slot_id;
+    w->generation = (unsigned)generation;
+    if (worker_open(w, pool->loop, (int)fd, err, err_size) != 0) {
+        worker_close(w);
+        return NULL;
+    }
+    /* Restoring, not transitioning: the worker is already in this state, with its deadline running. */
+    w->state = state;
+    w->pid = (int)pid;
+    w->reaped.pid = (int)pid;
+    w->started_ms = (uint64_t)started; /* uv_now is CLOCK_MONOTONIC: the same clock in both images */
+    w->ready_ms = (uint64_t)ready;
+    w->requests = (uint64_t)requests;
+    w->in_flight = (uint64_t)in_flight;
+    w->stop_requested = stop;
+    w->retire_requested = retire;
+    w->stack_dump_requested = dump;
+    w->kill_reason = (enum worker_kill_reason)kill_reason;
+    w->greeted = json_is_true(json_object_get(saved, "greeted"));
+    const char *pending = json_string_value(json_object_get(saved, "pending"));
+    size_t pending_length = json_string_length(json_object_get(saved, "pending"));
+    if (pending && pending_length < sizeof w->line) {
+        memcpy(w->line, pending, pending_length);
+        w->line_length = pending_length;
+    }
+    worker_arm_deadline(w, deadline < 0 ? 0 : deadline == 0 ? 1 : (uint64_t)deadline);
+    worker_refresh_stats(w, true);
+    int64_t exit_status;
+    int term_signal;
+    if (pool->reaper)
+        reaper_watch(pool->reaper, &w->reaped, &exit_status, &term_signal); /* the reaper starts after adoption */
+    return w;
 }

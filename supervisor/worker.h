@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <jansson.h>
 #include <uv.h>
 
 #include "config.h"
@@ -32,6 +33,7 @@ enum worker_kill_reason {
     KILL_BOOT_TIMEOUT,
     KILL_GRACEFUL_TIMEOUT,
     KILL_SPAWN_FAILED, /* never ran: exec failed, or the zygote could not fork it */
+    KILL_PROTOCOL_MISMATCH, /* its first message was not a hello of our protocol (handshake.h) */
 };
 
 struct pool;
@@ -47,6 +49,7 @@ struct worker {
     bool stack_dump_requested;
     bool stop_requested;   /* planned: not a crash */
     bool retire_requested; /* the worker asked for a replacement (max-requests) */
+    bool greeted;          /* its hello was accepted: the rest of the channel may be read */
     int pid;
     uint64_t started_ms;
     uint64_t ready_ms;     /* loop time when it became ready; 0 before */
@@ -121,6 +124,11 @@ void worker_close(struct worker *worker);
 
 /* Explains the exit in words: "exit code 3", "killed by signal 9 after missing heartbeats". */
 void worker_describe_exit(const struct worker *worker, char *out, size_t size);
+
+/* In-place upgrade: everything the next image needs to adopt the running worker (its channel fd
+ * included, which the caller makes inheritable), and the adoption itself. */
+json_t *worker_save(const struct worker *worker);
+struct worker *worker_restore(struct pool *pool, struct slot *slot, json_t *saved, char *err, size_t err_size);
 
 /* Handles one complete line from the channel (exposed for the fuzzer and unit tests). */
 void worker_handle_message(struct worker *worker, const char *line, size_t length);

@@ -564,3 +564,77 @@ void fork_server_init(struct fork_server *server, struct pool *pool, const char 
 }
 
 const struct zygote *fork_server_zygote(const struct fork_server *server) { return server->current; }
+
+/* ---- in-place upgrade: the zygote handed from one arbiter image to the next ---- */
+
+bool fork_server_busy(const struct fork_server *server) {
+    return server->queue || server->in_flight || server->next || server->live_zygotes > (server->current ? 1u : 0u);
+}
+
+json_t *fork_server_save(const struct fork_server *server) {
+    const struct zygote *z = server->current;
+    json_t *saved = json_pack("{s:I, s:i}", "restarts", (json_int_t)server->zygote_restarts, "failures",
+                              (int)server->backoff.failures);
+    if (saved && z && z->state != ZYGOTE_EXITED)
+        json_object_set_new(saved, "current",
+                            json_pack("{s:i, s:i, s:i, s:s, s:f, s:I, s:I, s:I}", "pid", z->pid, "channel_fd",
+                                      z->channel_fd, "generation", (int)z->generation, "state",
+                                      zygote_state_name(z->state), "import_seconds", z->import_seconds, "forks",
+                                      (json_int_t)z->forks, "started_ms", (json_int_t)z->started_ms, "ready_ms",
+                                      (json_int_t)z->ready_ms));
+    return saved;
+}
+
+int fork_server_restore(struct fork_server *server, json_t *saved, char *err, size_t err_size) {
+    struct pool *pool = server_pool(server);
+    server->zygote_restarts = (uint64_t)json_integer_value(json_object_get(saved, "restarts"));
+    server->backoff.failures = (unsigned)json_integer_value(json_object_get(saved, "failures"));
+    json_t *current = json_object_get(saved, "current");
+    if (!current)
+        return 0; /* restarted by the first spawn that needs it */
+    json_int_t pid = 0, fd = -1, generation = 0, forks = 0, started = 0, ready = 0;
+    double import_seconds = 0;
+    const char *state = NULL;
+    json_error_t error;
+    if (json_unpack_ex(current, &error, 0, "{s:I, s:I, s:I, s:s, s:F, s:I, s:I, s:I}", "pid", &pid, "channel_fd", &fd,
+                       "generation", &generation, "state", &state, "import_seconds", &import_seconds, "forks", &forks,
+                       "started_ms", &started, "ready_ms", &ready) != 0 ||
+        pid <= 0 || fd < 0) {
+        snprintf(err, err_size, "the zygote in the upgrade state is malformed: %s", error.text);
+        return -1;
+    }
+    struct zygote *z = calloc(1, sizeof *z);
+    if (!z) {
+        snprintf(err, err_size, "out of memory adopting the zygote");
+        return -1;
+    }
+    z->server = server;
+    z->pid = (int)pid;
+    z->reaped.pid = (int)pid;
+    z->reaped.exited = zygote_on_reaped;
+    z->channel_fd = (int)fd;
+    z->generation = (unsigned)generation;
+    z->state = state && strcmp(state, "ready") == 0 ? ZYGOTE_READY : ZYGOTE_IMPORTING;
+    z->import_seconds = import_seconds;
+    z->forks = (uint64_t)forks;
+    z->started_ms = (uint64_t)started;
+    z->ready_ms = (uint64_t)ready;
+    z->channel.data = z;
+    uv_pipe_init(pool->loop, &z->channel, 0);
+    z->open_handles = 1;
+    int rc = uv_pipe_open(&z->channel, (int)fd);
+    if (rc != 0) {
+        snprintf(err, err_size, "cannot adopt the zygote's channel (fd %d): %s", (int)fd, uv_strerror(rc));
+        zygote_close(z);
+        return -1;
+    }
+    uv_read_start((uv_stream_t *)&z->channel, zygote_on_alloc, zygote_on_read);
+    procstat_read(z->pid, &z->stats);
+    server->current = z;
+    server->live_zygotes = 1;
+    int64_t exit_status;
+    int term_signal;
+    if (pool->reaper)
+        reaper_watch(pool->reaper, &z->reaped, &exit_status, &term_signal);
+    return 0;
+}

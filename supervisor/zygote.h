@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <jansson.h>
 #include <uv.h>
 
 #include "backoff.h"
@@ -75,5 +76,11 @@ void fork_server_init(struct fork_server *server, struct pool *pool, const char 
 const struct zygote *fork_server_zygote(const struct fork_server *server);
 
 const char *zygote_state_name(enum zygote_state state);
+
+/* In-place upgrade: refused while a fork or a zygote start is under way (busy); the serving zygote
+ * as JSON (its channel under "channel_fd"), and its adoption by the next image. */
+bool fork_server_busy(const struct fork_server *server);
+json_t *fork_server_save(const struct fork_server *server);
+int fork_server_restore(struct fork_server *server, json_t *saved, char *err, size_t err_size);
 
 #endif

@@ -499,6 +499,9 @@ test_lb_node_killed_and_back() {
     fi
 }
 
+# shellcheck source=tests/e2e/upgrade_checks.sh
+source "$E2E/upgrade_checks.sh"
+
 # ---- main ----
 
 main() {
@@ -549,6 +552,9 @@ main() {
     test_start_returns_when_ready
     test_worker_logs_in_journal
     test_reload_under_load
+    test_upgrade_in_place_under_load
+    test_deb_upgrade_keeps_running
+    test_restart_keeps_the_socket
     test_watchdog_restarts_stopped_arbiter
     test_socket_activation
     test_stop_leaves_no_process

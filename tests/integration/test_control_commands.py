@@ -33,7 +33,7 @@ NOBODY = 65534
 CONTROL_LINE_MAX = 8192  # supervisor/control.h
 CONTROL_MAX_CLIENTS = 64
 CONTROL_IDLE_S = 10.0
-VALID_COMMANDS = "status|scale|reload|recycle|stop|health"
+VALID_COMMANDS = "status|scale|reload|recycle|stop|upgrade|health"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -118,7 +118,7 @@ START_TEST(test_health_live_and_health_all_are_kept) {
 END_TEST
 
 START_TEST(test_command_names_list_every_command_in_table_order) {
-    ck_assert_str_eq(control_command_names(), "status|scale|reload|recycle|stop|health");
+    ck_assert_str_eq(control_command_names(), "status|scale|reload|recycle|stop|upgrade|health");
 }
 END_TEST
 
@@ -293,7 +293,7 @@ END_TEST
 START_TEST(test_unknown_command_names_it_and_lists_the_valid_ones) {
     const char *message = refused_with("{\"cmd\":\"restart\"}", "unknown_command");
     ck_assert_msg(strstr(message, "'restart'") != NULL, "the message names the command: %s", message);
-    ck_assert_msg(strstr(message, "status|scale|reload|recycle|stop|health") != NULL, "the message lists the commands: %s",
+    ck_assert_msg(strstr(message, "status|scale|reload|recycle|stop|upgrade|health") != NULL, "the message lists the commands: %s",
                   message);
 }
 END_TEST
@@ -312,7 +312,7 @@ START_TEST(test_very_long_unknown_command_is_cut_in_the_message) {
     snprintf(line, sizeof line, "{\"cmd\":\"%s\"}", name);
     const char *message = refused_with(line, "unknown_command");
     ck_assert_uint_lt(strlen(message), sizeof ((struct control_error *)0)->message);
-    ck_assert_msg(strstr(message, "status|scale|reload|recycle|stop|health") != NULL,
+    ck_assert_msg(strstr(message, "status|scale|reload|recycle|stop|upgrade|health") != NULL,
                   "the valid commands still fit after a long name: %s", message);
 }
 END_TEST

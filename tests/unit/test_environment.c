@@ -1,8 +1,10 @@
 /* test_environment.c - what a worker finds in its environment. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "environment.h"
+#include "handshake.h"
 #include "unit.h"
 
 static struct worker_identity identity(size_t listen_fds) {
@@ -63,6 +65,20 @@ START_TEST(test_worker_identity_is_set) {
     ck_assert_str_eq(environment_get(env, "ARBITER_PID"), "4242");
     ck_assert_str_eq(environment_get(env, "ARBITER_LOG_FORMAT"), "json");
     ck_assert_str_eq(environment_get(env, "ARBITER_HEARTBEAT_INTERVAL"), "1.500");
+    environment_free(env);
+}
+END_TEST
+
+START_TEST(test_arbiter_protocol_is_this_arbiters_channel_protocol_even_if_stale_or_forged) {
+    char *base[] = {"ARBITER_PROTOCOL=999", NULL};
+    struct string_list extra = {.items = (char *[]){"ARBITER_PROTOCOL=7"}, .count = 1};
+    struct worker_identity id = identity(1);
+    char **env = environment_build(base, &extra, &id);
+    ck_assert_ptr_nonnull(env);
+    char expected[16];
+    snprintf(expected, sizeof expected, "%d", ARBITER_CHANNEL_PROTOCOL);
+    ck_assert_str_eq(environment_get(env, "ARBITER_PROTOCOL"), expected);
+    ck_assert_uint_eq(count_named(env, "ARBITER_PROTOCOL"), 1);
     environment_free(env);
 }
 END_TEST
@@ -235,6 +251,7 @@ Suite *environment_suite(void) {
     tcase_add_test(tc, test_systemd_variables_are_not_passed_to_workers);
     tcase_add_test(tc, test_stale_arbiter_variables_are_replaced_by_this_workers);
     tcase_add_test(tc, test_worker_identity_is_set);
+    tcase_add_test(tc, test_arbiter_protocol_is_this_arbiters_channel_protocol_even_if_stale_or_forged);
     tcase_add_test(tc, test_channel_fd_follows_the_listen_fds);
     tcase_add_test(tc, test_env_entries_override_the_arbiters_own);
     tcase_add_test(tc, test_later_env_entry_wins);

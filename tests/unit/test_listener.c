@@ -392,8 +392,39 @@ START_TEST(test_check_fd_rejects_a_closed_fd) {
 }
 END_TEST
 
+START_TEST(test_a_stored_listener_is_reused_for_its_address_and_others_bind_anew) {
+    struct bind_address first, second;
+    char err[256];
+    ck_assert_int_eq(listener_parse_address("127.0.0.1:0", &first, err, sizeof err), 0);
+    struct listener_set kept = {0};
+    ck_assert_int_eq(listener_open_all(&kept, &first, 1, 16, 0660, err, sizeof err), 0);
+    /* The kernel chose a port: the address to match is what the stored socket is bound to. */
+    struct sockaddr_storage bound;
+    socklen_t length = sizeof bound;
+    ck_assert_int_eq(getsockname(kept.items[0].fd, (struct sockaddr *)&bound, &length), 0);
+    memcpy(&first.addr, &bound, length);
+    ck_assert(listener_fd_matches(kept.items[0].fd, &first));
+    ck_assert_int_eq(listener_parse_address("127.0.0.1:0", &second, err, sizeof err), 0);
+    ck_assert(!listener_fd_matches(kept.items[0].fd, &second));
+
+    int stored[1] = {dup(kept.items[0].fd)};
+    struct bind_address both[2] = {second, first};
+    struct listener_set set = {0};
+    ck_assert_int_eq(listener_open_all_reusing(&set, both, 2, stored, 1, 16, 0660, err, sizeof err), 0);
+    ck_assert_int_eq(stored[0], -1); /* taken */
+    ck_assert_uint_eq(set.count, 2);
+    ck_assert(listener_fd_matches(set.items[1].fd, &first));
+    ck_assert(set.items[1].adopted);
+    listener_close_all(&set);
+    listener_close_all(&kept);
+}
+END_TEST
+
 Suite *listener_suite(void) {
     Suite *suite = suite_create("listener");
+    TCase *store = tcase_create("fd store");
+    tcase_add_test(store, test_a_stored_listener_is_reused_for_its_address_and_others_bind_anew);
+    suite_add_tcase(suite, store);
     TCase *parse = tcase_create("parse");
     tcase_add_test(parse, test_parse_ipv4_host_and_port);
     tcase_add_test(parse, test_parse_port_alone_means_every_ipv4_interface);

@@ -13,6 +13,7 @@ Suite *backoff_suite(void);
 Suite *config_suite(void);
 Suite *control_suite(void);
 Suite *environment_suite(void);
+Suite *handshake_suite(void);
 Suite *listener_suite(void);
 Suite *log_suite(void);
 Suite *metrics_suite(void);

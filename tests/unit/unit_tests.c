@@ -9,6 +9,7 @@ int main(void) {
     srunner_add_suite(runner, config_suite());
     srunner_add_suite(runner, control_suite());
     srunner_add_suite(runner, environment_suite());
+    srunner_add_suite(runner, handshake_suite());
     srunner_add_suite(runner, listener_suite());
     srunner_add_suite(runner, log_suite());
     srunner_add_suite(runner, metrics_suite());

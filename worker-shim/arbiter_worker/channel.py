@@ -36,6 +36,14 @@ class Channel:
             raise OSError(f"channel fd {fd} is not an AF_UNIX/SOCK_STREAM socket")
         return cls(sock)
 
+    def release(self) -> socket.socket | None:
+        """Hand the socket, blocking again, to another owner (the zygote's fork loop); this Channel
+        sends nothing afterwards."""
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.setblocking(True)
+        return sock
+
     def attach(self, loop: asyncio.AbstractEventLoop, on_lost: Callable[[], None]) -> None:
         """Watch for the arbiter going away; must be called from inside the running loop."""
         self._loop = loop

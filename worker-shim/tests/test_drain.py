@@ -102,8 +102,9 @@ def test_pipelined_requests_are_all_answered_and_only_the_last_says_close() -> N
     assert worker.finish()[0] == 0
 
 
-def test_websocket_clients_are_told_going_away_1001() -> None:
-    worker, listener = ready_worker()
+@pytest.mark.parametrize("ws", ["websockets-sansio", "websockets"])
+def test_websocket_clients_are_told_going_away_1001(ws: str) -> None:
+    worker, listener = ready_worker("--ws", ws)
     host, port = listener.getsockname()
     with websocket_connect(f"ws://{host}:{port}/echo", open_timeout=5) as ws:
         ws.send("hi")
