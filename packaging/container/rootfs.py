@@ -4,6 +4,7 @@ systemd-nspawn, where no OCI runtime works (podman installs on this project's ma
 run containers: its cgroup setup fails).
 
     packaging/container/rootfs.py build            # prints the image directory: rootfs/ + config.json
+    packaging/container/rootfs.py base             # prints the FROM debian:12-slim root it starts from
     packaging/container/rootfs.py run [--network host|private] [--bind-ro SRC:DST] [--setenv K=V]
                                       [-- ARGS...]  # ENTRYPOINT + (ARGS or CMD), arbiter as PID 1
 
@@ -582,6 +583,8 @@ def main() -> int:
     build_parser.add_argument("--containerfile", type=Path, default=CONTAINERFILE)
     build_parser.add_argument("--context", type=Path, default=REPO)
     build_parser.add_argument("--mirror", help="Debian mirror URL (default: the one in this machine's apt sources)")
+    base_parser = sub.add_parser("base", help="build (or reuse) the FROM debian:12-slim root; print its directory")
+    base_parser.add_argument("--mirror", help="Debian mirror URL (default: the one in this machine's apt sources)")
     run_parser = sub.add_parser("run", help="run the image's ENTRYPOINT as PID 1 with systemd-nspawn")
     run_parser.add_argument("--image", type=Path, default=CACHE / "image")
     run_parser.add_argument("--network", choices=("private", "host"), default="private",
@@ -594,6 +597,9 @@ def main() -> int:
     try:
         if options.command == "build":
             print(build(options.containerfile.resolve(), options.context.resolve(), options.mirror))
+            return 0
+        if options.command == "base":
+            print(snapshot_path(build_base(BASE_IMAGES["debian:12-slim"], options.mirror)))
             return 0
         if not (options.image / "config.json").exists():
             raise BuildError(f"no image in {options.image}: run `{sys.argv[0]} build` first")
