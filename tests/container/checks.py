@@ -32,6 +32,7 @@ PROBE_APP = REPO / "tests" / "container" / "app"
 CLIENT = REPO / "tests" / "container" / "client.py"
 APP_PORT, METRICS_PORT = 8000, 9100  # the image's ENTRYPOINT binds these
 T = TypeVar("T")
+STARTED: list["Container"] = []  # every container a check started, for the last check
 
 
 def wait_until(predicate: Callable[[], T], timeout: float, message: str, interval: float = 0.1) -> T:
@@ -63,6 +64,7 @@ class Container:
         (OUT / f"{name}.command").write_text(" ".join(command) + "\n")
         with open(self.stdout_path, "wb") as stdout, open(self.stderr_path, "wb") as stderr:
             self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
+        STARTED.append(self)
         self.init_pid = wait_until(self.find_init, 30, "the container's PID 1 to start")
         self.uid, self.gid = self.image_user()
 
@@ -145,8 +147,19 @@ class Container:
             raise AssertionError(f"the container still runs after {timeout:.0f} s:\n{self.logs()[-3000:]}") from None
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)  # nspawn's death takes the container with it
+        """SIGKILL to the container's PID 1 ends its pid namespace, then nspawn exits. (Killing nspawn
+        alone may leave the container running: its PID 1 lost nspawn's parent-death signal when it
+        changed to the image's user.)"""
+        if self.process.poll() is not None:
+            return
+        try:
+            os.kill(self.init_pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
             self.process.wait(timeout=30)
 
 
@@ -265,12 +278,27 @@ def check_orphaned_children_are_reaped_by_pid_1(image: Path) -> None:
         container.kill()
 
 
+def check_no_container_outlives_its_check(image: Path) -> None:
+    def pid_1_alive(container: Container) -> bool:
+        try:
+            with open(f"/proc/{container.init_pid}/status") as status:
+                return any(line.startswith("NSpid:") and line.split()[-1] == "1" for line in status)
+        except (OSError, AttributeError):
+            return False
+    left = [f"{c.name} (host pid {c.init_pid})" for c in STARTED if pid_1_alive(c)]
+    for container in STARTED:
+        if pid_1_alive(container):
+            os.kill(container.init_pid, signal.SIGKILL)
+    assert not left, f"containers still running after their check: {left}"
+
+
 CHECKS = [
     check_arbiter_is_pid_1_and_serves_the_example_app_with_the_default_cmd,
     check_healthcheck_command_exits_0_while_serving,
     check_logs_go_to_stdout_and_stderr_stays_empty,
     check_sigterm_to_pid_1_drains_a_request_in_flight_and_exits_0,
     check_orphaned_children_are_reaped_by_pid_1,
+    check_no_container_outlives_its_check,  # last: it looks at every container the others started
 ]
 
 
