@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -100,6 +101,7 @@ static void arbiter_on_pool_changed(struct pool *pool) {
 
 static void arbiter_finish(struct arbiter *a) {
     log_info("stopped", "all workers stopped; exiting with %d", a->exit_code);
+    uv_close((uv_handle_t *)&a->lame_duck_timer, NULL); /* embedded in struct arbiter */
     control_close(&a->control);
     metrics_close(&a->metrics);
     upgrade_close(&a->upgrade);
@@ -122,17 +124,55 @@ static void arbiter_on_boot_failed(struct pool *pool, int exit_code) {
     arbiter_stop(a, false, "the app failed to boot");
 }
 
-void arbiter_stop(struct arbiter *a, bool graceful, const char *why) {
-    if (a->state == ARBITER_STOPPING && (graceful || !a->pool.graceful_stop))
-        return; /* already stopping at least this fast */
-    log_info("stopping", "%s stop (%s)%s", graceful ? "graceful" : "quick", why,
-             graceful ? ": workers finish their requests" : "");
-    a->state = ARBITER_STOPPING;
-    /* Tell systemd how long the drain may take, so TimeoutStopSec does not cut it short. */
-    notify_send(&a->notify, "STOPPING=1\nEXTEND_TIMEOUT_USEC=%llu",
-                (unsigned long long)((a->config->graceful_timeout + 5) * 1e6));
-    control_on_change(&a->control);
+/* Stops accepting, then stops the workers: the arbiter closes its copies of the listeners first,
+ * and each worker accepts what is already queued on its own copies before closing them
+ * (docs/worker-channel.md, "The drain"). Once the last copy is closed the kernel refuses new
+ * clients at once (ECONNREFUSED, which balancers retry), and no queued client is reset or left
+ * waiting for a socket nobody accepts from. */
+static void arbiter_stop_workers(struct arbiter *a, bool graceful) {
+    a->lame_duck = false;
+    uv_timer_stop(&a->lame_duck_timer);
+    listener_close_for_stop(&a->listeners);
+    pool_close_listeners(&a->pool);
     pool_stop(&a->pool, graceful);
+}
+
+static void arbiter_on_lame_duck_over(uv_timer_t *timer) {
+    struct arbiter *a = timer->data;
+    log_info("lame_duck_over", "lame duck over: new connections are refused; workers finish their requests");
+    arbiter_stop_workers(a, true);
+}
+
+/* A graceful stop with --lame-duck S first only turns /healthz to 503 and keeps serving for S
+ * seconds, so a load balancer takes the node out before any client is refused. During that time a
+ * second graceful stop ends the lame duck at once, a quick stop (INT, QUIT) stops everything now. */
+void arbiter_stop(struct arbiter *a, bool graceful, const char *why) {
+    bool already = a->state == ARBITER_STOPPING;
+    if (already && a->lame_duck) {
+        log_info("stopping", "%s stop (%s) during the lame duck: ending it now%s", graceful ? "graceful" : "quick", why,
+                 graceful ? "; workers finish their requests" : "");
+        arbiter_stop_workers(a, graceful);
+        return;
+    }
+    if (already && (graceful || !a->pool.graceful_stop))
+        return; /* already stopping at least this fast */
+    bool lame_duck = !already && graceful && a->config->lame_duck > 0 && !a->check_mode;
+    log_info("stopping", "%s stop (%s)%s", graceful ? "graceful" : "quick", why,
+             lame_duck ? ": lame duck first" : graceful ? ": workers finish their requests" : "");
+    a->state = ARBITER_STOPPING;
+    /* Tell systemd how long the lame duck and the drain may take, so TimeoutStopSec does not cut
+     * them short. */
+    notify_send(&a->notify, "STOPPING=1\nEXTEND_TIMEOUT_USEC=%llu",
+                (unsigned long long)((a->config->graceful_timeout + (lame_duck ? a->config->lame_duck : 0) + 5) * 1e6));
+    control_on_change(&a->control);
+    if (!lame_duck) {
+        arbiter_stop_workers(a, graceful);
+        return;
+    }
+    a->lame_duck = true;
+    log_info("lame_duck", "lame duck for %.1f s (--lame-duck): /healthz says 503, new connections are still served",
+             a->config->lame_duck);
+    uv_timer_start(&a->lame_duck_timer, arbiter_on_lame_duck_over, (uint64_t)(a->config->lame_duck * 1000.0 + 0.5), 0);
 }
 
 void arbiter_reload(struct arbiter *a, const char *why) {
@@ -204,6 +244,15 @@ static void warn_if_requests_cannot_migrate(void) {
                     "(Linux >= 5.14) so the kernel moves them to the other workers", value);
 }
 
+/* --max-requests-jitter draws each worker's share with random(): seeded per process, so that nodes
+ * started together (a fleet, a deploy) do not replace their workers in step. */
+static void seed_jitter(void) {
+    unsigned seed;
+    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed)
+        seed = (unsigned)getpid() ^ (unsigned)time(NULL) ^ (unsigned)clock(); /* no entropy yet (early boot) */
+    srandom(seed);
+}
+
 static int open_listeners(struct arbiter *a, char *err, size_t err_size) {
     unsigned systemd_count = 0;
     if (listener_systemd_count(getenv("LISTEN_PID"), getenv("LISTEN_FDS"), (int)getpid(), &systemd_count, err, err_size) != 0)
@@ -237,6 +286,12 @@ static int open_listeners(struct arbiter *a, char *err, size_t err_size) {
             close(stored[i]);
         }
     }
+    if ((a->pool.set_uid || a->pool.set_gid) &&
+        listener_chown_unix(&a->listeners, a->pool.set_uid ? a->pool.uid : (uid_t)-1,
+                            a->pool.set_gid ? a->pool.gid : (gid_t)-1, err, err_size) != 0) {
+        listener_close_all(&a->listeners);
+        return -1;
+    }
     if (a->config->reuse_port)
         warn_if_requests_cannot_migrate();
     unsetenv("LISTEN_PID");
@@ -255,8 +310,9 @@ json_t *arbiter_save_state(const struct arbiter *a, const struct upgrade *upgrad
     json_t *listeners = json_array();
     for (size_t i = 0; i < a->listeners.count; i++) {
         const struct listener *l = &a->listeners.items[i];
-        json_array_append_new(listeners, json_pack("{s:i, s:s, s:b, s:I}", "fd", l->fd, "name", l->name, "adopted",
-                                                   l->adopted, "unix_inode", (json_int_t)l->unix_inode));
+        json_array_append_new(listeners, json_pack("{s:i, s:s, s:b, s:b, s:I}", "fd", l->fd, "name", l->name, "adopted",
+                                                   l->adopted, "from_systemd", l->from_systemd, "unix_inode",
+                                                   (json_int_t)l->unix_inode));
     }
     json_t *state = json_pack("{s:i, s:s, s:s, s:i, s:I, s:o, s:i, s:i, s:o, s:I}", "state_version", UPGRADE_STATE_VERSION,
                               "version", ARBITER_VERSION, "build", upgrade->build, "upgrades", (int)upgrade->upgrades,
@@ -278,6 +334,7 @@ static int adopt_listeners(struct arbiter *a, json_t *handed, char *err, size_t 
             return -1;
         struct listener *l = &a->listeners.items[a->listeners.count - 1];
         l->adopted = json_is_true(json_object_get(item, "adopted"));
+        l->from_systemd = json_is_true(json_object_get(item, "from_systemd"));
         l->unix_inode = (ino_t)json_integer_value(json_object_get(item, "unix_inode"));
         a->listen_fds[i] = fd;
     }
@@ -376,7 +433,10 @@ int arbiter_run(struct config *config) {
     if (!a->shim_dir[0]) /* installed with pip: the shim is in the venv's site-packages */
         log_debug("shim", "using the arbiter_worker package installed in the interpreter's environment");
     a->pool.shim_dir = a->shim_dir[0] ? a->shim_dir : NULL;
+    seed_jitter();
     a->started_ms = uv_now(a->loop);
+    uv_timer_init(a->loop, &a->lame_duck_timer);
+    a->lame_duck_timer.data = a;
     notify_init(&a->notify, a->loop);
     a->pool.reaper = &a->reaper;
     a->exec_spawner = (struct spawner){.ops = &spawner_exec_ops, .pool = &a->pool};

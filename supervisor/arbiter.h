@@ -40,6 +40,8 @@ struct arbiter {
     int exit_code;
     bool check_mode;     /* `arbiter check`: stop as soon as the worker is ready */
     uint64_t started_ms;
+    bool lame_duck;        /* stopping, listeners still accepting until lame_duck_timer fires */
+    uv_timer_t lame_duck_timer;
     char status_line[128]; /* last STATUS= sent to systemd */
     uint64_t reload_notified; /* pool.reload.id whose end systemd has heard of (READY=1) */
 

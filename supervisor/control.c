@@ -195,8 +195,11 @@ static void control_client_process(struct control_client *client) {
         if (!newline)
             break;
         size_t length = (size_t)(newline - (client->line + start));
-        if (length > 0 && !(length == 1 && client->line[start] == '\r'))
+        if (length > 0 && !(length == 1 && client->line[start] == '\r')) {
             control_client_handle_line(client, client->line + start, length);
+            if (!client->waiting && !client->closing)
+                control_client_arm_idle(client); /* answered: the next request gets CONTROL_IDLE_MS again */
+        }
         start += length + 1;
     }
     if (client->closing)
@@ -309,7 +312,30 @@ static void ensure_dir(const char *dir, mode_t mode) {
         log_debug("control_dir", "cannot create %s: %s", dir, strerror(errno));
 }
 
-void control_default_path(const char *name, char *out, size_t size) {
+int control_check_private_dir(const char *dir, uid_t uid, char *err, size_t err_size) {
+    struct stat st;
+    if (lstat(dir, &st) != 0) {
+        snprintf(err, err_size, "control directory %s: %s; pass --control PATH", dir, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(err, err_size, "control directory %s is not a directory (a symlink?); remove it or pass --control PATH", dir);
+        return -1;
+    }
+    if (st.st_uid != uid) {
+        snprintf(err, err_size, "control directory %s belongs to uid %u, not to this user (uid %u): someone else "
+                                "created it; remove it or pass --control PATH", dir, (unsigned)st.st_uid, (unsigned)uid);
+        return -1;
+    }
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        snprintf(err, err_size, "control directory %s is writable by others (mode %03o); `chmod 700 %s` or pass "
+                                "--control PATH", dir, (unsigned)(st.st_mode & 0777), dir);
+        return -1;
+    }
+    return 0;
+}
+
+int control_default_path(const char *name, char *out, size_t size, char *err, size_t err_size) {
     const char *from_env = getenv("ARBITER_CONTROL");
     const char *runtime = getenv("RUNTIME_DIRECTORY");
     const char *xdg = getenv("XDG_RUNTIME_DIR");
@@ -328,10 +354,18 @@ void control_default_path(const char *name, char *out, size_t size) {
         char dir[64];
         snprintf(dir, sizeof dir, "/tmp/arbiter-%u", (unsigned)geteuid());
         ensure_dir(dir, 0700);
+        if (control_check_private_dir(dir, geteuid(), err, err_size) != 0) {
+            out[0] = '\0';
+            return -1;
+        }
         n = snprintf(out, size, "%s/%s.sock", dir, name);
     }
-    if (n < 0 || (size_t)n >= size)
+    if (n < 0 || (size_t)n >= size) {
         out[0] = '\0';
+        snprintf(err, err_size, "the control socket path is too long; pass a shorter --control PATH");
+        return -1;
+    }
+    return 0;
 }
 
 static int control_prepare_path(const char *path, char *err, size_t err_size) {
@@ -356,12 +390,14 @@ int control_start(struct control *control, struct arbiter *arbiter, char *err, s
     memset(control, 0, sizeof *control);
     control->arbiter = arbiter;
     const struct config *config = arbiter->config;
-    if (config->control_path)
-        snprintf(control->path, sizeof control->path, "%s", config->control_path);
-    else
-        control_default_path(config->name, control->path, sizeof control->path);
-    if (!control->path[0]) {
-        snprintf(err, err_size, "the control socket path is too long; pass a shorter --control PATH");
+    if (config->control_path) {
+        int n = snprintf(control->path, sizeof control->path, "%s", config->control_path);
+        if (n < 0 || (size_t)n >= sizeof control->path) {
+            snprintf(err, err_size, "--control %s: the path is too long (at most %zu bytes); pass a shorter one",
+                     config->control_path, sizeof control->path - 1);
+            return -1;
+        }
+    } else if (control_default_path(config->name, control->path, sizeof control->path, err, err_size) != 0) {
         return -1;
     }
     if (config->control_group) {
@@ -416,8 +452,8 @@ int control_adopt(struct control *control, struct arbiter *arbiter, int fd, char
     const struct config *config = arbiter->config;
     if (config->control_path)
         snprintf(control->path, sizeof control->path, "%s", config->control_path);
-    else
-        control_default_path(config->name, control->path, sizeof control->path);
+    else if (control_default_path(config->name, control->path, sizeof control->path, err, err_size) != 0)
+        return -1;
     if (config->control_group) {
         struct group *group = getgrnam(config->control_group);
         if (group) {

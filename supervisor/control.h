@@ -4,7 +4,8 @@
  *
  * A UNIX stream socket. Each request is one JSON object on one line, each reply one JSON object on
  * one line; a connection may carry several requests, one after the other. Lines are at most
- * CONTROL_LINE_MAX bytes. A client that sends nothing for CONTROL_IDLE_MS is disconnected.
+ * CONTROL_LINE_MAX bytes. A client that completes no request within CONTROL_IDLE_MS of connecting or of
+ * its previous reply is disconnected (partial input does not count).
  *
  *   request  {"cmd": NAME, ...fields}
  *   success  {"ok": true, ...result}
@@ -46,14 +47,16 @@
  *         "live" is ok in every state, draining included: a liveness probe built on it never
  *         restarts a container that is draining (`arbiter ctl health --live`; HTTP: /livez).
  *
- * Every waiting command takes "wait": bool (default true) and "timeout": seconds (default 120).
+ * Every waiting command takes "wait": bool (default true) and "timeout": seconds above 0 and at most
+ * 86400 (default 120).
  *
  * Error codes
  *   bad_json            the line is not JSON
  *   bad_request         not an object, no "cmd", or a field of the wrong type
  *   unknown_command     "cmd" names no command; the message lists the valid ones
  *   invalid_argument    a field's value is not acceptable (e.g. scale with both workers and delta)
- *   out_of_range        the resulting worker count is below 1 or above --max-workers
+ *   out_of_range        a number outside its range: "workers" 1 to 1024, "delta" -1024 to +1024, "id"
+ *                       1 to 1024; or the resulting worker count is below 1 or above --max-workers
  *   no_such_worker      recycle of an id that is not a current slot
  *   permission_denied   the peer's uid may not run this command
  *   line_too_long       the request exceeded CONTROL_LINE_MAX bytes; the connection is closed
@@ -145,8 +148,13 @@ const struct control_command *control_find_command(const char *name);
 const char *control_command_names(void);
 
 /* The default control socket path for NAME: $ARBITER_CONTROL, $RUNTIME_DIRECTORY/NAME.sock,
- * /run/arbiter/NAME.sock for root, else $XDG_RUNTIME_DIR/arbiter/NAME.sock or /tmp/arbiter-UID/NAME.sock. */
-void control_default_path(const char *name, char *out, size_t size);
+ * /run/arbiter/NAME.sock for root, else $XDG_RUNTIME_DIR/arbiter-NAME.sock or /tmp/arbiter-UID/NAME.sock.
+ * Returns 0, or -1 with err set when the path does not fit or the /tmp directory is not private. */
+int control_default_path(const char *name, char *out, size_t size, char *err, size_t err_size);
+
+/* /tmp/arbiter-UID is in a world-writable directory, so anyone could have created it first: it must
+ * be a real directory (not a symlink), owned by uid, and writable by nobody else. */
+int control_check_private_dir(const char *dir, uid_t uid, char *err, size_t err_size);
 
 struct control {
     struct arbiter *arbiter;

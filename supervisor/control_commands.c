@@ -151,6 +151,17 @@ static int scale_parse(json_t *json, struct control_request *r, struct control_e
         set_error(error, "out_of_range", "scale to %lld workers: at least 1 is needed; use stop to stop", r->workers);
         return -1;
     }
+    if (r->has_workers && r->workers > CONFIG_MAX_WORKERS_LIMIT) {
+        set_error(error, "out_of_range", "\"workers\" must be from 1 to %d (and at most --max-workers)",
+                  CONFIG_MAX_WORKERS_LIMIT);
+        return -1;
+    }
+    /* Bounded here so that target + delta can never overflow; run() checks the resulting count. */
+    if (r->has_delta && (r->delta < -CONFIG_MAX_WORKERS_LIMIT || r->delta > CONFIG_MAX_WORKERS_LIMIT)) {
+        set_error(error, "out_of_range", "\"delta\" must be from -%d to +%d", CONFIG_MAX_WORKERS_LIMIT,
+                  CONFIG_MAX_WORKERS_LIMIT);
+        return -1;
+    }
     return 0;
 }
 
@@ -234,12 +245,16 @@ static int recycle_parse(json_t *json, struct control_request *r, struct control
         set_error(error, "invalid_argument", "recycle needs \"id\": the worker id shown by status");
         return -1;
     }
+    if (r->id < 1 || r->id > CONFIG_MAX_WORKERS_LIMIT) {
+        set_error(error, "out_of_range", "\"id\" must be from 1 to %d: a worker id shown by status", CONFIG_MAX_WORKERS_LIMIT);
+        return -1;
+    }
     return 0;
 }
 
 static enum control_outcome recycle_done(struct arbiter *a, const struct control_request *r, json_t **reply,
                                          struct control_error *error) {
-    const struct slot *slot = r->id >= 1 && r->id <= 1000000 ? pool_find_slot(&a->pool, (unsigned)r->id) : NULL;
+    const struct slot *slot = pool_find_slot(&a->pool, (unsigned)r->id);
     if (!slot) {
         set_error(error, "failed", "worker %lld went away (scaled down?) before its replacement was ready", r->id);
         return CONTROL_FAILED;
@@ -263,7 +278,7 @@ static enum control_outcome recycle_run(struct arbiter *a, struct control_reques
         set_error(error, "not_running", "the arbiter is stopping");
         return CONTROL_FAILED;
     }
-    const struct slot *slot = r->id >= 1 && r->id <= 1000000 ? pool_find_slot(&a->pool, (unsigned)r->id) : NULL;
+    const struct slot *slot = pool_find_slot(&a->pool, (unsigned)r->id);
     if (!slot || !slot->active) {
         set_error(error, "no_such_worker", "no running worker with id %lld; `arbiter ctl status` lists them", r->id);
         return CONTROL_FAILED;
@@ -410,7 +425,7 @@ int control_parse_request(const char *line, size_t length, struct control_reques
     if (timeout) {
         double seconds = json_number_value(timeout);
         if (!json_is_number(timeout) || !isfinite(seconds) || seconds <= 0 || seconds > 86400) {
-            set_error(error, "bad_request", "\"timeout\" must be a number of seconds from 0 to 86400");
+            set_error(error, "bad_request", "\"timeout\" must be a number of seconds above 0 and at most 86400");
             goto out;
         }
         r->timeout = seconds;

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "control.h"
 
 #define CTL_REPLY_MAX (4u << 20)
@@ -246,7 +247,8 @@ static json_t *ctl_build_request(const char *command, const char *argument, cons
         errno = 0;
         long long value = strtoll(argument, &end, 10);
         if (errno || *end || !*argument) {
-            fprintf(stderr, "arbiter ctl %s: '%s' is not a whole number\n", command, argument);
+            fprintf(stderr, "arbiter ctl %s: '%s' is not a whole number from 1 to %d%s\n", command, argument,
+                    CONFIG_MAX_WORKERS_LIMIT, strcmp(command, "scale") == 0 ? ", or +N/-N" : " (a worker id shown by status)");
             json_decref(request);
             return NULL;
         }
@@ -363,9 +365,10 @@ int ctl_main(int argc, char **argv) {
         case 'A': options.all = true; break;
         case 't': {
             char *end;
+            errno = 0;
             options.timeout = strtod(optarg, &end);
-            if (*end || !(options.timeout > 0)) {
-                fprintf(stderr, "arbiter ctl: --timeout '%s' is not a positive number of seconds\n", optarg);
+            if (errno || end == optarg || *end || !(options.timeout > 0) || options.timeout > 86400) {
+                fprintf(stderr, "arbiter ctl: --timeout '%s' is not a number of seconds above 0 and at most 86400\n", optarg);
                 return 2;
             }
             break;
@@ -391,10 +394,22 @@ int ctl_main(int argc, char **argv) {
     if (!request)
         return 2;
     char path[108];
-    if (options.control)
+    if (options.control) {
+        if (strlen(options.control) >= sizeof path) {
+            fprintf(stderr, "arbiter ctl: --control %s: the path is too long (at most %zu bytes)\n", options.control,
+                    sizeof path - 1);
+            json_decref(request);
+            return 2;
+        }
         snprintf(path, sizeof path, "%s", options.control);
-    else
-        control_default_path(options.name, path, sizeof path);
+    } else {
+        char err[512];
+        if (control_default_path(options.name, path, sizeof path, err, sizeof err) != 0) {
+            fprintf(stderr, "arbiter ctl: %s\n", err);
+            json_decref(request);
+            return 1;
+        }
+    }
     int fd = ctl_connect(path);
     if (fd < 0) {
         json_decref(request);

@@ -120,6 +120,12 @@ char **environment_build(char *const *base, const struct string_list *extra, con
     builder_putf(&b, "ARBITER_PROTOCOL=%d", ARBITER_CHANNEL_PROTOCOL);
     if (id->log_file)
         builder_putf(&b, "ARBITER_LOG_FILE=%s", id->log_file);
+    if (id->set_uid)
+        builder_putf(&b, "ARBITER_UID=%u", id->uid);
+    if (id->set_gid)
+        builder_putf(&b, "ARBITER_GID=%u", id->gid);
+    if (id->user)
+        builder_putf(&b, "ARBITER_USER=%s", id->user);
     if (b.failed || !b.items) {
         environment_free(b.items);
         return NULL;

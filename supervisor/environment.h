@@ -2,6 +2,7 @@
 #ifndef ARBITER_ENVIRONMENT_H
 #define ARBITER_ENVIRONMENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -16,6 +17,10 @@ struct worker_identity {
     const char *log_format;
     const char *log_file; /* NULL: logs go to the inherited stderr */
     const char *shim_dir; /* prepended to PYTHONPATH; NULL when the shim is installed in the venv */
+    /* --user/--group, for `arbiter exec-worker` (privileges.c): ARBITER_UID, ARBITER_GID, ARBITER_USER */
+    bool set_uid, set_gid;
+    unsigned uid, gid;
+    const char *user;
 };
 
 /* Builds a NULL-terminated environment: base (the arbiter's own) minus the variables that belong to

@@ -368,6 +368,34 @@ void listener_close_all(struct listener_set *set) {
     set->count = 0;
 }
 
+int listener_chown_unix(const struct listener_set *set, uid_t uid, gid_t gid, char *err, size_t err_size) {
+    for (size_t i = 0; i < set->count; i++) {
+        const struct listener *l = &set->items[i];
+        if (l->address.kind != BIND_UNIX || l->adopted)
+            continue;
+        const char *path = ((const struct sockaddr_un *)&l->address.addr)->sun_path;
+        struct stat st;
+        errno = 0;
+        /* lchown: the path is ours (we just bound it); never follow a link someone put in its place. */
+        if (lstat(path, &st) != 0 || st.st_ino != l->unix_inode || lchown(path, uid, gid) != 0) {
+            snprintf(err, err_size, "cannot give %s to --user/--group: %s", l->address.text,
+                     errno ? strerror(errno) : "the socket file was replaced");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void listener_close_for_stop(struct listener_set *set) {
+    for (size_t i = 0; i < set->count; i++) {
+        struct listener *l = &set->items[i];
+        if (l->from_systemd || l->fd < 0)
+            continue;
+        close(l->fd);
+        l->fd = -1;
+    }
+}
+
 int listener_systemd_count(const char *listen_pid, const char *listen_fds, int self, unsigned *count, char *err,
                            size_t err_size) {
     *count = 0;
@@ -410,6 +438,7 @@ int listener_adopt_systemd(struct listener_set *set, unsigned count, const char 
             snprintf(err, err_size, "socket activation: %s", reason);
             return -1;
         }
+        set->items[set->count - 1].from_systemd = true;
     }
     return 0;
 }
@@ -490,6 +519,7 @@ int listener_open_all_reusing(struct listener_set *set, const struct bind_addres
         l->address = addresses[i];
         l->fd = stored[match];
         l->adopted = true; /* its file and its life belong to systemd's store as much as to us */
+        l->from_systemd = true;
         listener_describe(l->fd, l->name, sizeof l->name);
         stored[match] = -1;
     }

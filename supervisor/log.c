@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -154,5 +156,34 @@ int log_open_file(const char *path, char *err, size_t err_size) {
         return -1;
     }
     close(fd);
+    return 0;
+}
+
+int log_send_file(int channel_fd, char *err, size_t err_size) {
+    static const char message[] = "{\"type\":\"log_file\"}\n";
+    struct iovec iov = {.iov_base = (void *)message, .iov_len = sizeof message - 1};
+    union {
+        struct cmsghdr header;
+        char buffer[CMSG_SPACE(sizeof(int))];
+    } control;
+    memset(&control, 0, sizeof control);
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buffer,
+                         .msg_controllen = sizeof control.buffer};
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    int fd = STDERR_FILENO;
+    memcpy(CMSG_DATA(cmsg), &fd, sizeof fd);
+    ssize_t sent;
+    do
+        sent = sendmsg(channel_fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (sent < 0 && errno == EINTR);
+    if (sent != (ssize_t)iov.iov_len) {
+        /* EAGAIN: the worker has not read its channel for a long time (its loop is blocked). */
+        snprintf(err, err_size, "cannot hand the log file over the worker channel: %s",
+                 sent < 0 ? strerror(errno) : "short write");
+        return -1;
+    }
     return 0;
 }

@@ -25,6 +25,11 @@ int log_open_file(const char *path, char *err, size_t err_size);
  * both) go to the one stream a container runtime collects as "stdout". Returns 0, or -1 with err. */
 int log_use_stdout(char *err, size_t err_size);
 
+/* Hands the log file (our stderr, as log_open_file left it) to a worker over its channel: the line
+ * {"type":"log_file"} with the fd attached (SCM_RIGHTS; docs/worker-channel.md). A worker that runs
+ * as --user cannot open a root-owned 0640 file itself. Returns 0, or -1 with err set. */
+int log_send_file(int channel_fd, char *err, size_t err_size);
+
 /* Worker fields are optional: pass worker_id 0 and pid 0 when the line is about the arbiter. */
 void log_event(enum log_level level, const char *event, unsigned worker_id, int pid,
                const char *fmt, ...) __attribute__((format(printf, 5, 6)));

@@ -5,6 +5,7 @@
 #include "arbiter.h"
 #include "config.h"
 #include "ctl.h"
+#include "privileges.h"
 
 extern char **environ;
 
@@ -48,6 +49,8 @@ int main(int argc, char **argv) {
         return ctl_main(argc - 1, argv + 1);
     if (strcmp(command, "upgrade-check") == 0) /* the pre-flight of an in-place upgrade (upgrade.c) */
         return upgrade_preflight_main(argc - 1, argv + 1);
+    if (strcmp(command, PRIVILEGES_EXEC_COMMAND) == 0)
+        return privileges_exec_worker(argc - 1, argv + 1);
     if (strcmp(command, "--version") == 0 || strcmp(command, "-V") == 0) {
         printf("arbiter %s\n", ARBITER_VERSION);
         return EXIT_CLEAN;

@@ -152,6 +152,11 @@ static size_t collect_workers(const struct pool *pool, const struct worker **out
     return n;
 }
 
+/* A live worker's place in arbiter_workers{state=...}: booting (and spawning), ready, draining. */
+static size_t worker_state_index(const struct worker *w) {
+    return w->state == WORKER_READY ? 1 : w->state == WORKER_DRAINING ? 2 : 0;
+}
+
 void metrics_render(struct arbiter *a, struct text_buffer *b) {
     const struct pool *pool = &a->pool;
     header(b, "arbiter_build_info", "gauge", "Version of the arbiter binary.");
@@ -171,10 +176,12 @@ void metrics_render(struct arbiter *a, struct text_buffer *b) {
         if (!slot->active)
             by_state[slot->state == SLOT_CRASHLOOP ? 4 : 3]++;
         else
-            by_state[slot->active->state == WORKER_READY ? 1 : slot->active->state == WORKER_DRAINING ? 2 : 0]++;
+            by_state[worker_state_index(slot->active)]++;
         if (slot->successor)
-            by_state[0]++;
+            by_state[worker_state_index(slot->successor)]++;
     }
+    for (const struct worker *w = pool->detached; w; w = w->next)
+        by_state[worker_state_index(w)]++; /* replaced by a reload, a recycle or a scale-down: draining */
     static const char *const state_names[] = {"booting", "ready", "draining", "backoff", "crashloop"};
     header(b, "arbiter_workers", "gauge", "Workers by state.");
     for (size_t i = 0; i < 5; i++)
@@ -239,8 +246,8 @@ void metrics_render(struct arbiter *a, struct text_buffer *b) {
     for (size_t i = 0; i < a->listeners.count; i++) {
         struct tcp_info info;
         socklen_t len = sizeof info;
-        if (getsockopt(a->listeners.items[i].fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0)
-            continue; /* not TCP */
+        if (a->listeners.items[i].fd < 0 || getsockopt(a->listeners.items[i].fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0)
+            continue; /* closed at the end of a lame duck, or not TCP */
         text_buffer_printf(b, "arbiter_listen_queue_length{listener=\"");
         metrics_escape_label(b, a->listeners.items[i].name);
         text_buffer_printf(b, "\"} %u\n", info.tcpi_unacked);
@@ -459,6 +466,26 @@ static void metrics_on_connection(uv_stream_t *server, int status) {
     uv_read_start(&client->connection.stream, metrics_on_alloc, metrics_on_read);
 }
 
+/* Only a socket file left by a dead process is removed (as for the listeners): whatever else is at
+ * PATH, a regular file or a live server's socket, is someone's and stays. */
+static int metrics_prepare_path(const char *address, const char *path, char *err, size_t err_size) {
+    switch (listener_clear_stale_unix(path)) {
+    case STALE_SOCKET_FREE:
+        return 0;
+    case STALE_SOCKET_NOT_A_SOCKET:
+        snprintf(err, err_size, "--metrics %s: the path exists and is not a socket; remove it or choose another path", address);
+        return -1;
+    case STALE_SOCKET_IN_USE:
+        snprintf(err, err_size, "--metrics %s: another process is serving on this socket; stop it or choose another path",
+                 address);
+        return -1;
+    case STALE_SOCKET_ERROR:
+        break;
+    }
+    snprintf(err, err_size, "--metrics %s: cannot check or remove the existing file: %s", address, strerror(errno));
+    return -1;
+}
+
 int metrics_start(struct metrics *metrics, struct arbiter *arbiter, const char *address, char *err, size_t err_size) {
     memset(metrics, 0, sizeof *metrics);
     metrics->arbiter = arbiter;
@@ -475,12 +502,16 @@ int metrics_start(struct metrics *metrics, struct arbiter *arbiter, const char *
         rc = uv_tcp_bind(&metrics->server.tcp, (struct sockaddr *)&parsed.addr, 0);
     } else {
         const char *path = ((struct sockaddr_un *)&parsed.addr)->sun_path;
+        if (metrics_prepare_path(address, path, err, err_size) != 0)
+            return -1;
         uv_pipe_init(arbiter->loop, &metrics->server.pipe, 0);
         metrics->listening = true;
-        unlink(path);
         rc = uv_pipe_bind(&metrics->server.pipe, path);
-        if (rc == 0)
+        struct stat st;
+        if (rc == 0 && stat(path, &st) == 0) {
             snprintf(metrics->unix_path, sizeof metrics->unix_path, "%s", path);
+            metrics->unix_inode = st.st_ino;
+        }
     }
     metrics->server.handle.data = metrics;
     if (rc == 0)
@@ -500,7 +531,9 @@ void metrics_close(struct metrics *metrics) {
     while (metrics->clients)
         metrics_client_close(metrics->clients);
     uv_close(&metrics->server.handle, NULL); /* embedded in struct arbiter */
-    if (metrics->unix_path[0])
+    struct stat st;
+    /* Unlink only if the file is still ours: a newer arbiter may have replaced it. */
+    if (metrics->unix_path[0] && stat(metrics->unix_path, &st) == 0 && st.st_ino == metrics->unix_inode)
         unlink(metrics->unix_path);
 }
 

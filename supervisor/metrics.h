@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #define METRICS_REQUEST_MAX 8192
@@ -43,7 +44,8 @@ struct metrics {
         uv_handle_t handle;
     } server;
     bool listening;
-    char unix_path[108];
+    char unix_path[108]; /* unix:PATH: the socket file we created, removed at close if still ours */
+    ino_t unix_inode;
     struct metrics_client *clients;
     unsigned client_count;
 };

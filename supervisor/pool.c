@@ -19,6 +19,7 @@
 
 #include "environment.h"
 #include "log.h"
+#include "privileges.h"
 
 extern char **environ;
 
@@ -75,13 +76,17 @@ int pool_init(struct pool *pool, uv_loop_t *loop, const struct config *config, s
     return pool->slots ? 0 : -1;
 }
 
-/* PYTHON -m arbiter_worker [--zygote] [uvicorn options] [--max-requests N] APP */
+/* [/proc/self/exe exec-worker] PYTHON -m arbiter_worker [--zygote] [uvicorn options] [--max-requests N] APP */
 char **pool_build_argv(const struct pool *pool, char numbers[3][32], bool zygote) {
     const struct config *c = pool->config;
-    char **argv = calloc(c->forward.count + 17, sizeof *argv);
+    char **argv = calloc(c->forward.count + 18, sizeof *argv);
     if (!argv)
         return NULL;
     size_t n = 0;
+    if (pool->set_uid || pool->set_gid) { /* privileges.c: become --user/--group, then exec PYTHON */
+        argv[n++] = "/proc/self/exe";
+        argv[n++] = PRIVILEGES_EXEC_COMMAND;
+    }
     argv[n++] = c->python;
     argv[n++] = "-m";
     argv[n++] = "arbiter_worker";
@@ -119,6 +124,11 @@ char **pool_build_env(const struct pool *pool, unsigned worker_id, unsigned gene
         .log_format = c->log_format == LOG_FORMAT_JSON ? "json" : "text",
         .log_file = c->log_file,
         .shim_dir = pool->shim_dir,
+        .set_uid = pool->set_uid,
+        .set_gid = pool->set_gid,
+        .uid = (unsigned)pool->uid,
+        .gid = (unsigned)pool->gid,
+        .user = pool->set_uid ? c->user : NULL,
     };
     return environment_build(environ, &c->env, &identity);
 }
@@ -147,10 +157,6 @@ static struct worker *pool_spawn_worker(struct pool *pool, struct slot *slot, ch
         .cwd = c->chdir,
         .listen_fds = pool->config->reuse_port ? slot->listen_fds : pool->listen_fds,
         .listen_fd_count = pool->listen_fd_count,
-        .set_uid = pool->set_uid,
-        .set_gid = pool->set_gid,
-        .uid = pool->uid,
-        .gid = pool->gid,
         .max_requests = c->max_requests ? (unsigned)strtoul(numbers[1], NULL, 10) : 0,
     };
     int rc = pool->spawner->ops->spawn(pool->spawner, w, &launch, err, err_size);
@@ -747,4 +753,24 @@ int pool_restore(struct pool *pool, json_t *saved, char *err, size_t err_size) {
         pool->detached = w;
     }
     return 0;
+}
+
+/* The end of a graceful stop's lame duck with --reuse-port: the arbiter closes the per-slot
+ * listeners it holds, so once the workers have closed their copies the kernel refuses new clients
+ * instead of queueing them on a socket nobody accepts from. */
+void pool_close_listeners(struct pool *pool) {
+    for (size_t i = 0; i < pool->slot_count; i++)
+        slot_close_listeners(pool->slots[i]);
+}
+
+/* Calls visit for every live worker: each slot's active and successor, then the detached ones. */
+void pool_for_each_worker(struct pool *pool, void (*visit)(struct worker *worker, void *data), void *data) {
+    for (size_t i = 0; i < pool->slot_count; i++) {
+        if (pool->slots[i]->active)
+            visit(pool->slots[i]->active, data);
+        if (pool->slots[i]->successor)
+            visit(pool->slots[i]->successor, data);
+    }
+    for (struct worker *w = pool->detached; w; w = w->next)
+        visit(w, data);
 }

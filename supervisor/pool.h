@@ -119,6 +119,12 @@ int pool_recycle(struct pool *pool, unsigned slot_id);
 /* Stops every worker; events.empty fires when the last one has exited. */
 void pool_stop(struct pool *pool, bool graceful);
 
+/* Closes the arbiter's copies of the slots' own listeners (--reuse-port), at the end of a lame duck. */
+void pool_close_listeners(struct pool *pool);
+
+/* Calls visit for every live worker (slots' active and successor workers, then detached ones). */
+void pool_for_each_worker(struct pool *pool, void (*visit)(struct worker *worker, void *data), void *data);
+
 /* Sends signum to every live worker. */
 void pool_signal_all(struct pool *pool, int signum);
 

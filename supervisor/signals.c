@@ -30,8 +30,21 @@ static void on_ttou(struct arbiter *a) {
     else
         log_warning("scale_refused", "SIGTTOU ignored: one worker is the minimum; use `arbiter ctl stop` to stop");
 }
-/* After logrotate moved the file: the arbiter reopens it, then tells each worker (SIGUSR2, which
- * the shim handles by reopening ARBITER_LOG_FILE onto its stdout and stderr). */
+/* After logrotate moved the file: the arbiter reopens it (as root, if it started as root), then hands
+ * the new file to each worker over its channel, because a worker running as --user may not be
+ * allowed to open it (logrotate's `create 0640 root adm`). */
+static void send_log_file(struct worker *w, void *data) {
+    unsigned *failures = data;
+    uv_os_fd_t fd;
+    char err[256];
+    if (w->state == WORKER_EXITED || uv_fileno((uv_handle_t *)&w->channel, &fd) != 0)
+        return;
+    if (log_send_file(fd, err, sizeof err) != 0) {
+        log_event(LOG_WARNING, "reopen_logs_failed", w->slot_id, w->pid, "%s; it keeps writing to the old file", err);
+        (*failures)++;
+    }
+}
+
 static void on_usr1(struct arbiter *a) {
     if (!a->config->log_file) {
         log_info("reopen_logs", "SIGUSR1: logs go to %s (no --log-file FILE); nothing to reopen",
@@ -43,8 +56,11 @@ static void on_usr1(struct arbiter *a) {
         log_error("reopen_logs_failed", "%s; still writing to the old file", err);
         return;
     }
-    pool_signal_all(&a->pool, SIGUSR2);
-    log_info("reopen_logs", "reopened %s", a->config->log_file);
+    unsigned failures = 0;
+    pool_for_each_worker(&a->pool, send_log_file, &failures);
+    if (a->config->preload)
+        fork_server_send_log_file(&a->fork_server);
+    log_info("reopen_logs", "reopened %s%s", a->config->log_file, failures ? " (some workers keep the old file, see above)" : "");
 }
 static void on_usr2(struct arbiter *a) {
     char err[512];

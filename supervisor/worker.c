@@ -165,7 +165,12 @@ void worker_handle_message(struct worker *w, const char *line, size_t length) {
         w->in_flight = in_flight > 0 ? (uint64_t)in_flight : 0;
         worker_on_heartbeat(w);
     } else if (strcmp(type, "ready") == 0) {
-        if (w->state == WORKER_BOOTING && worker_transition(w, WORKER_READY)) {
+        if (w->state == WORKER_BOOTING && w->kill_reason != KILL_NONE) {
+            /* Too late: the boot timeout fired and the kill is under way (stack dump, then SIGKILL).
+             * Accepting it would let the kill land later, under traffic, still called a boot timeout. */
+            log_event(LOG_WARNING, "worker_ready_too_late", w->slot_id, w->pid,
+                      "ready arrived after --boot-timeout fired; ignoring it, the worker is killed as a boot timeout");
+        } else if (w->state == WORKER_BOOTING && worker_transition(w, WORKER_READY)) {
             worker_refresh_stats(w, true); /* the app is imported now: memory worth showing */
             pool_worker_ready(w);
         }
@@ -242,8 +247,10 @@ static void worker_on_deadline(uv_timer_t *timer) {
         if (w->state == WORKER_DRAINING && w->kill_reason == KILL_NONE) {
             w->kill_reason = KILL_GRACEFUL_TIMEOUT;
             log_event(LOG_WARNING, "worker_graceful_timeout", w->slot_id, w->pid,
-                      "still running %.1f s after it was told to stop; killing it (raise --graceful-timeout if requests need longer)",
-                      config->graceful_timeout);
+                      "still running %.1f s after it was told to stop (--graceful-timeout %.1f s + %.1f s to exit); killing it "
+                      "(raise --graceful-timeout if requests need longer)",
+                      (double)worker_graceful_kill_ms(config->graceful_timeout) / 1000, config->graceful_timeout,
+                      WORKER_KILL_MARGIN_MS / 1000.0);
         }
         worker_send_signal(w, SIGKILL);
         return;
@@ -374,11 +381,9 @@ int worker_exec(struct worker *w, uv_loop_t *loop, const struct worker_launch *l
         .cwd = launch->cwd,
         /* DETACHED = setsid: a terminal's Ctrl-C reaches the arbiter alone, which decides; and the
          * worker leads a process group that a hard kill takes down whole. */
-        .flags = UV_PROCESS_DETACHED | (launch->set_uid ? UV_PROCESS_SETUID : 0) | (launch->set_gid ? UV_PROCESS_SETGID : 0),
+        .flags = UV_PROCESS_DETACHED, /* --user/--group: argv starts with `arbiter exec-worker` (privileges.c) */
         .stdio_count = (int)count,
         .stdio = stdio,
-        .uid = launch->uid,
-        .gid = launch->gid,
     };
     w->process.data = w;
     int rc = uv_spawn(loop, &w->process, &options);
@@ -412,7 +417,16 @@ void worker_stop(struct worker *w, bool graceful) {
     worker_transition(w, WORKER_DRAINING);
     w->stack_dump_requested = false;
     worker_send_signal(w, graceful ? SIGTERM : SIGQUIT);
-    worker_arm_deadline(w, graceful ? seconds_to_ms(w->pool->config->graceful_timeout) : QUICK_STOP_MS);
+    worker_arm_deadline(w, graceful ? worker_graceful_kill_ms(w->pool->config->graceful_timeout) : QUICK_STOP_MS);
+}
+
+/* The shim counts its stop budget (--graceful-timeout) from the moment its SIGTERM handler ran and
+ * ends its drain and lifespan shutdown within it; the arbiter's countdown starts a little earlier,
+ * when it sent the signal, and the shim still has to leave its event loop and exit after its
+ * budget. So the kill comes WORKER_KILL_MARGIN_MS after the budget, never in the middle of a
+ * shutdown the shim was promised (the rule is in docs/worker-channel.md, "Stop deadlines"). */
+uint64_t worker_graceful_kill_ms(double graceful_timeout) {
+    return seconds_to_ms(graceful_timeout) + WORKER_KILL_MARGIN_MS;
 }
 
 void worker_describe_exit(const struct worker *w, char *out, size_t size) {

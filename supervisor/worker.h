@@ -81,9 +81,6 @@ struct worker_launch {
     const char *cwd;
     const int *listen_fds;
     size_t listen_fd_count;
-    bool set_uid, set_gid;
-    uv_uid_t uid;
-    uv_gid_t gid;
     unsigned max_requests; /* this worker's --max-requests, jitter included (0: none) */
 };
 
@@ -115,8 +112,13 @@ void worker_spawn_failed(struct worker *worker, const char *reason);
 /* Sends a signal to a running worker; a worker already gone is not an error. */
 void worker_send_signal(struct worker *worker, int signum);
 
-/* Graceful: SIGTERM, SIGKILL after --graceful-timeout. Quick: SIGQUIT, SIGKILL after 1 s. */
+/* Graceful: SIGTERM, SIGKILL after worker_graceful_kill_ms(). Quick: SIGQUIT, SIGKILL after 1 s. */
 void worker_stop(struct worker *worker, bool graceful);
+
+/* How long after SIGTERM the arbiter SIGKILLs: --graceful-timeout (the shim's own budget, counted
+ * from its signal handler) plus WORKER_KILL_MARGIN_MS for the signal's delivery and the exit. */
+#define WORKER_KILL_MARGIN_MS 2000u
+uint64_t worker_graceful_kill_ms(double graceful_timeout);
 
 /* Closes the handles once the process has exited (or never existed); frees the worker when the last
  * one is closed. */

@@ -326,11 +326,10 @@ static struct zygote *zygote_start(struct fork_server *server, unsigned generati
         .args = argv,
         .env = env,
         .cwd = c->chdir,
-        .flags = UV_PROCESS_DETACHED | (pool->set_uid ? UV_PROCESS_SETUID : 0) | (pool->set_gid ? UV_PROCESS_SETGID : 0),
+        /* --user/--group: argv starts with `arbiter exec-worker` (privileges.c), as for a worker. */
+        .flags = UV_PROCESS_DETACHED,
         .stdio_count = 4,
         .stdio = stdio,
-        .uid = pool->uid,
-        .gid = pool->gid,
     };
     rc = uv_spawn(pool->loop, &z->process, &options);
     close(pair[1]);
@@ -637,4 +636,15 @@ int fork_server_restore(struct fork_server *server, json_t *saved, char *err, si
     if (pool->reaper)
         reaper_watch(pool->reaper, &z->reaped, &exit_status, &term_signal);
     return 0;
+}
+
+/* After a log rotation: the zygote's stdout and stderr (which the workers it forks inherit) move to
+ * the new file too. The message carries its fd, so the zygote reads it on its own, between forks. */
+void fork_server_send_log_file(struct fork_server *server) {
+    struct zygote *zygotes[] = {server->current, server->next};
+    for (size_t i = 0; i < 2; i++) {
+        char err[256];
+        if (zygotes[i] && zygotes[i]->state != ZYGOTE_EXITED && log_send_file(zygotes[i]->channel_fd, err, sizeof err) != 0)
+            log_event(LOG_WARNING, "reopen_logs_failed", 0, zygotes[i]->pid, "zygote: %s; it keeps the old file", err);
+    }
 }

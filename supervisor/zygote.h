@@ -80,6 +80,9 @@ const char *zygote_state_name(enum zygote_state state);
 /* In-place upgrade: refused while a fork or a zygote start is under way (busy); the serving zygote
  * as JSON (its channel under "channel_fd"), and its adoption by the next image. */
 bool fork_server_busy(const struct fork_server *server);
+
+/* SIGUSR1 with --log-file: hands the reopened log file to the zygote (and so to its future workers). */
+void fork_server_send_log_file(struct fork_server *server);
 json_t *fork_server_save(const struct fork_server *server);
 int fork_server_restore(struct fork_server *server, json_t *saved, char *err, size_t err_size);
 

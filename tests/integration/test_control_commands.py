@@ -312,6 +312,19 @@ def test_scale_beyond_max_workers_is_refused_with_the_limit(arbiter):
     assert_serving(arbiter)
 
 
+def test_scale_by_the_largest_delta_is_refused_naming_the_range_not_a_wrapped_count(arbiter):
+    arbiter.run(workers=2)
+    arbiter.wait_ready(2)
+
+    result = ctl(arbiter, "scale", "+9223372036854775807")
+
+    assert result.returncode == 1
+    assert "out_of_range" in result.stderr and "from -1024 to +1024" in result.stderr, result.stderr
+    assert "-9223372036854775808" not in result.stderr, result.stderr
+    assert status(arbiter)["target_workers"] == 2
+    assert_serving(arbiter)
+
+
 def test_scale_to_max_workers_is_allowed(arbiter):
     arbiter.run(workers=2, extra=["--max-workers", "3"])
     arbiter.wait_ready(2)
@@ -632,6 +645,55 @@ def test_control_path_that_is_a_regular_file_is_refused_and_left_alone(arbiter, 
     assert path.read_text() == "precious\n"
 
 
+@pytest.fixture
+def foreign_tmp_control_dir():
+    """A uid with no account and its /tmp/arbiter-UID fallback directory, made by someone else first
+    (root here); removed at teardown."""
+    for uid in range(61000 + os.getpid() % 1000, 63000):
+        path = Path(f"/tmp/arbiter-{uid}")
+        if not os.path.lexists(path):
+            break
+    path.mkdir(mode=0o700)
+    try:
+        yield uid, path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _run_as(uid: int, arbiter: Arbiter) -> Arbiter:
+    """`arbiter run` as uid, with no --control and no runtime directory: the /tmp fallback applies."""
+    argv = ["run", "-w", "1", "-b", f"127.0.0.1:{free_port()}", "--python", str(TEST_PYTHON), "--chdir",
+            str(APPS_DIR), "hello:app"]
+    return arbiter.start(argv, env={"XDG_RUNTIME_DIR": "", "RUNTIME_DIRECTORY": ""},
+                         wrapper=["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"])
+
+
+@needs_root
+def test_tmp_control_directory_created_by_another_user_is_refused(arbiter, foreign_tmp_control_dir):
+    uid, path = foreign_tmp_control_dir
+    _run_as(uid, arbiter)
+
+    assert arbiter.wait_exit(20) == 2
+    assert f"control directory {path} belongs to uid 0, not to this user (uid {uid})" in arbiter.output()
+    assert list(path.iterdir()) == []
+    ctl_result = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", str(ARBITER_BIN),
+                                 "ctl", "status"], capture_output=True, text=True, timeout=10,
+                                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    assert ctl_result.returncode == 1
+    assert "belongs to uid 0" in ctl_result.stderr
+
+
+@needs_root
+def test_tmp_control_directory_writable_by_others_is_refused(arbiter, foreign_tmp_control_dir):
+    uid, path = foreign_tmp_control_dir
+    os.chown(path, uid, uid)
+    path.chmod(0o777)
+    _run_as(uid, arbiter)
+
+    assert arbiter.wait_exit(20) == 2
+    assert f"control directory {path} is writable by others (mode 777)" in arbiter.output()
+
+
 @needs_root
 def test_ctl_as_another_uid_cannot_connect(arbiter, workdir):
     workdir.chmod(0o711)  # nobody may reach the socket; only the socket's own mode stops it
@@ -888,6 +950,26 @@ def test_a_client_that_never_sends_is_dropped_after_the_idle_timeout(arbiter):
 
     assert closed and replies == [], replies
     assert CONTROL_IDLE_S - 1 <= waited <= CONTROL_IDLE_S + 5, f"dropped after {waited:.1f}s"
+    assert_serving(arbiter)
+
+
+def test_a_client_sending_status_every_few_seconds_stays_connected_past_the_idle_timeout(arbiter):
+    arbiter.run(workers=1)
+    arbiter.wait_ready(1)
+
+    with connect(arbiter.control_path) as client:
+        connected = time.monotonic()
+        answered = 0
+        while time.monotonic() - connected < CONTROL_IDLE_S + 3:  # bounded: about 4 rounds
+            client.sendall(b'{"cmd":"status"}\n')
+            replies, closed = read_replies(client, timeout=2)
+            assert not closed and len(replies) == 1 and replies[0]["ok"], (replies, closed)
+            answered += 1
+            # Silence for 4 s: the arbiter must neither answer nor close (select sees EOF as readable).
+            readable, _, _ = select.select([client], [], [], 4.0)
+            assert not readable, f"the connection was closed {time.monotonic() - connected:.1f} s after connecting"
+
+    assert answered >= 3
     assert_serving(arbiter)
 
 

@@ -288,6 +288,64 @@ def test_workers_draining_for_a_stop_are_counted_as_draining(arbiter, workdir):
         thread.join(timeout=30)
 
 
+def test_workers_replaced_by_a_reload_are_counted_as_draining(arbiter, workdir):
+    address = run_with_metrics(arbiter, workers=1, extra=["--graceful-timeout", "30"])
+    arbiter.wait_ready(1)
+    marker = workdir / "slow-started"
+    thread = threading.Thread(target=lambda: arbiter.get(f"/slow?s=8&started={marker}", timeout=40))
+    thread.start()
+    try:
+        wait_until(marker.exists, 10, "the slow request to be inside the handler")
+        assert ctl(arbiter, "--no-wait", "reload").returncode == 0
+
+        def draining_counted():
+            page = metrics_get(address, "/metrics").text
+            counts = {state: metric_value(page, f'arbiter_workers{{state="{state}"}}') for state in ("ready", "draining")}
+            return counts if counts["draining"] == 1 else None
+        counts = wait_until(draining_counted, 20, "the replaced worker to show as draining")
+        assert thread.is_alive(), "the old worker finished its request before the scrape: nothing was shown"
+        assert counts == {"ready": 1, "draining": 1}, counts
+    finally:
+        thread.join(timeout=40)
+
+
+def test_metrics_unix_path_that_is_a_regular_file_is_refused_and_left_alone(arbiter, workdir):
+    path = workdir / "precious.txt"
+    path.write_text("not yours\n")
+    arbiter.run(workers=1, extra=["--metrics", f"unix:{path}"])
+
+    assert arbiter.wait_exit(20) == 2
+    assert "the path exists and is not a socket" in arbiter.output()
+    assert path.read_text() == "not yours\n"
+
+
+def test_metrics_unix_path_of_a_live_socket_is_refused_and_left_alone(arbiter, workdir):
+    path = workdir / "live.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as live:
+        live.bind(str(path))
+        live.listen(1)
+        arbiter.run(workers=1, extra=["--metrics", f"unix:{path}"])
+
+        assert arbiter.wait_exit(20) == 2
+        assert "another process is serving on this socket" in arbiter.output()
+        assert path.is_socket()
+
+
+def test_metrics_unix_stale_socket_is_replaced_and_removed_at_exit(arbiter, workdir):
+    path = workdir / "stale.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as dead:
+        dead.bind(str(path))  # bound, never unlinked: what a killed process leaves behind
+    arbiter.run(workers=1, extra=["--metrics", f"unix:{path}"])
+    arbiter.wait_ready(1)
+
+    transport = httpx.HTTPTransport(uds=str(path))
+    with httpx.Client(transport=transport, base_url="http://metrics", timeout=5) as client:
+        assert client.get("/healthz").status_code == 200
+    arbiter.signal(signal.SIGTERM)
+    assert arbiter.wait_exit(30) == 0
+    assert not path.exists()
+
+
 def test_healthz_is_503_with_a_reason_while_fewer_than_min_ready_workers_are_ready(arbiter):
     address = run_with_metrics(arbiter, workers=2, extra=["--min-ready", "2"])
     arbiter.wait_ready(2)

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -346,6 +347,45 @@ START_TEST(test_scale_to_one_worker_is_the_smallest_accepted) {
 }
 END_TEST
 
+START_TEST(test_scale_to_more_than_1024_workers_is_out_of_range_naming_the_range) {
+    const char *message = refused_with("{\"cmd\":\"scale\",\"workers\":1025}", "out_of_range");
+    ck_assert_msg(strstr(message, "from 1 to 1024") != NULL, "%s", message);
+    accepted_as("{\"cmd\":\"scale\",\"workers\":1024}", "scale");
+}
+END_TEST
+
+/* The largest delta used to be added to the target as it came, overflowing into a negative count. */
+START_TEST(test_scale_delta_beyond_1024_is_out_of_range_without_a_wrapped_value) {
+    const char *lines[] = {"{\"cmd\":\"scale\",\"delta\":9223372036854775807}",
+                           "{\"cmd\":\"scale\",\"delta\":-9223372036854775808}", "{\"cmd\":\"scale\",\"delta\":1025}",
+                           "{\"cmd\":\"scale\",\"delta\":-1025}"};
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        const char *message = refused_with(lines[i], "out_of_range");
+        ck_assert_msg(strstr(message, "\"delta\" must be from -1024 to +1024") != NULL, "%s: %s", lines[i], message);
+        ck_assert_msg(strstr(message, "922337") == NULL, "%s: the message shows a wrapped value: %s", lines[i], message);
+    }
+    ck_assert_int_eq(accepted_as("{\"cmd\":\"scale\",\"delta\":1024}", "scale").delta, 1024);
+    ck_assert_int_eq(accepted_as("{\"cmd\":\"scale\",\"delta\":-1024}", "scale").delta, -1024);
+}
+END_TEST
+
+START_TEST(test_recycle_id_outside_1_to_1024_is_out_of_range) {
+    const char *lines[] = {"{\"cmd\":\"recycle\",\"id\":0}", "{\"cmd\":\"recycle\",\"id\":-1}",
+                           "{\"cmd\":\"recycle\",\"id\":1025}", "{\"cmd\":\"recycle\",\"id\":9223372036854775807}"};
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        const char *message = refused_with(lines[i], "out_of_range");
+        ck_assert_msg(strstr(message, "\"id\" must be from 1 to 1024") != NULL, "%s: %s", lines[i], message);
+    }
+    ck_assert_int_eq(accepted_as("{\"cmd\":\"recycle\",\"id\":1024}", "recycle").id, 1024);
+}
+END_TEST
+
+START_TEST(test_timeout_out_of_range_names_the_range) {
+    const char *message = refused_with("{\"cmd\":\"reload\",\"timeout\":1e300}", "bad_request");
+    ck_assert_msg(strstr(message, "above 0 and at most 86400") != NULL, "%s", message);
+}
+END_TEST
+
 START_TEST(test_recycle_without_id_is_invalid_argument) {
     const char *message = refused_with("{\"cmd\":\"recycle\"}", "invalid_argument");
     ck_assert_msg(strstr(message, "status") != NULL, "the message says where ids come from: %s", message);
@@ -470,8 +510,8 @@ END_TEST
 START_TEST(test_default_path_is_arbiter_control_when_set) {
     setenv("ARBITER_CONTROL", "/tmp/x/control.sock", 1);
     setenv("RUNTIME_DIRECTORY", "/run/app", 1);
-    char path[108];
-    control_default_path("web", path, sizeof path);
+    char path[108], err[512];
+    ck_assert_int_eq(control_default_path("web", path, sizeof path, err, sizeof err), 0);
     ck_assert_str_eq(path, "/tmp/x/control.sock");
 }
 END_TEST
@@ -479,8 +519,8 @@ END_TEST
 START_TEST(test_default_path_uses_the_first_runtime_directory) {
     unsetenv("ARBITER_CONTROL");
     setenv("RUNTIME_DIRECTORY", "/run/app:/run/other", 1);
-    char path[108];
-    control_default_path("web", path, sizeof path);
+    char path[108], err[512];
+    ck_assert_int_eq(control_default_path("web", path, sizeof path, err, sizeof err), 0);
     ck_assert_str_eq(path, "/run/app/web.sock");
 }
 END_TEST
@@ -492,9 +532,54 @@ START_TEST(test_default_path_that_does_not_fit_is_empty) {
     long_dir[sizeof long_dir - 1] = '\0';
     unsetenv("ARBITER_CONTROL");
     setenv("RUNTIME_DIRECTORY", long_dir, 1);
-    char path[108];
-    control_default_path("web", path, sizeof path);
+    char path[108], err[512];
+    ck_assert_int_eq(control_default_path("web", path, sizeof path, err, sizeof err), -1);
     ck_assert_str_eq(path, "");
+    ck_assert_ptr_nonnull(strstr(err, "too long"));
+}
+END_TEST
+
+/* /tmp/arbiter-UID may have been made by someone else first (/tmp is world-writable). */
+START_TEST(test_private_dir_of_our_own_with_mode_700_is_accepted) {
+    char dir[256], err[512] = "";
+    scratch_dir_create(dir, sizeof dir);
+    ck_assert_int_eq(chmod(dir, 0700), 0);
+    ck_assert_msg(control_check_private_dir(dir, geteuid(), err, sizeof err) == 0, "%s", err);
+    scratch_dir_remove(dir);
+}
+END_TEST
+
+START_TEST(test_private_dir_writable_by_others_is_refused) {
+    char dir[256], err[512] = "";
+    scratch_dir_create(dir, sizeof dir);
+    const mode_t modes[] = {0777, 0770, 0702};
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        ck_assert_int_eq(chmod(dir, modes[i]), 0);
+        ck_assert_int_eq(control_check_private_dir(dir, geteuid(), err, sizeof err), -1);
+        ck_assert_msg(strstr(err, "writable by others") != NULL && strstr(err, "--control") != NULL, "%s", err);
+    }
+    scratch_dir_remove(dir);
+}
+END_TEST
+
+START_TEST(test_private_dir_owned_by_another_uid_is_refused) {
+    char dir[256], err[512] = "";
+    scratch_dir_create(dir, sizeof dir);
+    ck_assert_int_eq(chmod(dir, 0700), 0);
+    ck_assert_int_eq(control_check_private_dir(dir, geteuid() + 1, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "not to this user") != NULL, "%s", err);
+    scratch_dir_remove(dir);
+}
+END_TEST
+
+START_TEST(test_private_dir_that_is_a_symlink_is_refused) {
+    char dir[256], link_path[300], err[512] = "";
+    scratch_dir_create(dir, sizeof dir);
+    snprintf(link_path, sizeof link_path, "%s/link", dir);
+    ck_assert_int_eq(symlink(dir, link_path), 0);
+    ck_assert_int_eq(control_check_private_dir(link_path, geteuid(), err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "not a directory") != NULL, "%s", err);
+    scratch_dir_remove(dir);
 }
 END_TEST
 
@@ -639,6 +724,10 @@ Suite *control_suite(void) {
     tcase_add_test(errors, test_scale_to_negative_workers_is_out_of_range);
     tcase_add_test(errors, test_scale_to_one_worker_is_the_smallest_accepted);
     tcase_add_test(errors, test_recycle_without_id_is_invalid_argument);
+    tcase_add_test(errors, test_scale_to_more_than_1024_workers_is_out_of_range_naming_the_range);
+    tcase_add_test(errors, test_scale_delta_beyond_1024_is_out_of_range_without_a_wrapped_value);
+    tcase_add_test(errors, test_recycle_id_outside_1_to_1024_is_out_of_range);
+    tcase_add_test(errors, test_timeout_out_of_range_names_the_range);
     suite_add_tcase(suite, errors);
 
     TCase *permissions = tcase_create("permissions");
@@ -663,6 +752,10 @@ Suite *control_suite(void) {
     tcase_add_test(paths, test_default_path_is_arbiter_control_when_set);
     tcase_add_test(paths, test_default_path_uses_the_first_runtime_directory);
     tcase_add_test(paths, test_default_path_that_does_not_fit_is_empty);
+    tcase_add_test(paths, test_private_dir_of_our_own_with_mode_700_is_accepted);
+    tcase_add_test(paths, test_private_dir_writable_by_others_is_refused);
+    tcase_add_test(paths, test_private_dir_owned_by_another_uid_is_refused);
+    tcase_add_test(paths, test_private_dir_that_is_a_symlink_is_refused);
     suite_add_tcase(suite, paths);
 
     TCase *procstat = tcase_create("procstat");

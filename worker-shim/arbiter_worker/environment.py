@@ -27,6 +27,8 @@ class WorkerEnvironment:
     heartbeat_interval: float
     log_format: str
     log_file: str | None = None
+    uid: int | None = None
+    """--user: the uid the worker must be running as (`arbiter exec-worker` dropped to it)."""
 
 
 def _integer(environ: Mapping[str, str], name: str, minimum: int) -> int | None:
@@ -66,4 +68,5 @@ def parse_environment(environ: Mapping[str, str]) -> WorkerEnvironment:
         heartbeat_interval=interval,
         log_format=log_format,
         log_file=environ.get("ARBITER_LOG_FILE") or None,
+        uid=_integer(environ, "ARBITER_UID", 0),
     )

@@ -2,7 +2,8 @@
 
 1. tie our life to the arbiter's (PR_SET_PDEATHSIG, then check it is still our parent), and make a
    stop signal that arrives before the server handles signals a clean exit 0;
-2. parse the ARBITER_* environment and open the channel (exit 2 when wrong: the arbiter has a bug);
+2. parse the ARBITER_* environment and open the channel (exit 2 when wrong: the arbiter has a bug, or
+   we are not the --user that ARBITER_UID names);
 3. the handshake: exit 4 if the arbiter speaks another channel protocol, else send ``hello``, the
    first line on the channel (handshake.py);
 4. parse options (exit 2), and arm faulthandler: SIGUSR1 dumps every thread's stack, even while the
@@ -45,26 +46,6 @@ def configure_stack_dumps() -> None:
     faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True, chain=False)
 
 
-def configure_log_reopening(log_file: str | None) -> None:
-    """With --log-file, the arbiter sends SIGUSR2 after a rotation: point stdout/stderr at the new file."""
-    if log_file is None:
-        return
-
-    def reopen(signum: int, frame: object) -> None:
-        try:
-            fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        except OSError as exc:
-            print(f"arbiter_worker: cannot reopen {log_file}: {exc}; still writing to the old file", file=sys.stderr)
-            return
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
-
-    signal.signal(signal.SIGUSR2, reopen)
-
-
 def interpreter_problem(options: Options) -> str | None:
     """Why this interpreter cannot serve with these options (exit 4), or None; warns on a newer uvicorn."""
     problem = uvicorn_problem() or missing_library(options)
@@ -89,6 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EnvironmentInvalid as exc:
         print(f"arbiter_worker: {exc}", file=sys.stderr)
         return exits.USAGE
+    if environment.uid is not None and (os.getuid(), os.geteuid()) != (environment.uid, environment.uid):
+        # --user: `arbiter exec-worker` drops privileges before this interpreter starts; a spawner
+        # that skipped it must not run the app as root.
+        print(f"arbiter_worker: expected to run as uid {environment.uid} (--user), not {os.geteuid()}", file=sys.stderr)
+        return exits.USAGE
     if not parent_is_alive(environment.arbiter_pid):
         print(f"arbiter_worker: the arbiter (pid {environment.arbiter_pid}) is gone; exiting", file=sys.stderr)
         return exits.PARENT_GONE
@@ -106,7 +92,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     options = parse_args(argv)
     configure_stack_dumps()
-    configure_log_reopening(environment.log_file)
     problem = interpreter_problem(options)
     if problem is not None:
         print(problem, file=sys.stderr)

@@ -184,6 +184,15 @@ def fork_worker(zygote_sock: socket.socket, request: dict[str, object], received
     return int(text)
 
 
+def reopen_log_file(received: list[int]) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(received[0], 1)
+    os.dup2(received[0], 2)
+    for fd in received:
+        os.close(fd)
+
+
 def serve_forks(zygote_sock: socket.socket, options: Options) -> int:
     while True:
         data, received = receive(zygote_sock)
@@ -193,6 +202,9 @@ def serve_forks(zygote_sock: socket.socket, options: Options) -> int:
             return exits.PARENT_GONE  # the arbiter closed the channel
         try:
             request = json.loads(data)
+            if isinstance(request, dict) and request.get("type") == "log_file" and received:
+                reopen_log_file(received)  # after a rotation; the workers forked from now on inherit it
+                continue
             if not isinstance(request, dict) or request.get("type") != "fork" or not received:
                 raise ValueError(f"not a fork request with fds: {data[:80]!r}")
             pid = fork_worker(zygote_sock, request, received, options)
