@@ -255,6 +255,27 @@ def check_sigterm_to_pid_1_drains_a_request_in_flight_and_exits_0(image: Path) -
         container.kill()
 
 
+def check_lame_duck_serves_new_requests_after_sigterm_then_exits_0(image: Path) -> None:
+    # What a Kubernetes pod needs while the endpoint removal reaches every node: still accepting.
+    container = probe_container(image, "lame-duck", "--lame-duck", "3")
+    try:
+        os.kill(container.init_pid, signal.SIGTERM)
+        signalled = time.monotonic()
+        wait_until(lambda: container.exec(container.config["healthcheck"]["test"]).returncode != 0, 2,
+                   "the HEALTHCHECK to fail once the lame duck began")
+        during = container.http("/", timeout=5)
+        answered = time.monotonic() - signalled
+        code = container.wait_exit(30)
+        exited = time.monotonic() - signalled
+        figure(f"container: --lame-duck 3: a new request {answered:.2f} s after SIGTERM answered "
+               f"{during.get('status')}; exit {code} {exited:.2f} s after SIGTERM")
+        assert answered < 3 and during.get("status") == 200, f"a new request during the lame duck: {during}"
+        assert code == 0, container.logs()[-3000:]
+        assert exited >= 3, f"exited {exited:.2f} s after SIGTERM, before the 3 s lame duck ended"
+    finally:
+        container.kill()
+
+
 def check_orphaned_children_are_reaped_by_pid_1(image: Path) -> None:
     container = probe_container(image, "orphans", "-w", "1")
     try:
@@ -297,6 +318,7 @@ CHECKS = [
     check_healthcheck_command_exits_0_while_serving,
     check_logs_go_to_stdout_and_stderr_stays_empty,
     check_sigterm_to_pid_1_drains_a_request_in_flight_and_exits_0,
+    check_lame_duck_serves_new_requests_after_sigterm_then_exits_0,
     check_orphaned_children_are_reaped_by_pid_1,
     check_no_container_outlives_its_check,  # last: it looks at every container the others started
 ]
