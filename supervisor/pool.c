@@ -600,17 +600,6 @@ void pool_stop(struct pool *pool, bool graceful) {
     }
 }
 
-void pool_signal_all(struct pool *pool, int signum) {
-    for (size_t i = 0; i < pool->slot_count; i++) {
-        if (pool->slots[i]->active)
-            worker_send_signal(pool->slots[i]->active, signum);
-        if (pool->slots[i]->successor)
-            worker_send_signal(pool->slots[i]->successor, signum);
-    }
-    for (struct worker *w = pool->detached; w; w = w->next)
-        worker_send_signal(w, signum);
-}
-
 void pool_close(struct pool *pool) {
     if (pool->spawner && pool->spawner->ops->close)
         pool->spawner->ops->close(pool->spawner);

@@ -125,9 +125,6 @@ void pool_close_listeners(struct pool *pool);
 /* Calls visit for every live worker (slots' active and successor workers, then detached ones). */
 void pool_for_each_worker(struct pool *pool, void (*visit)(struct worker *worker, void *data), void *data);
 
-/* Sends signum to every live worker. */
-void pool_signal_all(struct pool *pool, int signum);
-
 /* Closes the slots' handles; call once the pool is empty. */
 void pool_close(struct pool *pool);
 

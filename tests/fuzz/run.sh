@@ -9,7 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 runs=${1:-10000000}
 build="${FUZZ_BUILD_DIR:-$root/build-fuzz}"
-if ! CC=clang cmake -S "$root" -B "$build" -DARBITER_FUZZ=ON -DARBITER_TESTS=OFF -DARBITER_SANITIZE=ON \
+if ! CC=clang cmake -S "$root" -B "$build" -DARBITER_FUZZ=ON -DARBITER_TESTS=OFF -DARBITER_SANITIZE=ON -DARBITER_WERROR=ON \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null || ! cmake --build "$build" --target fuzz_control -j2 >/dev/null; then
   echo "fuzz: build failed"
   echo "0 passed, 1 failed"

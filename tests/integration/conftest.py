@@ -24,6 +24,9 @@ from typing import Callable, Iterable, Optional, TypeVar
 import httpx
 import pytest
 
+# Fixtures that change a host setting and restore it; defined there, available to every test here.
+from host_settings import control_group, tcp_migrate_req  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[2]
 APPS_DIR = REPO / "tests" / "apps"
 ARBITER_BIN = Path(os.environ.get("ARBITER_BIN", REPO / "build" / "arbiter"))

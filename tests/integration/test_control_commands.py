@@ -8,7 +8,6 @@ parser and the permission decisions without a daemon.
 
 from __future__ import annotations
 
-import grp
 import json
 import os
 import re
@@ -139,18 +138,6 @@ def more_arbiters():
         if instance.proc is not None:
             print(f"--- {' '.join(instance.argv)}\n--- exit {instance.proc.returncode}; output:\n{instance.tail(80)}")
         shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture
-def control_group():
-    """A throwaway group for --control-group, removed at teardown."""
-    name = f"arbit{os.getpid() % 100000}"
-    subprocess.run(["groupdel", name], capture_output=True)
-    subprocess.run(["groupadd", name], check=True, capture_output=True, timeout=30)
-    try:
-        yield grp.getgrnam(name)
-    finally:
-        subprocess.run(["groupdel", name], capture_output=True, timeout=30)
 
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run ctl as another uid")

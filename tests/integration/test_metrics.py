@@ -176,7 +176,8 @@ class Prometheus:
 @pytest.fixture
 def prometheus(workdir):
     if PROMETHEUS is None:
-        pytest.skip("the prometheus binary is not installed (Debian package `prometheus`; scripts/test.sh installs it)")
+        # A failure, not a skip: a skip would hide a missing install step.
+        pytest.fail("the prometheus binary is not installed (Debian package `prometheus`; scripts/test.sh's install stage installs it)")
     instance = Prometheus(workdir)
     yield instance
     instance.stop()
@@ -599,7 +600,15 @@ def test_json_log_format_gives_one_json_object_per_arbiter_event(arbiter):
 
 PROMTOOL = shutil.which("promtool") or ("/usr/bin/promtool" if os.access("/usr/bin/promtool", os.X_OK) else None)
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (Debian package `prometheus`)")
+
+
+@pytest.fixture
+def promtool_installed():
+    if PROMTOOL is None:
+        pytest.fail("promtool is not installed (Debian package `prometheus`; scripts/test.sh's install stage installs it)")
+
+
+needs_promtool = pytest.mark.usefixtures("promtool_installed")
 
 
 @needs_promtool

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import shutil
 import signal
 import socket
 import time
@@ -136,6 +137,8 @@ def test_graceful_timeout_bounds_the_drain() -> None:
     ("httpx", "httptools", "uvloop"), ("httpx", "h11", "asyncio"),
 ])
 def test_draining_one_of_two_workers_under_keepalive_load_fails_no_request(client: str, http: str, loop: str) -> None:
+    if client == "wrk" and shutil.which("wrk") is None:
+        pytest.fail("wrk is not installed (Debian package `wrk`; scripts/test.sh's install stage installs it)")
     connections = 64 if client == "wrk" else 8
     result = measure_drain(client=client, http=http, seconds=3.0, connections=connections, loop=loop)
     assert result.drained_exit == 0
