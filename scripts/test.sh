@@ -3,7 +3,7 @@
 # ASan+UBSan trees, then runs the stages below in order and stops at the first that fails.
 #
 #   install · build · build-asan · unit · unit-valgrind · unit-asan · shim · integration · shim-lowest
-#   · pristine · e2e · fuzz-smoke
+#   · pristine · e2e · container · fuzz-smoke
 #
 # The last line of output is always the total over every stage that ran, counted from the tools'
 # own reports (check's "Checks: N, Failures: F, Errors: E" lines, pytest's JUnit XML, a runner's
@@ -12,14 +12,15 @@
 #   N passed, N failed, N skipped
 #
 # The unit tests run three times (plain, valgrind, ASan) and are counted each time. The pristine
-# stage runs this script (minus e2e and pristine) again inside a pristine Debian 12 container, and
-# its inner total is added as it is: those tests ran a second time, on a second machine. A stage that
-# fails without a failed test to show for it (a build error, a crash, a leak report) counts as one
-# failure.
+# stage runs this script (minus e2e, pristine and container) again inside a pristine Debian 12
+# container, and its inner total is added as it is: those tests ran a second time, on a second
+# machine. A stage that fails without a failed test to show for it (a build error, a crash, a leak
+# report) counts as one failure.
 #
 # Environment:
 #   CI=true                      never prompt (sudo -n)
-#   ARBITER_TEST_SKIP="A B"      do not run these stages (reported as skipped); e.g. "e2e pristine",
+#   ARBITER_TEST_SKIP="A B"      do not run these stages (reported as skipped); e.g. "e2e pristine
+#                                container",
 #                                which is what the pristine stage runs inside its container
 #   ARBITER_TEST_ONLY="A B"      run only these stages (install is always run first)
 #   PYTEST_ARGS                  extra pytest arguments for the integration stage
@@ -198,12 +199,19 @@ stage_shim_lowest() {
     return "$status"
 }
 
-# tests/pristine/run.sh: this script, minus e2e and pristine, in a pristine Debian 12 container
-# (debootstrap, cached under .cache/pristine) holding a fresh clone of the committed HEAD.
+# tests/pristine/run.sh: this script, minus e2e, pristine and container, in a pristine Debian 12
+# container (debootstrap, cached under .cache/pristine) holding a fresh clone of the committed HEAD.
 stage_pristine() { run_runner pristine as_root "$REPO/tests/pristine/run.sh"; }
 
 # The e2e runner needs root: systemd-nspawn, mounts.
 stage_e2e() { run_runner e2e as_root "$REPO/tests/e2e/run.sh"; }
+
+# The container image (packaging/container/Containerfile), its root built by rootfs.py from the
+# same steps and run with systemd-nspawn, arbiter as PID 1 (tests/container/run.sh; needs root).
+stage_container() {
+    ensure_apt_packages debootstrap systemd-container util-linux || return 1
+    run_runner container as_root "$REPO/tests/container/run.sh"
+}
 
 stage_fuzz_smoke() { FUZZ_SECONDS="${FUZZ_SECONDS:-30}" run_runner fuzz "$REPO/tests/fuzz/run.sh"; }
 
@@ -220,6 +228,7 @@ STAGES=(
     "shim-lowest    stage_shim_lowest"
     "pristine       stage_pristine"
     "e2e            stage_e2e"
+    "container      stage_container"
     "fuzz-smoke     stage_fuzz_smoke"
 )
 

@@ -399,6 +399,10 @@ int arbiter_run(struct config *config) {
     a->exit_code = EXIT_CLEAN;
     log_configure(config->log_level, config->log_format, config->name);
     char err[CONFIG_ERROR_MAX];
+    if (config->log_to_stdout && log_use_stdout(err, sizeof err) != 0) {
+        log_event(LOG_CRITICAL, "config_error", 0, 0, "%s", err);
+        return EXIT_USAGE;
+    }
     if (config->log_file && log_open_file(config->log_file, err, sizeof err) != 0) {
         log_event(LOG_CRITICAL, "config_error", 0, 0, "%s", err);
         return EXIT_USAGE;

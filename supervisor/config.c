@@ -89,6 +89,18 @@ static int apply_size(struct config *c, const struct option_spec *o, const char 
     return 0;
 }
 
+static int apply_string(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n);
+
+/* "-" is stdout (containers collect it), any other value a file to append to. */
+static int apply_log_file(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
+    c->log_to_stdout = strcmp(v, "-") == 0;
+    if (!c->log_to_stdout)
+        return apply_string(c, o, v, err, n);
+    free(c->log_file);
+    c->log_file = NULL;
+    return 0;
+}
+
 static int apply_string(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
     if (!*v) {
         snprintf(err, n, "--%s needs a non-empty value", o->name);
@@ -288,8 +300,8 @@ static const struct option_spec option_table[] = {
     {"log-level", 0, "LEVEL", apply_log_level, 0, 0, 0, NULL, 0,
      "critical|error|warning|info|debug|trace (default info)"},
     {"log-format", 0, "FORMAT", apply_log_format, 0, 0, 0, NULL, 0, "text|json (default text)"},
-    {"log-file", 0, "PATH", apply_string, FIELD(log_file), 0, 0, NULL, 0,
-     "append the arbiter's and the workers' logs to PATH instead of stderr; SIGUSR1 reopens it"},
+    {"log-file", 0, "PATH", apply_log_file, FIELD(log_file), 0, 0, NULL, 0,
+     "append the arbiter's and the workers' logs to PATH instead of stderr (- : stdout); SIGUSR1 reopens it"},
     {"access-log", 0, NULL, apply_true, FIELD(access_log), 0, 0, NULL, 0, "log every request (default)"},
     {"no-access-log", 0, NULL, apply_false, FIELD(access_log), 0, 0, NULL, 0, "do not log requests"},
     {"factory", 0, NULL, apply_true, FIELD(factory), 0, 0, NULL, 0,

@@ -53,6 +53,7 @@ struct config {
     enum log_level log_level;
     enum log_format log_format;
     char *log_file;
+    bool log_to_stdout; /* --log-file -: stderr joins stdout, for container log collectors */
     bool access_log;
     bool factory;
     bool preload;        /* --preload: the fork server spawns the workers */

@@ -38,6 +38,14 @@
  *       → {"ok":true,"pid":P,"upgrades":N,"version","build"} once the pre-flight passed, just before
  *         the re-exec (the connection then closes; status shows "upgrades":N+1 when it is back);
  *         "failed" with the pre-flight's words when the new binary cannot take over
+ *   {"cmd":"health"}                       readiness, the same rule as /healthz   read
+ *   {"cmd":"health","all":true}            ... and every target worker ready
+ *   {"cmd":"health","live":true}           liveness: the event loop answers
+ *       → {"ok":true,"state","reason","ready_workers","target_workers","min_ready"} when healthy;
+ *         {"ok":false,"error":{"code":"unhealthy","message":REASON}} while stopping (lame duck and
+ *         drain) or with fewer than --min-ready (with "all": fewer than target) workers ready.
+ *         "live" is ok in every state, draining included: a liveness probe built on it never
+ *         restarts a container that is draining (`arbiter ctl health --live`; HTTP: /livez).
  *
  * Every waiting command takes "wait": bool (default true) and "timeout": seconds above 0 and at most
  * 86400 (default 120).
@@ -59,6 +67,7 @@
  *                       or an upgrade's pre-flight refused)
  *   busy_upgrading      an upgrade cannot start now (a reload, a start, a stop or another upgrade
  *                       is under way); try again
+ *   unhealthy           health: not serving; the message says why (stopping, too few workers ready)
  *
  * Permissions (SO_PEERCRED): root and the arbiter's own uid may run every command; members of
  * --control-group may run read commands; everyone else gets permission_denied. */
@@ -96,6 +105,7 @@ struct control_request {
     long long workers, delta;
     long long id;
     bool quick;
+    bool live, all; /* health */
     /* Set by run() for done(): what the waiting command compares against. */
     uint64_t mark;
     int old_pid;

@@ -336,6 +336,40 @@ static enum control_outcome upgrade_run(struct arbiter *a, struct control_reques
     return upgrade_done(a, r, reply, error);
 }
 
+/* ---- health ---- */
+
+static int health_parse(json_t *json, struct control_request *r, struct control_error *error) {
+    if (get_bool(json, "live", &r->live, error) != 0 || get_bool(json, "all", &r->all, error) != 0)
+        return -1;
+    if (r->live && r->all) {
+        set_error(error, "invalid_argument", "health takes \"live\" or \"all\", not both");
+        return -1;
+    }
+    return 0;
+}
+
+static enum control_outcome health_run(struct arbiter *a, struct control_request *r, json_t **reply,
+                                       struct control_error *error) {
+    unsigned ready = pool_ready_count(&a->pool);
+    char reason[192];
+    if (r->live) {
+        /* Answering at all proves the event loop turns. A drain, a reload or a crashlooping worker
+         * is the arbiter's own business: restarting the container would only cut the drain short. */
+        snprintf(reason, sizeof reason, "alive: %s, %u/%u workers ready", arbiter_state_name(a), ready,
+                 a->pool.target);
+    } else if (metrics_health(a, reason, sizeof reason) != 200) {
+        set_error(error, "unhealthy", "%s", reason); /* the same answer as /healthz */
+        return CONTROL_FAILED;
+    } else if (r->all && ready < a->pool.target) {
+        set_error(error, "unhealthy", "%u/%u workers ready, not all of them", ready, a->pool.target);
+        return CONTROL_FAILED;
+    }
+    *reply = json_pack("{s:b, s:s, s:s, s:i, s:i, s:i}", "ok", 1, "state", arbiter_state_name(a), "reason",
+                       reason, "ready_workers", (int)ready, "target_workers", (int)a->pool.target, "min_ready",
+                       (int)a->config->min_ready);
+    return CONTROL_DONE;
+}
+
 static const struct control_command command_table[] = {
     {"status", CONTROL_READ, NULL, status_run, NULL, "show the workers"},
     {"scale", CONTROL_WRITE, scale_parse, scale_run, scale_done, "set the number of workers: N, +N or -N"},
@@ -343,6 +377,7 @@ static const struct control_command command_table[] = {
     {"recycle", CONTROL_WRITE, recycle_parse, recycle_run, recycle_done, "replace one worker, overlapped"},
     {"stop", CONTROL_WRITE, stop_parse, stop_run, NULL, "stop the arbiter, gracefully or quickly"},
     {"upgrade", CONTROL_WRITE, NULL, upgrade_run, upgrade_done, "re-execute the installed binary in place"},
+    {"health", CONTROL_READ, health_parse, health_run, NULL, "is it serving (as /healthz), or alive at all (live)"},
 };
 
 const struct control_command *control_find_command(const char *name) {

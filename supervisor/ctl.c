@@ -34,6 +34,7 @@ struct ctl_options {
     bool json;
     bool wait;
     bool quick;
+    bool live, all;
     double timeout;
 };
 
@@ -46,7 +47,11 @@ static void ctl_usage(FILE *out) {
                  "  recycle ID          replace one worker the same way\n"
                  "  stop [--quick]      stop gracefully (or quickly); waits until the arbiter has exited\n"
                  "  upgrade             re-execute the installed arbiter binary in place (same pid, sockets and\n"
-                 "                      workers); waits until it is back\n\n"
+                 "                      workers); waits until it is back\n"
+                 "  health [--all]      exit 0 while serving with at least --min-ready (--all: every) worker\n"
+                 "                      ready and not stopping, else 1 with the reason (as /healthz)\n"
+                 "  health --live       exit 0 while the arbiter answers at all, draining included\n"
+                 "                      (for liveness probes, which must not kill a draining container)\n\n"
                  "The control socket is --control PATH, else $ARBITER_CONTROL, else $RUNTIME_DIRECTORY/NAME.sock,\n"
                  "else /run/arbiter/NAME.sock for root or $XDG_RUNTIME_DIR/arbiter-NAME.sock (NAME: arbiter).\n");
 }
@@ -256,6 +261,15 @@ static json_t *ctl_build_request(const char *command, const char *argument, cons
     }
     if (strcmp(command, "stop") == 0)
         json_object_set_new(request, "quick", json_boolean(options->quick));
+    if ((options->live || options->all) && strcmp(command, "health") != 0) {
+        fprintf(stderr, "arbiter ctl %s: --%s is an option of health only\n", command, options->live ? "live" : "all");
+        json_decref(request);
+        return NULL;
+    }
+    if (options->live)
+        json_object_set_new(request, "live", json_true());
+    if (options->all)
+        json_object_set_new(request, "all", json_true());
     json_object_set_new(request, "wait", json_boolean(options->wait));
     json_object_set_new(request, "timeout", json_real(options->timeout));
     return request;
@@ -317,6 +331,7 @@ int ctl_main(int argc, char **argv) {
         {"control", required_argument, NULL, 'c'}, {"name", required_argument, NULL, 'n'},
         {"json", no_argument, NULL, 'j'},          {"no-wait", no_argument, NULL, 'W'},
         {"quick", no_argument, NULL, 'q'},         {"timeout", required_argument, NULL, 't'},
+        {"live", no_argument, NULL, 'L'},          {"all", no_argument, NULL, 'A'},
         {"help", no_argument, NULL, 'h'},          {0, 0, 0, 0},
     };
     const char *positional[3] = {0};
@@ -346,6 +361,8 @@ int ctl_main(int argc, char **argv) {
         case 'j': options.json = true; break;
         case 'W': options.wait = false; break;
         case 'q': options.quick = true; break;
+        case 'L': options.live = true; break;
+        case 'A': options.all = true; break;
         case 't': {
             char *end;
             errno = 0;
@@ -436,6 +453,8 @@ int ctl_main(int argc, char **argv) {
             printf("stopped\n");
         else if (strcmp(command, "upgrade") == 0 && !options.wait)
             printf("upgrade started (pre-flight passed)\n");
+        else if (strcmp(command, "health") == 0)
+            printf("%s\n", json_string_value(json_object_get(reply, "reason")));
     }
     json_decref(reply);
     return code;

@@ -174,6 +174,14 @@ const char *log_escape_excerpt(char *out, size_t size, const char *bytes, size_t
     return out;
 }
 
+int log_use_stdout(char *err, size_t err_size) {
+    if (dup2(STDOUT_FILENO, STDERR_FILENO) < 0) {
+        snprintf(err, err_size, "--log-file -: cannot point stderr at stdout: %s (is stdout open?)", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 int log_open_file(const char *path, char *err, size_t err_size) {
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     if (fd < 0) {

@@ -21,6 +21,10 @@ void log_configure(enum log_level level, enum log_format format, const char *nam
  * Returns 0, or -1 with err set (the old file stays in use). */
 int log_open_file(const char *path, char *err, size_t err_size);
 
+/* --log-file -: points stderr at stdout, so the arbiter's and the workers' lines (they inherit
+ * both) go to the one stream a container runtime collects as "stdout". Returns 0, or -1 with err. */
+int log_use_stdout(char *err, size_t err_size);
+
 /* Hands the log file (our stderr, as log_open_file left it) to a worker over its channel: the line
  * {"type":"log_file"} with the fd attached (SCM_RIGHTS; docs/worker-channel.md). A worker that runs
  * as --user cannot open a root-owned 0640 file itself. Returns 0, or -1 with err set. */

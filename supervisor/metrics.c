@@ -8,7 +8,9 @@
  *
  * /healthz is the lame-duck switch: it turns 503 the moment the arbiter starts to stop, while the
  * workers are still draining and the listeners still accept, so a load balancer's health check
- * takes the node out of rotation before any connection could be refused.
+ * takes the node out of rotation before any connection could be refused. /livez is its opposite:
+ * 200 whenever the loop answers, draining or not, for liveness probes that must not kill a pod
+ * while it drains.
  *
  * Adding a metric is one text_buffer_printf block in metrics_render. */
 #define _GNU_SOURCE
@@ -387,6 +389,8 @@ struct metrics_request metrics_request_parse(const char *bytes, size_t length, s
         request.route = METRICS_ROUTE_METRICS;
     else if (strcmp(path, "/healthz") == 0)
         request.route = METRICS_ROUTE_HEALTHZ;
+    else if (strcmp(path, "/livez") == 0)
+        request.route = METRICS_ROUTE_LIVEZ;
     else
         request.route = METRICS_ROUTE_NOT_FOUND;
     return request;
@@ -412,8 +416,13 @@ static void metrics_handle_request(struct metrics_client *client, struct metrics
         metrics_respond_text(client, code, reason, request.head_only);
         break;
     }
+    case METRICS_ROUTE_LIVEZ:
+        /* Liveness, not readiness: answering proves the event loop turns. It stays 200 while the
+         * arbiter drains or restarts workers, so a liveness probe never kills a pod mid-drain. */
+        metrics_respond_text(client, 200, "alive\n", request.head_only);
+        break;
     case METRICS_ROUTE_NOT_FOUND:
-        metrics_respond_text(client, 404, "not found: try /metrics or /healthz\n", false);
+        metrics_respond_text(client, 404, "not found: try /metrics, /healthz or /livez\n", false);
         break;
     case METRICS_ROUTE_BAD_METHOD:
         metrics_respond_text(client, 405, "only GET and HEAD\n", false);

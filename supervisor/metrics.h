@@ -1,4 +1,4 @@
-/* metrics.h - --metrics ADDR: Prometheus /metrics and the load balancer's /healthz. */
+/* metrics.h - --metrics ADDR: Prometheus /metrics, the load balancer's /healthz and /livez. */
 #ifndef ARBITER_METRICS_H
 #define ARBITER_METRICS_H
 
@@ -32,7 +32,7 @@ void metrics_escape_label(struct text_buffer *buffer, const char *value);
 /* The whole /metrics page. */
 void metrics_render(struct arbiter *arbiter, struct text_buffer *out);
 
-/* /healthz: fills reason and returns 200 or 503. */
+/* /healthz and `ctl health`: fills reason and returns 200 or 503. */
 int metrics_health(const struct arbiter *arbiter, char *reason, size_t reason_size);
 
 /* What a client's request asks for, decided from the bytes received so far. */
@@ -40,6 +40,7 @@ enum metrics_route {
     METRICS_ROUTE_INCOMPLETE,  /* the headers have not ended: read more */
     METRICS_ROUTE_METRICS,     /* 200: the /metrics page */
     METRICS_ROUTE_HEALTHZ,     /* 200 or 503: /healthz */
+    METRICS_ROUTE_LIVEZ,       /* 200: /livez, liveness (also while draining) */
     METRICS_ROUTE_NOT_FOUND,   /* 404: another path */
     METRICS_ROUTE_BAD_METHOD,  /* 405: neither GET nor HEAD */
     METRICS_ROUTE_BAD_REQUEST, /* 400: the request line is not "METHOD SP /PATH SP HTTP/1.x" */

@@ -47,7 +47,8 @@ static void send_log_file(struct worker *w, void *data) {
 
 static void on_usr1(struct arbiter *a) {
     if (!a->config->log_file) {
-        log_info("reopen_logs", "SIGUSR1: logs go to stderr (no --log-file); nothing to reopen");
+        log_info("reopen_logs", "SIGUSR1: logs go to %s (no --log-file FILE); nothing to reopen",
+                 a->config->log_to_stdout ? "stdout" : "stderr");
         return;
     }
     char err[CONFIG_ERROR_MAX];

@@ -32,7 +32,7 @@ NOBODY = 65534
 CONTROL_LINE_MAX = 8192  # supervisor/control.h
 CONTROL_MAX_CLIENTS = 64
 CONTROL_IDLE_S = 10.0
-VALID_COMMANDS = "status|scale|reload|recycle|stop|upgrade"
+VALID_COMMANDS = "status|scale|reload|recycle|stop|upgrade|health"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -473,6 +473,85 @@ def test_graceful_stop_lets_an_in_flight_request_finish(arbiter, workdir):
     assert process.returncode == 0 and code == 0
     assert "response" in outcome, f"the in-flight request failed: {outcome.get('error')}"
     assert outcome["response"].status_code == 200
+
+
+# --------------------------------------------------------------------------------------------------
+# health: what a container HEALTHCHECK or a Kubernetes exec probe runs
+
+
+def test_health_exits_0_with_the_ready_count_while_serving(arbiter):
+    arbiter.run(workers=2)
+    arbiter.wait_ready(2)
+
+    result = ctl(arbiter, "health", timeout=10)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok: 2/2 workers ready"
+    reply = json.loads(ctl(arbiter, "--json", "health", timeout=10).stdout)
+    assert reply == {"ok": True, "state": "running", "reason": "ok: 2/2 workers ready",
+                     "ready_workers": 2, "target_workers": 2, "min_ready": 1}
+
+
+def test_health_exits_1_with_the_reason_while_fewer_than_min_ready_workers_are_ready(arbiter):
+    arbiter.run(workers=1, extra=["--min-ready", "2"])
+    arbiter.wait_ready(1)
+
+    result = ctl(arbiter, "health", timeout=10)
+
+    assert result.returncode == 1
+    assert "1/1 workers ready, fewer than --min-ready 2 (unhealthy)" in result.stderr, result.stderr
+
+
+def test_health_all_exits_1_until_every_target_worker_is_ready(arbiter):
+    arbiter.run(app="slow_boot:app", workers=1, env={"SLOW_BOOT_SECONDS": "4"})
+    arbiter.wait_ready(1, timeout=60)
+    assert ctl(arbiter, "scale", "2", "--no-wait", timeout=10).returncode == 0
+
+    during_boot_all, during_boot = ctl(arbiter, "health", "--all", timeout=10), ctl(arbiter, "health", timeout=10)
+
+    assert during_boot_all.returncode == 1 and "1/2 workers ready, not all of them" in during_boot_all.stderr
+    assert during_boot.returncode == 0, "one ready worker satisfies --min-ready 1: " + during_boot.stderr
+    wait_until(lambda: ctl(arbiter, "health", "--all", timeout=10).returncode == 0, 60, "health --all once both are ready")
+
+
+def test_health_fails_while_draining_but_health_live_succeeds(arbiter, workdir):
+    arbiter.run(workers=1, extra=["--graceful-timeout", "30"])
+    arbiter.wait_ready(1)
+    started = workdir / "started"
+    outcome: dict = {}
+
+    def slow_request():
+        try:
+            outcome["response"] = arbiter.get(f"/slow?s=4&started={started}", timeout=30)
+        except Exception as error:  # noqa: BLE001  (reported by the assertion below)
+            outcome["error"] = error
+    thread = threading.Thread(target=slow_request)
+    thread.start()
+    try:
+        wait_until(started.exists, 20, "the slow request to be in its handler")
+        arbiter.signal(signal.SIGTERM)
+        draining = wait_until(lambda: (r := ctl(arbiter, "health", timeout=10)).returncode == 1 and r, 5,
+                              "health to fail once the stop began")
+        live = ctl(arbiter, "health", "--live", timeout=10)
+        assert thread.is_alive(), "the slow request should still be in flight"
+    finally:
+        thread.join(30)
+
+    assert "stopping" in draining.stderr and "(unhealthy)" in draining.stderr, draining.stderr
+    assert live.returncode == 0, live.stderr
+    assert live.stdout.startswith("alive: stopping"), live.stdout
+    assert outcome["response"].status_code == 200, outcome
+    assert arbiter.wait_exit(30) == 0
+
+
+def test_health_options_with_another_command_are_a_usage_error(arbiter):
+    arbiter.run(workers=1)
+    arbiter.wait_ready(1)
+
+    result = ctl(arbiter, "status", "--live", timeout=10)
+
+    assert result.returncode == 2
+    assert "--live is an option of health only" in result.stderr, result.stderr
 
 
 # --------------------------------------------------------------------------------------------------

@@ -217,6 +217,25 @@ def test_healthz_is_200_with_the_ready_count_while_serving(arbiter):
     assert "2/2" in text
 
 
+def test_livez_is_200_while_serving_and_while_draining(arbiter, workdir):
+    address = run_with_metrics(arbiter, workers=1, extra=["--graceful-timeout", "20"])
+    arbiter.wait_ready(1)
+    assert metrics_get(address, "/livez").status_code == 200
+
+    marker = workdir / "slow-started"
+    thread = threading.Thread(target=lambda: arbiter.get(f"/slow?s=3&started={marker}", timeout=30))
+    thread.start()
+    try:
+        wait_until(marker.exists, 10, "the slow request to be inside the handler")
+        arbiter.signal(signal.SIGTERM)
+        wait_until(lambda: (r := try_healthz(address)) and r[0] == 503, 2, "healthz 503 after SIGTERM")
+        during_drain = metrics_get(address, "/livez")
+        assert thread.is_alive(), "the slow request should still be in flight"
+    finally:
+        thread.join(timeout=30)
+    assert (during_drain.status_code, during_drain.text) == (200, "alive\n")
+
+
 def test_healthz_turns_503_at_term_while_a_slow_request_is_still_served(arbiter, workdir):
     address = run_with_metrics(arbiter, workers=1, extra=["--graceful-timeout", "20"])
     arbiter.wait_ready(1)

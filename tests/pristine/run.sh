@@ -11,7 +11,7 @@
 # - Into the overlay go: this machine's apt sources and pip configuration (so apt and pip inside
 #   reach what they reach here), and `git clone` of HEAD. Uncommitted changes are not tested.
 # - The clone's ./scripts/test.sh runs as root in `systemd-nspawn` (no --boot, the host's network),
-#   with CI=true and ARBITER_TEST_SKIP="e2e pristine" (plus the caller's ARBITER_TEST_SKIP).
+#   with CI=true and ARBITER_TEST_SKIP="e2e pristine container" (plus the caller's ARBITER_TEST_SKIP).
 # - Downloads are kept between runs (.cache/pristine/apt-archives, and pip-cache where the index
 #   allows caching): a warm run does not fetch them again, but still installs every package inside.
 # - Bounded: the inner run is stopped after ARBITER_PRISTINE_TIMEOUT seconds (default 3600). The
@@ -148,7 +148,8 @@ main() {
         || fail "git clone of $REPO at $head failed"
     say "testing $(git -C "$REPO" log -1 --format='%h %s' "$head")"
 
-    skip="e2e pristine${ARBITER_TEST_SKIP:+ $ARBITER_TEST_SKIP}"
+    # e2e and container start systemd-nspawn containers of their own: they run on the host, not in here.
+    skip="e2e pristine container${ARBITER_TEST_SKIP:+ $ARBITER_TEST_SKIP}"
     passed_on=(--setenv=HOME=/root --setenv=CI=true --setenv=ARBITER_TEST_SKIP="$skip")
     [ -z "${PYTEST_ARGS:-}" ] || passed_on+=(--setenv=PYTEST_ARGS="$PYTEST_ARGS")
     [ -z "${FUZZ_SECONDS:-}" ] || passed_on+=(--setenv=FUZZ_SECONDS="$FUZZ_SECONDS")

@@ -360,6 +360,20 @@ START_TEST(test_log_level_and_format_flags) {
 }
 END_TEST
 
+START_TEST(test_log_file_dash_means_stdout_and_opens_no_file) {
+    ASSERT_OK(PARSE("run", "--python", PYTHON, "--log-file", "-", "app:app"));
+    ck_assert(config.log_to_stdout);
+    ck_assert_ptr_null(config.log_file);
+}
+END_TEST
+
+START_TEST(test_log_file_path_after_dash_is_a_file_again) {
+    ASSERT_OK(PARSE("run", "--python", PYTHON, "--log-file", "-", "--log-file", "/var/log/app.log", "app:app"));
+    ck_assert(!config.log_to_stdout);
+    ck_assert_str_eq(config.log_file, "/var/log/app.log");
+}
+END_TEST
+
 START_TEST(test_unknown_log_level_or_format_is_refused) {
     ASSERT_REFUSED("--log-level: 'loud'", "run", "--log-level", "loud", "app:app");
     ASSERT_REFUSED("--log-format: 'xml' is not one of text|json", "run", "--log-format", "xml", "app:app");
@@ -942,7 +956,8 @@ Suite *config_suite(void) {
           test_forwarded_options_keep_their_order, test_arbiter_options_are_not_forwarded,
           test_forwarded_numbers_are_checked, test_forwarded_value_must_not_be_empty}},
         {"flags",
-         {test_flags_without_values_set_their_field, test_log_level_and_format_flags, test_unknown_log_level_or_format_is_refused,
+         {test_flags_without_values_set_their_field, test_log_level_and_format_flags, test_log_file_dash_means_stdout_and_opens_no_file,
+          test_log_file_path_after_dash_is_a_file_again, test_unknown_log_level_or_format_is_refused,
           test_string_options_are_copied, test_string_option_given_twice_keeps_the_last,
           test_empty_string_option_is_refused}},
         {"env",

@@ -105,8 +105,21 @@ START_TEST(test_stop_quick_true_is_quick) {
 }
 END_TEST
 
+START_TEST(test_health_is_readiness_by_default_and_needs_only_read_permission) {
+    struct control_request request = accepted_as("{\"cmd\":\"health\"}", "health");
+    ck_assert(!request.live && !request.all);
+    ck_assert_int_eq(request.command->permission, CONTROL_READ);
+}
+END_TEST
+
+START_TEST(test_health_live_and_health_all_are_kept) {
+    ck_assert(accepted_as("{\"cmd\":\"health\",\"live\":true}", "health").live);
+    ck_assert(accepted_as("{\"cmd\":\"health\",\"all\":true}", "health").all);
+}
+END_TEST
+
 START_TEST(test_command_names_list_every_command_in_table_order) {
-    ck_assert_str_eq(control_command_names(), "status|scale|reload|recycle|stop|upgrade");
+    ck_assert_str_eq(control_command_names(), "status|scale|reload|recycle|stop|upgrade|health");
 }
 END_TEST
 
@@ -266,12 +279,22 @@ START_TEST(test_stop_quick_that_is_not_a_boolean_is_bad_request) {
 }
 END_TEST
 
+START_TEST(test_health_live_that_is_not_a_boolean_is_bad_request) {
+    refused_with("{\"cmd\":\"health\",\"live\":1}", "bad_request");
+}
+END_TEST
+
+START_TEST(test_health_live_and_all_together_is_invalid_argument) {
+    refused_with("{\"cmd\":\"health\",\"live\":true,\"all\":true}", "invalid_argument");
+}
+END_TEST
+
 /* ---- unknown_command ---- */
 
 START_TEST(test_unknown_command_names_it_and_lists_the_valid_ones) {
     const char *message = refused_with("{\"cmd\":\"restart\"}", "unknown_command");
     ck_assert_msg(strstr(message, "'restart'") != NULL, "the message names the command: %s", message);
-    ck_assert_msg(strstr(message, "status|scale|reload|recycle|stop|upgrade") != NULL, "the message lists the commands: %s",
+    ck_assert_msg(strstr(message, "status|scale|reload|recycle|stop|upgrade|health") != NULL, "the message lists the commands: %s",
                   message);
 }
 END_TEST
@@ -290,7 +313,7 @@ START_TEST(test_very_long_unknown_command_is_cut_in_the_message) {
     snprintf(line, sizeof line, "{\"cmd\":\"%s\"}", name);
     const char *message = refused_with(line, "unknown_command");
     ck_assert_uint_lt(strlen(message), sizeof ((struct control_error *)0)->message);
-    ck_assert_msg(strstr(message, "status|scale|reload|recycle|stop|upgrade") != NULL,
+    ck_assert_msg(strstr(message, "status|scale|reload|recycle|stop|upgrade|health") != NULL,
                   "the valid commands still fit after a long name: %s", message);
 }
 END_TEST
@@ -683,6 +706,8 @@ Suite *control_suite(void) {
     tcase_add_test(commands, test_recycle_takes_the_worker_id);
     tcase_add_test(commands, test_stop_is_graceful_by_default);
     tcase_add_test(commands, test_stop_quick_true_is_quick);
+    tcase_add_test(commands, test_health_is_readiness_by_default_and_needs_only_read_permission);
+    tcase_add_test(commands, test_health_live_and_health_all_are_kept);
     tcase_add_test(commands, test_command_names_list_every_command_in_table_order);
     suite_add_tcase(suite, commands);
 
@@ -716,6 +741,8 @@ Suite *control_suite(void) {
     tcase_add_test(errors, test_scale_delta_that_is_not_an_integer_is_bad_request);
     tcase_add_test(errors, test_recycle_id_that_is_not_an_integer_is_bad_request);
     tcase_add_test(errors, test_stop_quick_that_is_not_a_boolean_is_bad_request);
+    tcase_add_test(errors, test_health_live_that_is_not_a_boolean_is_bad_request);
+    tcase_add_test(errors, test_health_live_and_all_together_is_invalid_argument);
     tcase_add_test(errors, test_unknown_command_names_it_and_lists_the_valid_ones);
     tcase_add_test(errors, test_command_names_are_case_sensitive);
     tcase_add_test(errors, test_prefix_of_a_command_is_unknown);
