@@ -17,6 +17,7 @@
 #include "pool.h"
 #include "reaper.h"
 #include "spawner.h"
+#include "upgrade.h"
 #include "zygote.h"
 
 #define ARBITER_VERSION "0.1.0"
@@ -41,16 +42,20 @@ struct arbiter {
     int exit_code;
     bool check_mode;     /* `arbiter check`: stop as soon as the worker is ready */
     uint64_t started_ms;
+    bool lame_duck;        /* stopping, listeners still accepting until lame_duck_timer fires */
+    uv_timer_t lame_duck_timer;
     char status_line[128]; /* last STATUS= sent to systemd */
     uint64_t reload_notified; /* pool.reload.id whose end systemd has heard of (READY=1) */
 
     struct listener_set listeners;
     int listen_fds[LISTENER_MAX];
+    size_t stored_listeners; /* listeners taken back from systemd's fd store at start */
     struct pool pool;
     struct reaper reaper;
     struct spawner exec_spawner;
     struct fork_server fork_server;
     struct notify notify;
+    struct upgrade upgrade;
     struct control control;
     struct metrics metrics;
     struct board board;         /* the workers' shared gauges (board.h) */
@@ -70,6 +75,9 @@ void arbiter_stop(struct arbiter *arbiter, bool graceful, const char *why);
 void arbiter_reload(struct arbiter *arbiter, const char *why);
 /* A scale by hand (ctl scale, TTIN/TTOU): turns autoscaling off, with a log line saying so. */
 int arbiter_scale(struct arbiter *arbiter, unsigned target, const char *why);
+
+/* In-place upgrade: everything the next image adopts (upgrade.c hands it over). */
+json_t *arbiter_save_state(const struct arbiter *arbiter, const struct upgrade *upgrade);
 
 /* signals.c */
 int signals_start(struct arbiter *arbiter);

@@ -9,6 +9,7 @@
 #include "board.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,41 @@ int board_open(struct board *board, size_t workers, char *err, size_t err_size) 
     header->in_use = 1;
     header->magic = BOARD_MAGIC;
     return 0;
+}
+
+int board_adopt(struct board *board, int fd, char *err, size_t err_size) {
+    memset(board, 0, sizeof *board);
+    board->fd = fd;
+    fcntl(fd, F_SETFD, FD_CLOEXEC); /* inheritable only across the exec; each worker gets it explicitly */
+    struct board_header header;
+    if (pread(fd, &header, sizeof header, 0) != (ssize_t)sizeof header || header.magic != BOARD_MAGIC ||
+        header.version != BOARD_VERSION || header.entry_size != (int64_t)sizeof(struct board_entry) ||
+        header.entries < 2 || header.entries > 1 << 20) {
+        snprintf(err, err_size, "the board handed over by the previous image (fd %d) is not a version %d board", fd,
+                 BOARD_VERSION);
+        board_close(board);
+        return -1;
+    }
+    size_t count = (size_t)header.entries;
+    board->used = calloc(count, 1);
+    void *map = board->used ? mmap(NULL, count * sizeof(struct board_entry), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+                            : MAP_FAILED;
+    if (map == MAP_FAILED) {
+        snprintf(err, err_size, "cannot map the board handed over by the previous image: %s", strerror(errno));
+        board_close(board);
+        return -1;
+    }
+    board->entries = map;
+    board->count = count;
+    board->used[0] = 1;
+    return 0;
+}
+
+void board_mark_used(struct board *board, unsigned index) {
+    if (index == 0 || index >= board->count)
+        return;
+    board->used[index] = 1;
+    board_update_in_use(board);
 }
 
 unsigned board_claim(struct board *board) {

@@ -49,6 +49,13 @@ struct board {
 /* Creates the memfd and maps it: room for `workers` live workers (active, successors, draining). */
 int board_open(struct board *board, size_t workers, char *err, size_t err_size);
 
+/* In-place upgrade: maps the previous image's board (the memfd it handed over) instead of creating
+ * one; the adopted workers then mark their entries with board_mark_used. */
+int board_adopt(struct board *board, int fd, char *err, size_t err_size);
+
+/* An adopted worker keeps its entry. */
+void board_mark_used(struct board *board, unsigned index);
+
 /* A free entry for a new worker, zeroed; 0 when none is free (the worker then runs without one). */
 unsigned board_claim(struct board *board);
 

@@ -70,7 +70,7 @@ static int apply_uint(struct config *c, const struct option_spec *o, const char 
 static int apply_seconds(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
     double seconds;
     if (config_parse_seconds(v, &seconds) != 0 || seconds < o->min || seconds > o->max) {
-        snprintf(err, n, "--%s: '%s' is not a duration from %g to %g seconds (e.g. 30, 2.5, 500ms, 2m)",
+        snprintf(err, n, "--%s: '%s' is not a duration from %.10g to %.10g seconds (e.g. 30, 2.5, 500ms, 2m)",
                  o->name, v, o->min, o->max);
         return -1;
     }
@@ -80,11 +80,24 @@ static int apply_seconds(struct config *c, const struct option_spec *o, const ch
 
 static int apply_size(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
     uint64_t bytes;
-    if (config_parse_size(v, &bytes) != 0) {
-        snprintf(err, n, "--%s: '%s' is not a size (e.g. 512M, 2G, 1048576)", o->name, v);
+    if (config_parse_size(v, &bytes) != 0 || (double)bytes < o->min || (double)bytes > o->max) {
+        snprintf(err, n, "--%s: '%s' is not a size from %.0f to %.0fT (e.g. 512M, 2G, 1048576)", o->name, v, o->min,
+                 o->max / 1099511627776.0);
         return -1;
     }
     *(uint64_t *)((char *)c + o->offset) = bytes;
+    return 0;
+}
+
+static int apply_string(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n);
+
+/* "-" is stdout (containers collect it), any other value a file to append to. */
+static int apply_log_file(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
+    c->log_to_stdout = strcmp(v, "-") == 0;
+    if (!c->log_to_stdout)
+        return apply_string(c, o, v, err, n);
+    free(c->log_file);
+    c->log_file = NULL;
     return 0;
 }
 
@@ -151,8 +164,9 @@ static int apply_octal_mode(struct config *c, const struct option_spec *o, const
     char *end;
     errno = 0;
     unsigned long mode = strtoul(v, &end, 8);
-    if (errno || *end || !*v || mode > 0777) {
-        snprintf(err, n, "--%s: '%s' is not an octal file mode such as 660", o->name, v);
+    if (errno || *end || !*v || !isdigit((unsigned char)v[0]) || mode < o->min || mode > o->max) {
+        snprintf(err, n, "--%s: '%s' is not an octal file mode from %o to %o (e.g. 660)", o->name, v, (unsigned)o->min,
+                 (unsigned)o->max);
         return -1;
     }
     *(unsigned *)((char *)c + o->offset) = (unsigned)mode;
@@ -283,7 +297,7 @@ static const struct option_spec option_table[] = {
      "upper limit for `ctl scale` (default 128)"},
     {"bind", 'b', "ADDR", apply_bind, 0, 0, 0, NULL, OPT_REPEAT,
      "listen on HOST:PORT, [V6]:PORT, unix:PATH or fd://N; repeatable (default 127.0.0.1:8000)"},
-    {"socket-mode", 0, "MODE", apply_octal_mode, FIELD(socket_mode), 0, 0, NULL, 0,
+    {"socket-mode", 0, "MODE", apply_octal_mode, FIELD(socket_mode), 0, 0777, NULL, 0,
      "file mode of unix: sockets (default 660)"},
     {"backlog", 0, "N", apply_uint, FIELD(backlog), 1, 65535, NULL, 0,
      "listen queue length (default 2048; the kernel caps it at net.core.somaxconn)"},
@@ -302,7 +316,7 @@ static const struct option_spec option_table[] = {
      "scale between MIN and MAX workers on accept queue, busy workers and event-loop lag (-w is the start)"},
     {"autoscale-idle", 0, "S", apply_seconds, FIELD(autoscale.idle_s), 0.1, 86400, NULL, 0,
      "remove one worker after S seconds of low load (default 60)"},
-    {"autoscale-max-memory", 0, "SIZE", apply_size, FIELD(autoscale.max_memory), 0, 0, NULL, 0,
+    {"autoscale-max-memory", 0, "SIZE", apply_size, FIELD(autoscale.max_memory), 0, CONFIG_MAX_MEMORY_LIMIT, NULL, 0,
      "never scale up past SIZE of total worker PSS (e.g. 4G)"},
     {"autoscale-up-after", 0, "S", apply_seconds, FIELD(autoscale.up_after_s), 0.25, 3600, NULL, 0,
      "add workers once pressure has lasted about S seconds (default 1)"},
@@ -331,13 +345,15 @@ static const struct option_spec option_table[] = {
      "kill a worker not ready S seconds after it started (default 60; 0 = never)"},
     {"graceful-timeout", 0, "S", apply_seconds, FIELD(graceful_timeout), 0, 86400, NULL, 0,
      "time a stopping worker gets to finish its requests before SIGKILL (default 30)"},
-    {"max-requests", 0, "N", apply_uint, FIELD(max_requests), 0, UINT_MAX, NULL, 0,
+    {"lame-duck", 0, "S", apply_seconds, FIELD(lame_duck), 0, 3600, NULL, 0,
+     "after TERM, keep accepting for S seconds while /healthz says 503, then refuse new clients (default 0)"},
+    {"max-requests", 0, "N", apply_uint, FIELD(max_requests), 0, CONFIG_MAX_REQUESTS_LIMIT, NULL, 0,
      "replace a worker after N requests, overlapped (default 0 = never)"},
-    {"max-requests-jitter", 0, "N", apply_uint, FIELD(max_requests_jitter), 0, UINT_MAX, NULL, 0,
+    {"max-requests-jitter", 0, "N", apply_uint, FIELD(max_requests_jitter), 0, CONFIG_MAX_REQUESTS_LIMIT, NULL, 0,
      "add 0..N to each worker's --max-requests so they do not all restart at once"},
     {"max-lifetime", 0, "S", apply_seconds, FIELD(max_lifetime), 0, 31536000, NULL, 0,
      "replace a worker after S seconds, overlapped (default 0 = never)"},
-    {"max-memory", 0, "SIZE", apply_size, FIELD(max_memory), 0, 0, NULL, 0,
+    {"max-memory", 0, "SIZE", apply_size, FIELD(max_memory), 0, CONFIG_MAX_MEMORY_LIMIT, NULL, 0,
      "replace a worker whose PSS exceeds SIZE (e.g. 512M), overlapped"},
     {"user", 'u', "USER", apply_string, FIELD(user), 0, 0, NULL, 0, "run the workers as USER"},
     {"group", 'g', "GROUP", apply_string, FIELD(group), 0, 0, NULL, 0, "run the workers with GROUP"},
@@ -348,8 +364,8 @@ static const struct option_spec option_table[] = {
     {"log-level", 0, "LEVEL", apply_log_level, 0, 0, 0, NULL, 0,
      "critical|error|warning|info|debug|trace (default info)"},
     {"log-format", 0, "FORMAT", apply_log_format, 0, 0, 0, NULL, 0, "text|json (default text)"},
-    {"log-file", 0, "PATH", apply_string, FIELD(log_file), 0, 0, NULL, 0,
-     "append the arbiter's and the workers' logs to PATH instead of stderr; SIGUSR1 reopens it"},
+    {"log-file", 0, "PATH", apply_log_file, FIELD(log_file), 0, 0, NULL, 0,
+     "append the arbiter's and the workers' logs to PATH instead of stderr (- : stdout); SIGUSR1 reopens it"},
     {"access-log", 0, NULL, apply_true, FIELD(access_log), 0, 0, NULL, 0, "log every request (default)"},
     {"no-access-log", 0, NULL, apply_false, FIELD(access_log), 0, 0, NULL, 0, "do not log requests"},
     {"factory", 0, NULL, apply_true, FIELD(factory), 0, 0, NULL, 0,
@@ -377,6 +393,10 @@ static const struct option_spec option_table[] = {
 };
 
 #define OPTION_COUNT (sizeof option_table / sizeof option_table[0])
+
+/* pool.c draws each worker's limit as max_requests + random() % (jitter + 1), in unsigned arithmetic:
+ * the two ranges above keep both the divisor and the sum from wrapping. */
+_Static_assert(2ull * CONFIG_MAX_REQUESTS_LIMIT + 1 < UINT_MAX, "max-requests + jitter must fit an unsigned");
 
 /* ---- small parsers ---- */
 
@@ -788,6 +808,11 @@ static int config_apply_defaults(struct config *c, char *const *envp, char *err,
     }
     if (c->max_requests_jitter && !c->max_requests) {
         snprintf(err, n, "--max-requests-jitter needs --max-requests");
+        return -1;
+    }
+    if (c->min_ready > c->max_workers) {
+        snprintf(err, n, "--min-ready %u is more than --max-workers %u: /healthz could never say 200; lower --min-ready",
+                 c->min_ready, c->max_workers);
         return -1;
     }
     if (c->chdir) {

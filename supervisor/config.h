@@ -12,6 +12,10 @@
 
 #define CONFIG_ERROR_MAX 512
 #define CONFIG_MAX_WORKERS_LIMIT 1024
+/* --max-requests and --max-requests-jitter: both at most this, so their sum fits an unsigned. */
+#define CONFIG_MAX_REQUESTS_LIMIT 1000000000u
+/* --max-memory: 16 TiB, far above any machine's memory, far below what a double or uint64 holds. */
+#define CONFIG_MAX_MEMORY_LIMIT 17592186044416.0
 
 /* A growable, bounded list of owned strings (KEY=VALUE pairs, forwarded argv). */
 struct string_list {
@@ -44,6 +48,7 @@ struct config {
     double timeout;
     double boot_timeout;
     double graceful_timeout;
+    double lame_duck;
     unsigned max_requests;
     unsigned max_requests_jitter;
     double max_lifetime;
@@ -57,6 +62,7 @@ struct config {
     enum log_level log_level;
     enum log_format log_format;
     char *log_file;
+    bool log_to_stdout; /* --log-file -: stderr joins stdout, for container log collectors */
     bool access_log;
     bool factory;
     bool preload;        /* --preload: the fork server spawns the workers */

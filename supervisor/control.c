@@ -150,8 +150,9 @@ static void control_on_idle(uv_timer_t *timer) {
 }
 
 static void control_log_command(const struct control_client *client, const char *line, size_t length) {
-    log_info("control_command", "uid %u (pid %d) ran %.*s", (unsigned)client->uid, (int)client->pid,
-             (int)(length > 200 ? 200 : length), line);
+    char shown[201]; /* valid JSON may still hold a '\r', DEL or UTF-8 cut by a length limit: escaped */
+    log_info("control_command", "uid %u (pid %d) ran %s", (unsigned)client->uid, (int)client->pid,
+             log_escape_excerpt(shown, sizeof shown, line, length));
 }
 
 static void control_client_handle_line(struct control_client *client, const char *line, size_t length) {
@@ -195,8 +196,11 @@ static void control_client_process(struct control_client *client) {
         if (!newline)
             break;
         size_t length = (size_t)(newline - (client->line + start));
-        if (length > 0 && !(length == 1 && client->line[start] == '\r'))
+        if (length > 0 && !(length == 1 && client->line[start] == '\r')) {
             control_client_handle_line(client, client->line + start, length);
+            if (!client->waiting && !client->closing)
+                control_client_arm_idle(client); /* answered: the next request gets CONTROL_IDLE_MS again */
+        }
         start += length + 1;
     }
     if (client->closing)
@@ -309,7 +313,30 @@ static void ensure_dir(const char *dir, mode_t mode) {
         log_debug("control_dir", "cannot create %s: %s", dir, strerror(errno));
 }
 
-void control_default_path(const char *name, char *out, size_t size) {
+int control_check_private_dir(const char *dir, uid_t uid, char *err, size_t err_size) {
+    struct stat st;
+    if (lstat(dir, &st) != 0) {
+        snprintf(err, err_size, "control directory %s: %s; pass --control PATH", dir, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(err, err_size, "control directory %s is not a directory (a symlink?); remove it or pass --control PATH", dir);
+        return -1;
+    }
+    if (st.st_uid != uid) {
+        snprintf(err, err_size, "control directory %s belongs to uid %u, not to this user (uid %u): someone else "
+                                "created it; remove it or pass --control PATH", dir, (unsigned)st.st_uid, (unsigned)uid);
+        return -1;
+    }
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        snprintf(err, err_size, "control directory %s is writable by others (mode %03o); `chmod 700 %s` or pass "
+                                "--control PATH", dir, (unsigned)(st.st_mode & 0777), dir);
+        return -1;
+    }
+    return 0;
+}
+
+int control_default_path(const char *name, char *out, size_t size, char *err, size_t err_size) {
     const char *from_env = getenv("ARBITER_CONTROL");
     const char *runtime = getenv("RUNTIME_DIRECTORY");
     const char *xdg = getenv("XDG_RUNTIME_DIR");
@@ -328,10 +355,18 @@ void control_default_path(const char *name, char *out, size_t size) {
         char dir[64];
         snprintf(dir, sizeof dir, "/tmp/arbiter-%u", (unsigned)geteuid());
         ensure_dir(dir, 0700);
+        if (control_check_private_dir(dir, geteuid(), err, err_size) != 0) {
+            out[0] = '\0';
+            return -1;
+        }
         n = snprintf(out, size, "%s/%s.sock", dir, name);
     }
-    if (n < 0 || (size_t)n >= size)
+    if (n < 0 || (size_t)n >= size) {
         out[0] = '\0';
+        snprintf(err, err_size, "the control socket path is too long; pass a shorter --control PATH");
+        return -1;
+    }
+    return 0;
 }
 
 static int control_prepare_path(const char *path, char *err, size_t err_size) {
@@ -356,12 +391,14 @@ int control_start(struct control *control, struct arbiter *arbiter, char *err, s
     memset(control, 0, sizeof *control);
     control->arbiter = arbiter;
     const struct config *config = arbiter->config;
-    if (config->control_path)
-        snprintf(control->path, sizeof control->path, "%s", config->control_path);
-    else
-        control_default_path(config->name, control->path, sizeof control->path);
-    if (!control->path[0]) {
-        snprintf(err, err_size, "the control socket path is too long; pass a shorter --control PATH");
+    if (config->control_path) {
+        int n = snprintf(control->path, sizeof control->path, "%s", config->control_path);
+        if (n < 0 || (size_t)n >= sizeof control->path) {
+            snprintf(err, err_size, "--control %s: the path is too long (at most %zu bytes); pass a shorter one",
+                     config->control_path, sizeof control->path - 1);
+            return -1;
+        }
+    } else if (control_default_path(config->name, control->path, sizeof control->path, err, err_size) != 0) {
         return -1;
     }
     if (config->control_group) {
@@ -406,4 +443,40 @@ void control_close(struct control *control) {
     struct stat st;
     if (control->path[0] && lstat(control->path, &st) == 0 && S_ISSOCK(st.st_mode))
         unlink(control->path);
+}
+
+/* After an in-place upgrade: the listening socket the previous image had, already bound and listening
+ * at the same path (so clients never see it missing). */
+int control_adopt(struct control *control, struct arbiter *arbiter, int fd, char *err, size_t err_size) {
+    memset(control, 0, sizeof *control);
+    control->arbiter = arbiter;
+    const struct config *config = arbiter->config;
+    if (config->control_path)
+        snprintf(control->path, sizeof control->path, "%s", config->control_path);
+    else if (control_default_path(config->name, control->path, sizeof control->path, err, err_size) != 0)
+        return -1;
+    if (config->control_group) {
+        struct group *group = getgrnam(config->control_group);
+        if (group) {
+            control->has_read_group = true;
+            control->read_group = group->gr_gid;
+        }
+    }
+    uv_pipe_init(arbiter->loop, &control->server, 0);
+    control->server.data = control;
+    control->listening = true;
+    int rc = uv_pipe_open(&control->server, fd);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&control->server, 16, control_on_connection);
+    if (rc != 0) {
+        snprintf(err, err_size, "cannot adopt the control socket %s (fd %d) from the previous arbiter: %s", control->path,
+                 fd, uv_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+int control_fd(const struct control *control) {
+    uv_os_fd_t fd;
+    return control->listening && uv_fileno((const uv_handle_t *)&control->server, &fd) == 0 ? fd : -1;
 }

@@ -4,7 +4,8 @@
  *
  * A UNIX stream socket. Each request is one JSON object on one line, each reply one JSON object on
  * one line; a connection may carry several requests, one after the other. Lines are at most
- * CONTROL_LINE_MAX bytes. A client that sends nothing for CONTROL_IDLE_MS is disconnected.
+ * CONTROL_LINE_MAX bytes. A client that completes no request within CONTROL_IDLE_MS of connecting or of
+ * its previous reply is disconnected (partial input does not count).
  *
  *   request  {"cmd": NAME, ...fields}
  *   success  {"ok": true, ...result}
@@ -16,7 +17,13 @@
  *          "target_workers","ready_workers","generation","uptime_s","reloads","listeners":[..],
  *          "workers":[{"id","pid","state":"booting|ready|draining|backoff|crashloop","generation",
  *                      "uptime_s","requests","in_flight","restarts","last_exit",
- *                      "memory_rss_bytes","memory_pss_bytes","cpu_seconds"}]}
+ *                      "memory_rss_bytes","memory_pss_bytes","memory_shared_bytes",
+ *                      "memory_private_bytes","cpu_seconds"}],
+ *          "spawner":"exec|fork", "zygote":null|{"pid","generation","state","import_seconds",
+ *          "memory_pss_bytes","memory_rss_bytes","forks","restarts"},
+ *          "reload":{"state":"idle|running|done|failed","generation","failure"?},
+ *          "build","upgrades","upgraded_at":null|unix time,"previous_version","previous_build",
+ *          "orphans_reaped"}
  *   {"cmd":"scale","workers":N}            absolute                write
  *   {"cmd":"scale","delta":±N}             relative
  *       → {"ok":true,"target_workers":N,"ready_workers":N} once all N are ready and removed
@@ -34,8 +41,21 @@
  *       "memory_pss_bytes"},"decisions":{"up","down","blocked"},"last_decision":null|{"action":
  *       "up|down|blocked","reason","from","to","seconds_ago","queue","busy","lag_s"}}, "balance":
  *       "even|kernel", and per worker "connections" (from the board; 0 when unknown)
+ *   {"cmd":"upgrade"}                      re-exec the installed binary in place  write
+ *       → {"ok":true,"pid":P,"upgrades":N,"version","build"} once the pre-flight passed, just before
+ *         the re-exec (the connection then closes; status shows "upgrades":N+1 when it is back);
+ *         "failed" with the pre-flight's words when the new binary cannot take over
+ *   {"cmd":"health"}                       readiness, the same rule as /healthz   read
+ *   {"cmd":"health","all":true}            ... and every target worker ready
+ *   {"cmd":"health","live":true}           liveness: the event loop answers
+ *       → {"ok":true,"state","reason","ready_workers","target_workers","min_ready"} when healthy;
+ *         {"ok":false,"error":{"code":"unhealthy","message":REASON}} while stopping (lame duck and
+ *         drain) or with fewer than --min-ready (with "all": fewer than target) workers ready.
+ *         "live" is ok in every state, draining included: a liveness probe built on it never
+ *         restarts a container that is draining (`arbiter ctl health --live`; HTTP: /livez).
  *
- * Every waiting command takes "wait": bool (default true) and "timeout": seconds (default 120).
+ * Every waiting command takes "wait": bool (default true) and "timeout": seconds above 0 and at most
+ * 86400 (default 120).
  *
  * Error codes
  *   bad_json            the line is not JSON
@@ -44,13 +64,19 @@
  *   invalid_argument    a field's value is not acceptable (e.g. scale with both workers and delta)
  *   out_of_range        the resulting worker count is below 1 or above --max-workers (scale), or
  *                       MIN:MAX is not 1 <= MIN <= MAX <= --max-workers (autoscale)
+ *   out_of_range        a number outside its range: "workers" 1 to 1024, "delta" -1024 to +1024, "id"
+ *                       1 to 1024; or the resulting worker count is below 1 or above --max-workers
  *   no_such_worker      recycle of an id that is not a current slot
  *   permission_denied   the peer's uid may not run this command
  *   line_too_long       the request exceeded CONTROL_LINE_MAX bytes; the connection is closed
  *   busy                too many clients; the connection is closed
  *   not_running         the arbiter is starting or stopping and cannot do this now
  *   timeout             the change did not complete within "timeout"; it continues in the background
- *   failed              the change did not complete (e.g. a new worker failed to boot during reload)
+ *   failed              the change did not complete (e.g. a new worker failed to boot during reload,
+ *                       or an upgrade's pre-flight refused)
+ *   busy_upgrading      an upgrade cannot start now (a reload, a start, a stop or another upgrade
+ *                       is under way); try again
+ *   unhealthy           health: not serving; the message says why (stopping, too few workers ready)
  *
  * Permissions (SO_PEERCRED): root and the arbiter's own uid may run every command; members of
  * --control-group may run read commands; everyone else gets permission_denied. */
@@ -90,6 +116,7 @@ struct control_request {
     bool quick;
     bool has_range, autoscale_off;         /* autoscale: "min"/"max", or "enabled": false */
     long long autoscale_min, autoscale_max;
+    bool live, all; /* health */
     /* Set by run() for done(): what the waiting command compares against. */
     uint64_t mark;
     int old_pid;
@@ -132,8 +159,13 @@ const struct control_command *control_find_command(const char *name);
 const char *control_command_names(void);
 
 /* The default control socket path for NAME: $ARBITER_CONTROL, $RUNTIME_DIRECTORY/NAME.sock,
- * /run/arbiter/NAME.sock for root, else $XDG_RUNTIME_DIR/arbiter/NAME.sock or /tmp/arbiter-UID/NAME.sock. */
-void control_default_path(const char *name, char *out, size_t size);
+ * /run/arbiter/NAME.sock for root, else $XDG_RUNTIME_DIR/arbiter-NAME.sock or /tmp/arbiter-UID/NAME.sock.
+ * Returns 0, or -1 with err set when the path does not fit or the /tmp directory is not private. */
+int control_default_path(const char *name, char *out, size_t size, char *err, size_t err_size);
+
+/* /tmp/arbiter-UID is in a world-writable directory, so anyone could have created it first: it must
+ * be a real directory (not a symlink), owned by uid, and writable by nobody else. */
+int control_check_private_dir(const char *dir, uid_t uid, char *err, size_t err_size);
 
 struct control {
     struct arbiter *arbiter;
@@ -148,6 +180,10 @@ struct control {
 };
 
 int control_start(struct control *control, struct arbiter *arbiter, char *err, size_t err_size);
+/* In-place upgrade: listen on the socket fd the previous image handed over. */
+int control_adopt(struct control *control, struct arbiter *arbiter, int fd, char *err, size_t err_size);
+/* The listening fd (to hand over in an upgrade), or -1. */
+int control_fd(const struct control *control);
 /* Re-checks waiting clients after any change in the pool. */
 void control_on_change(struct control *control);
 void control_close(struct control *control);

@@ -127,6 +127,12 @@ json_t *control_status(struct arbiter *a) {
     json_object_set_new(status, "orphans_reaped", json_integer((json_int_t)a->reaper.orphans_reaped));
     json_object_set_new(status, "balance", json_string(balance_mode_name(a->config->balance)));
     json_object_set_new(status, "autoscale", autoscale_json(a));
+    const struct upgrade *u = &a->upgrade;
+    json_object_set_new(status, "build", json_string(u->build));
+    json_object_set_new(status, "upgrades", json_integer(u->upgrades));
+    json_object_set_new(status, "upgraded_at", u->upgraded_at > 0 ? json_real(u->upgraded_at) : json_null());
+    json_object_set_new(status, "previous_version", u->upgrades ? json_string(u->previous_version) : json_null());
+    json_object_set_new(status, "previous_build", u->upgrades ? json_string(u->previous_build) : json_null());
     return status;
 }
 
@@ -149,6 +155,17 @@ static int scale_parse(json_t *json, struct control_request *r, struct control_e
     }
     if (r->has_workers && r->workers < 1) {
         set_error(error, "out_of_range", "scale to %lld workers: at least 1 is needed; use stop to stop", r->workers);
+        return -1;
+    }
+    if (r->has_workers && r->workers > CONFIG_MAX_WORKERS_LIMIT) {
+        set_error(error, "out_of_range", "\"workers\" must be from 1 to %d (and at most --max-workers)",
+                  CONFIG_MAX_WORKERS_LIMIT);
+        return -1;
+    }
+    /* Bounded here so that target + delta can never overflow; run() checks the resulting count. */
+    if (r->has_delta && (r->delta < -CONFIG_MAX_WORKERS_LIMIT || r->delta > CONFIG_MAX_WORKERS_LIMIT)) {
+        set_error(error, "out_of_range", "\"delta\" must be from -%d to +%d", CONFIG_MAX_WORKERS_LIMIT,
+                  CONFIG_MAX_WORKERS_LIMIT);
         return -1;
     }
     return 0;
@@ -234,12 +251,16 @@ static int recycle_parse(json_t *json, struct control_request *r, struct control
         set_error(error, "invalid_argument", "recycle needs \"id\": the worker id shown by status");
         return -1;
     }
+    if (r->id < 1 || r->id > CONFIG_MAX_WORKERS_LIMIT) {
+        set_error(error, "out_of_range", "\"id\" must be from 1 to %d: a worker id shown by status", CONFIG_MAX_WORKERS_LIMIT);
+        return -1;
+    }
     return 0;
 }
 
 static enum control_outcome recycle_done(struct arbiter *a, const struct control_request *r, json_t **reply,
                                          struct control_error *error) {
-    const struct slot *slot = r->id >= 1 && r->id <= 1000000 ? pool_find_slot(&a->pool, (unsigned)r->id) : NULL;
+    const struct slot *slot = pool_find_slot(&a->pool, (unsigned)r->id);
     if (!slot) {
         set_error(error, "failed", "worker %lld went away (scaled down?) before its replacement was ready", r->id);
         return CONTROL_FAILED;
@@ -263,7 +284,7 @@ static enum control_outcome recycle_run(struct arbiter *a, struct control_reques
         set_error(error, "not_running", "the arbiter is stopping");
         return CONTROL_FAILED;
     }
-    const struct slot *slot = r->id >= 1 && r->id <= 1000000 ? pool_find_slot(&a->pool, (unsigned)r->id) : NULL;
+    const struct slot *slot = pool_find_slot(&a->pool, (unsigned)r->id);
     if (!slot || !slot->active) {
         set_error(error, "no_such_worker", "no running worker with id %lld; `arbiter ctl status` lists them", r->id);
         return CONTROL_FAILED;
@@ -359,12 +380,76 @@ static enum control_outcome stop_run(struct arbiter *a, struct control_request *
     return CONTROL_DONE;
 }
 
+/* ---- upgrade ---- */
+
+static enum control_outcome upgrade_done(struct arbiter *a, const struct control_request *r, json_t **reply,
+                                         struct control_error *error) {
+    const struct upgrade *u = &a->upgrade;
+    if (u->failed > r->mark) {
+        set_error(error, "failed", "%s", u->failure);
+        return CONTROL_FAILED;
+    }
+    if (u->phase != UPGRADE_EXEC_PENDING)
+        return CONTROL_WAIT;
+    *reply = json_pack("{s:b, s:i, s:i, s:s, s:s}", "ok", 1, "pid", (int)getpid(), "upgrades", (int)u->upgrades,
+                       "version", ARBITER_VERSION, "build", u->build);
+    return CONTROL_DONE;
+}
+
+static enum control_outcome upgrade_run(struct arbiter *a, struct control_request *r, json_t **reply,
+                                        struct control_error *error) {
+    char err[512];
+    r->mark = a->upgrade.failed;
+    if (upgrade_request(&a->upgrade, "control command", err, sizeof err) != 0) {
+        set_error(error, upgrade_in_progress(&a->upgrade) || strstr(err, "cannot upgrade now") ? "busy_upgrading" : "failed",
+                  "%s", err);
+        return CONTROL_FAILED;
+    }
+    return upgrade_done(a, r, reply, error);
+}
+
+/* ---- health ---- */
+
+static int health_parse(json_t *json, struct control_request *r, struct control_error *error) {
+    if (get_bool(json, "live", &r->live, error) != 0 || get_bool(json, "all", &r->all, error) != 0)
+        return -1;
+    if (r->live && r->all) {
+        set_error(error, "invalid_argument", "health takes \"live\" or \"all\", not both");
+        return -1;
+    }
+    return 0;
+}
+
+static enum control_outcome health_run(struct arbiter *a, struct control_request *r, json_t **reply,
+                                       struct control_error *error) {
+    unsigned ready = pool_ready_count(&a->pool);
+    char reason[192];
+    if (r->live) {
+        /* Answering at all proves the event loop turns. A drain, a reload or a crashlooping worker
+         * is the arbiter's own business: restarting the container would only cut the drain short. */
+        snprintf(reason, sizeof reason, "alive: %s, %u/%u workers ready", arbiter_state_name(a), ready,
+                 a->pool.target);
+    } else if (metrics_health(a, reason, sizeof reason) != 200) {
+        set_error(error, "unhealthy", "%s", reason); /* the same answer as /healthz */
+        return CONTROL_FAILED;
+    } else if (r->all && ready < a->pool.target) {
+        set_error(error, "unhealthy", "%u/%u workers ready, not all of them", ready, a->pool.target);
+        return CONTROL_FAILED;
+    }
+    *reply = json_pack("{s:b, s:s, s:s, s:i, s:i, s:i}", "ok", 1, "state", arbiter_state_name(a), "reason",
+                       reason, "ready_workers", (int)ready, "target_workers", (int)a->pool.target, "min_ready",
+                       (int)a->config->min_ready);
+    return CONTROL_DONE;
+}
+
 static const struct control_command command_table[] = {
     {"status", CONTROL_READ, NULL, status_run, NULL, "show the workers"},
     {"scale", CONTROL_WRITE, scale_parse, scale_run, scale_done, "set the number of workers: N, +N or -N"},
     {"reload", CONTROL_WRITE, NULL, reload_run, reload_done, "replace every worker, overlapped"},
     {"recycle", CONTROL_WRITE, recycle_parse, recycle_run, recycle_done, "replace one worker, overlapped"},
     {"stop", CONTROL_WRITE, stop_parse, stop_run, NULL, "stop the arbiter, gracefully or quickly"},
+    {"upgrade", CONTROL_WRITE, NULL, upgrade_run, upgrade_done, "re-execute the installed binary in place"},
+    {"health", CONTROL_READ, health_parse, health_run, NULL, "is it serving (as /healthz), or alive at all (live)"},
     {"autoscale", CONTROL_WRITE, autoscale_parse, autoscale_run, NULL, "autoscale between MIN and MAX workers, or off"},
 };
 
@@ -392,8 +477,12 @@ int control_parse_request(const char *line, size_t length, struct control_reques
     json_error_t json_error;
     json_t *json = json_loadb(line, length, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &json_error);
     if (!json) {
+        /* jansson quotes the request near the error: raw bytes, maybe not UTF-8, which no JSON reply
+         * could carry. Escaped, the reason is plain ASCII. */
+        char reason[sizeof json_error.text];
         set_error(error, "bad_json", "the request is not JSON (%s at column %d); send one object per line, "
-                                     "e.g. {\"cmd\":\"status\"}", json_error.text, json_error.column);
+                                     "e.g. {\"cmd\":\"status\"}",
+                  log_escape_excerpt(reason, sizeof reason, json_error.text, strlen(json_error.text)), json_error.column);
         return -1;
     }
     int rc = -1;
@@ -404,7 +493,9 @@ int control_parse_request(const char *line, size_t length, struct control_reques
     }
     r->command = control_find_command(name);
     if (!r->command) {
-        set_error(error, "unknown_command", "unknown command '%.64s'; valid commands: %s", name, control_command_names());
+        char shown[65]; /* cut at a whole character: a cut inside a UTF-8 sequence would make the reply unsendable */
+        set_error(error, "unknown_command", "unknown command '%s'; valid commands: %s",
+                  log_escape_excerpt(shown, sizeof shown, name, strlen(name)), control_command_names());
         goto out;
     }
     if (get_bool(json, "wait", &r->wait, error) != 0)
@@ -413,7 +504,7 @@ int control_parse_request(const char *line, size_t length, struct control_reques
     if (timeout) {
         double seconds = json_number_value(timeout);
         if (!json_is_number(timeout) || !isfinite(seconds) || seconds <= 0 || seconds > 86400) {
-            set_error(error, "bad_request", "\"timeout\" must be a number of seconds from 0 to 86400");
+            set_error(error, "bad_request", "\"timeout\" must be a number of seconds above 0 and at most 86400");
             goto out;
         }
         r->timeout = seconds;

@@ -35,6 +35,7 @@ struct ctl_options {
     bool json;
     bool wait;
     bool quick;
+    bool live, all;
     double timeout;
 };
 
@@ -46,7 +47,13 @@ static void ctl_usage(FILE *out) {
                  "  reload              replace every worker, each new one ready before the old one drains\n"
                  "  recycle ID          replace one worker the same way\n"
                  "  stop [--quick]      stop gracefully (or quickly); waits until the arbiter has exited\n"
-                 "  autoscale MIN:MAX   scale between MIN and MAX workers on load; autoscale off: keep the count\n\n"
+                 "  autoscale MIN:MAX   scale between MIN and MAX workers on load; autoscale off: keep the count\n"
+                 "  upgrade             re-execute the installed arbiter binary in place (same pid, sockets and\n"
+                 "                      workers); waits until it is back\n"
+                 "  health [--all]      exit 0 while serving with at least --min-ready (--all: every) worker\n"
+                 "                      ready and not stopping, else 1 with the reason (as /healthz)\n"
+                 "  health --live       exit 0 while the arbiter answers at all, draining included\n"
+                 "                      (for liveness probes, which must not kill a draining container)\n\n"
                  "The control socket is --control PATH, else $ARBITER_CONTROL, else $RUNTIME_DIRECTORY/NAME.sock,\n"
                  "else /run/arbiter/NAME.sock for root or $XDG_RUNTIME_DIR/arbiter-NAME.sock (NAME: arbiter).\n");
 }
@@ -56,6 +63,8 @@ static double now_seconds(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
+
+static bool ctl_quiet; /* while polling a re-executing arbiter: a refused or closed connection is expected */
 
 static int ctl_connect(const char *path) {
     struct sockaddr_un address = {.sun_family = AF_UNIX};
@@ -70,7 +79,8 @@ static int ctl_connect(const char *path) {
         return -1;
     }
     if (connect(fd, (struct sockaddr *)&address, sizeof address) != 0) {
-        fprintf(stderr, "arbiter ctl: cannot connect to the arbiter at %s: %s.\nIs it running? Pass --control PATH "
+        if (!ctl_quiet)
+            fprintf(stderr, "arbiter ctl: cannot connect to the arbiter at %s: %s.\nIs it running? Pass --control PATH "
                         "(or set ARBITER_CONTROL) to the path it logged as 'control socket'.\n",
                 path, strerror(errno));
         close(fd);
@@ -139,8 +149,9 @@ static json_t *ctl_exchange(int fd, json_t *request, double timeout) {
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            fprintf(stderr, "arbiter ctl: the arbiter closed the connection without a reply%s%s\n", n < 0 ? ": " : "",
-                    n < 0 ? strerror(errno) : "");
+            if (!ctl_quiet)
+                fprintf(stderr, "arbiter ctl: the arbiter closed the connection without a reply%s%s\n", n < 0 ? ": " : "",
+                        n < 0 ? strerror(errno) : "");
             break;
         }
         used += (size_t)n;
@@ -281,7 +292,8 @@ static json_t *ctl_build_request(const char *command, const char *argument, cons
         errno = 0;
         long long value = strtoll(argument, &end, 10);
         if (errno || *end || !*argument) {
-            fprintf(stderr, "arbiter ctl %s: '%s' is not a whole number\n", command, argument);
+            fprintf(stderr, "arbiter ctl %s: '%s' is not a whole number from 1 to %d%s\n", command, argument,
+                    CONFIG_MAX_WORKERS_LIMIT, strcmp(command, "scale") == 0 ? ", or +N/-N" : " (a worker id shown by status)");
             json_decref(request);
             return NULL;
         }
@@ -294,9 +306,54 @@ static json_t *ctl_build_request(const char *command, const char *argument, cons
     }
     if (strcmp(command, "stop") == 0)
         json_object_set_new(request, "quick", json_boolean(options->quick));
+    if ((options->live || options->all) && strcmp(command, "health") != 0) {
+        fprintf(stderr, "arbiter ctl %s: --%s is an option of health only\n", command, options->live ? "live" : "all");
+        json_decref(request);
+        return NULL;
+    }
+    if (options->live)
+        json_object_set_new(request, "live", json_true());
+    if (options->all)
+        json_object_set_new(request, "all", json_true());
     json_object_set_new(request, "wait", json_boolean(options->wait));
     json_object_set_new(request, "timeout", json_real(options->timeout));
     return request;
+}
+
+/* After `upgrade` was accepted: the arbiter re-executes; wait until the new image answers status
+ * with one more upgrade, and say what changed. */
+static int ctl_wait_for_upgrade(const char *path, json_t *accepted, double timeout, bool quiet) {
+    json_int_t before = json_integer_value(json_object_get(accepted, "upgrades"));
+    double deadline = now_seconds() + timeout;
+    while (now_seconds() < deadline) {
+        ctl_quiet = true;
+        int fd = ctl_connect(path);
+        json_t *status = NULL;
+        if (fd >= 0) {
+            json_t *request = json_pack("{s:s}", "cmd", "status");
+            status = ctl_exchange(fd, request, 5);
+            json_decref(request);
+            close(fd);
+        }
+        ctl_quiet = false;
+        if (status && json_integer_value(json_object_get(status, "upgrades")) > before &&
+            strcmp(json_string_value(json_object_get(status, "state")) ?: "", "running") == 0) {
+            if (!quiet)
+                printf("upgraded in place: arbiter %s (build %s) -> %s (build %s), pid %lld, %lld workers kept\n",
+                       json_string_value(json_object_get(status, "previous_version")),
+                       json_string_value(json_object_get(status, "previous_build")),
+                       json_string_value(json_object_get(status, "version")),
+                       json_string_value(json_object_get(status, "build")),
+                       (long long)json_integer_value(json_object_get(status, "pid")),
+                       (long long)json_array_size(json_object_get(status, "workers")));
+            json_decref(status);
+            return 0;
+        }
+        json_decref(status);
+        poll(NULL, 0, 100);
+    }
+    fprintf(stderr, "arbiter ctl upgrade: the arbiter did not answer as upgraded within %.0f s; see its log\n", timeout);
+    return 1;
 }
 
 /* After `stop` was accepted: wait until the arbiter's pid is gone. */
@@ -319,6 +376,7 @@ int ctl_main(int argc, char **argv) {
         {"control", required_argument, NULL, 'c'}, {"name", required_argument, NULL, 'n'},
         {"json", no_argument, NULL, 'j'},          {"no-wait", no_argument, NULL, 'W'},
         {"quick", no_argument, NULL, 'q'},         {"timeout", required_argument, NULL, 't'},
+        {"live", no_argument, NULL, 'L'},          {"all", no_argument, NULL, 'A'},
         {"help", no_argument, NULL, 'h'},          {0, 0, 0, 0},
     };
     const char *positional[3] = {0};
@@ -348,11 +406,14 @@ int ctl_main(int argc, char **argv) {
         case 'j': options.json = true; break;
         case 'W': options.wait = false; break;
         case 'q': options.quick = true; break;
+        case 'L': options.live = true; break;
+        case 'A': options.all = true; break;
         case 't': {
             char *end;
+            errno = 0;
             options.timeout = strtod(optarg, &end);
-            if (*end || !(options.timeout > 0)) {
-                fprintf(stderr, "arbiter ctl: --timeout '%s' is not a positive number of seconds\n", optarg);
+            if (errno || end == optarg || *end || !(options.timeout > 0) || options.timeout > 86400) {
+                fprintf(stderr, "arbiter ctl: --timeout '%s' is not a number of seconds above 0 and at most 86400\n", optarg);
                 return 2;
             }
             break;
@@ -378,10 +439,22 @@ int ctl_main(int argc, char **argv) {
     if (!request)
         return 2;
     char path[108];
-    if (options.control)
+    if (options.control) {
+        if (strlen(options.control) >= sizeof path) {
+            fprintf(stderr, "arbiter ctl: --control %s: the path is too long (at most %zu bytes)\n", options.control,
+                    sizeof path - 1);
+            json_decref(request);
+            return 2;
+        }
         snprintf(path, sizeof path, "%s", options.control);
-    else
-        control_default_path(options.name, path, sizeof path);
+    } else {
+        char err[512];
+        if (control_default_path(options.name, path, sizeof path, err, sizeof err) != 0) {
+            fprintf(stderr, "arbiter ctl: %s\n", err);
+            json_decref(request);
+            return 1;
+        }
+    }
     int fd = ctl_connect(path);
     if (fd < 0) {
         json_decref(request);
@@ -401,6 +474,8 @@ int ctl_main(int argc, char **argv) {
         code = 1;
     } else if (strcmp(command, "stop") == 0 && options.wait) {
         code = ctl_wait_for_exit((pid_t)json_integer_value(json_object_get(reply, "pid")), options.timeout);
+    } else if (strcmp(command, "upgrade") == 0 && options.wait) {
+        code = ctl_wait_for_upgrade(path, reply, options.timeout, options.json);
     }
     if (options.json) {
         char *text = json_dumps(reply, JSON_COMPACT);
@@ -423,6 +498,10 @@ int ctl_main(int argc, char **argv) {
             printf("stopped\n");
         else if (strcmp(command, "autoscale") == 0)
             ctl_print_autoscale(json_object_get(reply, "autoscale"));
+        else if (strcmp(command, "upgrade") == 0 && !options.wait)
+            printf("upgrade started (pre-flight passed)\n");
+        else if (strcmp(command, "health") == 0)
+            printf("%s\n", json_string_value(json_object_get(reply, "reason")));
     }
     json_decref(reply);
     return code;

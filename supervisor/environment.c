@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "handshake.h"
+
 static const char *const dropped_prefixes[] = {
     "NOTIFY_SOCKET=", "WATCHDOG_PID=", "WATCHDOG_USEC=", "LISTEN_PID=", "LISTEN_FDS=", "LISTEN_FDNAMES=", "ARBITER_",
 };
@@ -115,6 +117,7 @@ char **environment_build(char *const *base, const struct string_list *extra, con
     builder_putf(&b, "ARBITER_GENERATION=%u", id->generation);
     builder_putf(&b, "ARBITER_HEARTBEAT_INTERVAL=%.3f", id->heartbeat_interval);
     builder_putf(&b, "ARBITER_LOG_FORMAT=%s", id->log_format);
+    builder_putf(&b, "ARBITER_PROTOCOL=%d", ARBITER_CHANNEL_PROTOCOL);
     if (id->log_file)
         builder_putf(&b, "ARBITER_LOG_FILE=%s", id->log_file);
     if (id->balance)
@@ -123,6 +126,12 @@ char **environment_build(char *const *base, const struct string_list *extra, con
         builder_putf(&b, "ARBITER_BOARD_FD=%zu", 4 + id->listen_fds);
         builder_putf(&b, "ARBITER_BOARD_INDEX=%u", id->board_index);
     }
+    if (id->set_uid)
+        builder_putf(&b, "ARBITER_UID=%u", id->uid);
+    if (id->set_gid)
+        builder_putf(&b, "ARBITER_GID=%u", id->gid);
+    if (id->user)
+        builder_putf(&b, "ARBITER_USER=%s", id->user);
     if (b.failed || !b.items) {
         environment_free(b.items);
         return NULL;

@@ -2,6 +2,7 @@
 #ifndef ARBITER_ENVIRONMENT_H
 #define ARBITER_ENVIRONMENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -18,6 +19,10 @@ struct worker_identity {
     const char *shim_dir; /* prepended to PYTHONPATH; NULL when the shim is installed in the venv */
     const char *balance;  /* ARBITER_BALANCE: even or kernel (--balance); NULL: not set */
     unsigned board_index; /* its board entry (ARBITER_BOARD_INDEX, board fd after the channel); 0: none */
+    /* --user/--group, for `arbiter exec-worker` (privileges.c): ARBITER_UID, ARBITER_GID, ARBITER_USER */
+    bool set_uid, set_gid;
+    unsigned uid, gid;
+    const char *user;
 };
 
 /* Builds a NULL-terminated environment: base (the arbiter's own) minus the variables that belong to

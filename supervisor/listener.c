@@ -368,6 +368,34 @@ void listener_close_all(struct listener_set *set) {
     set->count = 0;
 }
 
+int listener_chown_unix(const struct listener_set *set, uid_t uid, gid_t gid, char *err, size_t err_size) {
+    for (size_t i = 0; i < set->count; i++) {
+        const struct listener *l = &set->items[i];
+        if (l->address.kind != BIND_UNIX || l->adopted)
+            continue;
+        const char *path = ((const struct sockaddr_un *)&l->address.addr)->sun_path;
+        struct stat st;
+        errno = 0;
+        /* lchown: the path is ours (we just bound it); never follow a link someone put in its place. */
+        if (lstat(path, &st) != 0 || st.st_ino != l->unix_inode || lchown(path, uid, gid) != 0) {
+            snprintf(err, err_size, "cannot give %s to --user/--group: %s", l->address.text,
+                     errno ? strerror(errno) : "the socket file was replaced");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void listener_close_for_stop(struct listener_set *set) {
+    for (size_t i = 0; i < set->count; i++) {
+        struct listener *l = &set->items[i];
+        if (l->from_systemd || l->fd < 0)
+            continue;
+        close(l->fd);
+        l->fd = -1;
+    }
+}
+
 int listener_systemd_count(const char *listen_pid, const char *listen_fds, int self, unsigned *count, char *err,
                            size_t err_size) {
     *count = 0;
@@ -410,6 +438,7 @@ int listener_adopt_systemd(struct listener_set *set, unsigned count, const char 
             snprintf(err, err_size, "socket activation: %s", reason);
             return -1;
         }
+        set->items[set->count - 1].from_systemd = true;
     }
     return 0;
 }
@@ -441,4 +470,58 @@ int listener_open_sibling(int fd, int backlog, char *err, size_t err_size) {
         return -1;
     }
     return sibling;
+}
+
+/* Does the listening socket fd serve exactly this --bind address? */
+bool listener_fd_matches(int fd, const struct bind_address *address) {
+    struct sockaddr_storage local;
+    socklen_t length = sizeof local;
+    if (address->kind == BIND_FD || getsockname(fd, (struct sockaddr *)&local, &length) != 0 ||
+        local.ss_family != address->addr.ss_family)
+        return false;
+    switch (local.ss_family) {
+    case AF_INET: {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&local, *b = (const struct sockaddr_in *)&address->addr;
+        return a->sin_port == b->sin_port && a->sin_addr.s_addr == b->sin_addr.s_addr;
+    }
+    case AF_INET6: {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&local, *b = (const struct sockaddr_in6 *)&address->addr;
+        return a->sin6_port == b->sin6_port && memcmp(&a->sin6_addr, &b->sin6_addr, sizeof a->sin6_addr) == 0;
+    }
+    case AF_UNIX:
+        return strncmp(((const struct sockaddr_un *)&local)->sun_path, ((const struct sockaddr_un *)&address->addr)->sun_path,
+                       sizeof ((struct sockaddr_un *)0)->sun_path) == 0;
+    default:
+        return false;
+    }
+}
+
+int listener_open_all_reusing(struct listener_set *set, const struct bind_address *addresses, size_t count,
+                              int *stored, size_t stored_count, int backlog, unsigned unix_mode, char *err,
+                              size_t err_size) {
+    for (size_t i = 0; i < count; i++) {
+        size_t match = stored_count;
+        for (size_t j = 0; j < stored_count && match == stored_count; j++)
+            if (stored[j] >= 0 && listener_check_fd(stored[j], err, err_size) == 0 && listener_fd_matches(stored[j], &addresses[i]))
+                match = j;
+        if (match == stored_count) {
+            if (listener_open_all(set, &addresses[i], 1, backlog, unix_mode, err, err_size) != 0)
+                return -1;
+            continue;
+        }
+        if (set->count >= LISTENER_MAX || set_cloexec(stored[match]) != 0) {
+            snprintf(err, err_size, "cannot take listener %s back from systemd's fd store", addresses[i].text);
+            listener_close_all(set);
+            return -1;
+        }
+        struct listener *l = &set->items[set->count++];
+        memset(l, 0, sizeof *l);
+        l->address = addresses[i];
+        l->fd = stored[match];
+        l->adopted = true; /* its file and its life belong to systemd's store as much as to us */
+        l->from_systemd = true;
+        listener_describe(l->fd, l->name, sizeof l->name);
+        stored[match] = -1;
+    }
+    return 0;
 }

@@ -25,6 +25,7 @@ struct listener {
     struct bind_address address;
     int fd;
     bool adopted;        /* fd:// or systemd's: not ours to unlink */
+    bool from_systemd;   /* socket activation: the socket unit owns it, not us */
     ino_t unix_inode;    /* to unlink only the socket file we created */
     char name[LISTENER_TEXT_MAX]; /* resolved, e.g. 127.0.0.1:8000 */
 };
@@ -54,6 +55,26 @@ int listener_check_fd(int fd, char *err, size_t err_size);
 int listener_adopt(struct listener_set *set, int fd, const char *name, char *err, size_t err_size);
 
 void listener_close_all(struct listener_set *set);
+
+/* Whether the listening socket fd is bound to exactly this address (getsockname). */
+bool listener_fd_matches(int fd, const struct bind_address *address);
+
+/* As listener_open_all, but an address whose socket is among `stored` (systemd gave back what its fd
+ * store kept across a restart) takes that socket instead of binding again: the queue it holds,
+ * with the clients that connected during the restart, is served. Taken entries become -1. */
+int listener_open_all_reusing(struct listener_set *set, const struct bind_address *addresses, size_t count,
+                              int *stored, size_t stored_count, int backlog, unsigned unix_mode, char *err,
+                              size_t err_size);
+/* --user/--group: gives the unix: socket files the arbiter created to uid and gid ((uid_t)-1 or
+ * (gid_t)-1 leaves that one as it is), so that with --socket-mode they are the workers' user's and
+ * group's, as with gunicorn. Returns 0, or -1 with err set. */
+int listener_chown_unix(const struct listener_set *set, uid_t uid, gid_t gid, char *err, size_t err_size);
+
+/* The end of a graceful stop's lame duck: closes the arbiter's copies of the listeners, so that
+ * once the workers have closed theirs the kernel refuses new clients instead of queueing them.
+ * systemd's sockets stay open (they belong to the socket unit; their clients wait for the next
+ * instance). Socket files stay until listener_close_all, so a client gets ECONNREFUSED, not ENOENT. */
+void listener_close_for_stop(struct listener_set *set);
 
 /* Formats a socket's local address as HOST:PORT, [V6]:PORT or unix:PATH. */
 void listener_describe(int fd, char *out, size_t size);

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -133,6 +135,53 @@ void log_event(enum log_level level, const char *event, unsigned worker_id, int 
     va_end(args);
 }
 
+const char *log_escape_excerpt(char *out, size_t size, const char *bytes, size_t length) {
+    static const char hex[] = "0123456789abcdef";
+    static const char ellipsis[] = "...";
+    if (size == 0)
+        return out;
+    size_t room = size - 1, n = 0;
+    size_t cut = 0; /* the last whole-character end that still leaves room for the ellipsis */
+    for (size_t i = 0; i < length; i++) {
+        if (n + sizeof ellipsis - 1 <= room)
+            cut = n;
+        unsigned char c = (unsigned char)bytes[i];
+        char piece[4];
+        size_t width;
+        if (c == '\\') {
+            piece[0] = piece[1] = '\\';
+            width = 2;
+        } else if (c >= 0x20 && c < 0x7f) {
+            piece[0] = (char)c;
+            width = 1;
+        } else {
+            piece[0] = '\\';
+            piece[1] = 'x';
+            piece[2] = hex[c >> 4];
+            piece[3] = hex[c & 15];
+            width = 4;
+        }
+        if (n + width > room) {
+            n = cut;
+            for (size_t k = 0; k < sizeof ellipsis - 1 && n < room; k++)
+                out[n++] = ellipsis[k];
+            break;
+        }
+        memcpy(out + n, piece, width);
+        n += width;
+    }
+    out[n] = '\0';
+    return out;
+}
+
+int log_use_stdout(char *err, size_t err_size) {
+    if (dup2(STDOUT_FILENO, STDERR_FILENO) < 0) {
+        snprintf(err, err_size, "--log-file -: cannot point stderr at stdout: %s (is stdout open?)", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 int log_open_file(const char *path, char *err, size_t err_size) {
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     if (fd < 0) {
@@ -146,5 +195,34 @@ int log_open_file(const char *path, char *err, size_t err_size) {
         return -1;
     }
     close(fd);
+    return 0;
+}
+
+int log_send_file(int channel_fd, char *err, size_t err_size) {
+    static const char message[] = "{\"type\":\"log_file\"}\n";
+    struct iovec iov = {.iov_base = (void *)message, .iov_len = sizeof message - 1};
+    union {
+        struct cmsghdr header;
+        char buffer[CMSG_SPACE(sizeof(int))];
+    } control;
+    memset(&control, 0, sizeof control);
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buffer,
+                         .msg_controllen = sizeof control.buffer};
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    int fd = STDERR_FILENO;
+    memcpy(CMSG_DATA(cmsg), &fd, sizeof fd);
+    ssize_t sent;
+    do
+        sent = sendmsg(channel_fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (sent < 0 && errno == EINTR);
+    if (sent != (ssize_t)iov.iov_len) {
+        /* EAGAIN: the worker has not read its channel for a long time (its loop is blocked). */
+        snprintf(err, err_size, "cannot hand the log file over the worker channel: %s",
+                 sent < 0 ? strerror(errno) : "short write");
+        return -1;
+    }
     return 0;
 }

@@ -5,6 +5,7 @@
 #include "arbiter.h"
 #include "config.h"
 #include "ctl.h"
+#include "privileges.h"
 
 extern char **environ;
 
@@ -14,6 +15,7 @@ static void print_usage(FILE *out) {
             "       arbiter check [OPTIONS] APP     boot one worker through lifespan startup; exit 0 or 3\n"
             "       arbiter ctl [--control PATH] [--json] COMMAND\n"
             "                                       status | scale N|+N|-N | reload | stop [--quick] | recycle ID\n"
+            "                                       | upgrade\n"
             "       arbiter --version | --help\n\n"
             "`arbiter run --help` lists every option.\n");
 }
@@ -35,6 +37,7 @@ static int run_or_check(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    upgrade_set_argv(argc, argv);
     if (argc < 2) {
         print_usage(stderr);
         return EXIT_USAGE;
@@ -44,6 +47,10 @@ int main(int argc, char **argv) {
         return run_or_check(argc - 1, argv + 1);
     if (strcmp(command, "ctl") == 0)
         return ctl_main(argc - 1, argv + 1);
+    if (strcmp(command, "upgrade-check") == 0) /* the pre-flight of an in-place upgrade (upgrade.c) */
+        return upgrade_preflight_main(argc - 1, argv + 1);
+    if (strcmp(command, PRIVILEGES_EXEC_COMMAND) == 0)
+        return privileges_exec_worker(argc - 1, argv + 1);
     if (strcmp(command, "--version") == 0 || strcmp(command, "-V") == 0) {
         printf("arbiter %s\n", ARBITER_VERSION);
         return EXIT_CLEAN;

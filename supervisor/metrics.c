@@ -8,7 +8,9 @@
  *
  * /healthz is the lame-duck switch: it turns 503 the moment the arbiter starts to stop, while the
  * workers are still draining and the listeners still accept, so a load balancer's health check
- * takes the node out of rotation before any connection could be refused.
+ * takes the node out of rotation before any connection could be refused. /livez is its opposite:
+ * 200 whenever the loop answers, draining or not, for liveness probes that must not kill a pod
+ * while it drains.
  *
  * Adding a metric is one text_buffer_printf block in metrics_render. */
 #define _GNU_SOURCE
@@ -175,10 +177,17 @@ static size_t collect_workers(const struct pool *pool, const struct worker **out
     return n;
 }
 
+/* A live worker's place in arbiter_workers{state=...}: booting (and spawning), ready, draining. */
+static size_t worker_state_index(const struct worker *w) {
+    return w->state == WORKER_READY ? 1 : w->state == WORKER_DRAINING ? 2 : 0;
+}
+
 void metrics_render(struct arbiter *a, struct text_buffer *b) {
     const struct pool *pool = &a->pool;
     header(b, "arbiter_build_info", "gauge", "Version of the arbiter binary.");
-    text_buffer_printf(b, "arbiter_build_info{version=\"%s\"} 1\n", ARBITER_VERSION);
+    text_buffer_printf(b, "arbiter_build_info{version=\"%s\",build=\"%s\"} 1\n", ARBITER_VERSION, a->upgrade.build);
+    header(b, "arbiter_upgrades_total", "counter", "In-place upgrades this process went through (same pid).");
+    text_buffer_printf(b, "arbiter_upgrades_total %u\n", a->upgrade.upgrades);
     header(b, "arbiter_up_seconds", "gauge", "Seconds since the arbiter started.");
     text_buffer_printf(b, "arbiter_up_seconds %.3f\n", (double)(uv_now(a->loop) - a->started_ms) / 1000.0);
     header(b, "arbiter_stopping", "gauge", "1 while the arbiter drains to stop (lame duck).");
@@ -192,10 +201,12 @@ void metrics_render(struct arbiter *a, struct text_buffer *b) {
         if (!slot->active)
             by_state[slot->state == SLOT_CRASHLOOP ? 4 : 3]++;
         else
-            by_state[slot->active->state == WORKER_READY ? 1 : slot->active->state == WORKER_DRAINING ? 2 : 0]++;
+            by_state[worker_state_index(slot->active)]++;
         if (slot->successor)
-            by_state[0]++;
+            by_state[worker_state_index(slot->successor)]++;
     }
+    for (const struct worker *w = pool->detached; w; w = w->next)
+        by_state[worker_state_index(w)]++; /* replaced by a reload, a recycle or a scale-down: draining */
     static const char *const state_names[] = {"booting", "ready", "draining", "backoff", "crashloop"};
     header(b, "arbiter_workers", "gauge", "Workers by state.");
     for (size_t i = 0; i < 5; i++)
@@ -266,8 +277,8 @@ void metrics_render(struct arbiter *a, struct text_buffer *b) {
     for (size_t i = 0; i < a->listeners.count; i++) {
         struct tcp_info info;
         socklen_t len = sizeof info;
-        if (getsockopt(a->listeners.items[i].fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0)
-            continue; /* not TCP */
+        if (a->listeners.items[i].fd < 0 || getsockopt(a->listeners.items[i].fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0)
+            continue; /* closed at the end of a lame duck, or not TCP */
         text_buffer_printf(b, "arbiter_listen_queue_length{listener=\"");
         metrics_escape_label(b, a->listeners.items[i].name);
         text_buffer_printf(b, "\"} %u\n", info.tcpi_unacked);
@@ -387,30 +398,75 @@ static bool parse_request_line(const char *request, size_t length, char *method,
     return true;
 }
 
-static void metrics_handle_request(struct metrics_client *client) {
-    struct arbiter *a = client->metrics->arbiter;
+struct metrics_request metrics_request_parse(const char *bytes, size_t length, size_t capacity) {
+    struct metrics_request request = {METRICS_ROUTE_INCOMPLETE, false};
+    if (!memmem(bytes, length, "\r\n\r\n", 4) && !memmem(bytes, length, "\n\n", 2)) {
+        if (length > 0 && (bytes[0] < 'A' || bytes[0] > 'Z'))
+            request.route = METRICS_ROUTE_NOT_HTTP; /* no use waiting for the rest */
+        else if (length >= capacity)
+            request.route = METRICS_ROUTE_TOO_LARGE;
+        return request;
+    }
     char method[16], path[256];
-    if (!parse_request_line(client->request, client->length, method, sizeof method, path, sizeof path)) {
-        metrics_respond_text(client, 400, "bad request: send `GET /metrics HTTP/1.1`\n", false);
-        return;
+    if (!parse_request_line(bytes, length, method, sizeof method, path, sizeof path)) {
+        request.route = METRICS_ROUTE_BAD_REQUEST;
+        return request;
     }
-    bool head_only = strcmp(method, "HEAD") == 0;
-    if (strcmp(method, "GET") != 0 && !head_only) {
-        metrics_respond_text(client, 405, "only GET and HEAD\n", false);
-        return;
-    }
+    request.head_only = strcmp(method, "HEAD") == 0;
     path[strcspn(path, "?")] = '\0';
-    if (strcmp(path, "/metrics") == 0) {
+    if (strcmp(method, "GET") != 0 && !request.head_only)
+        request.route = METRICS_ROUTE_BAD_METHOD;
+    else if (strcmp(path, "/metrics") == 0)
+        request.route = METRICS_ROUTE_METRICS;
+    else if (strcmp(path, "/healthz") == 0)
+        request.route = METRICS_ROUTE_HEALTHZ;
+    else if (strcmp(path, "/livez") == 0)
+        request.route = METRICS_ROUTE_LIVEZ;
+    else
+        request.route = METRICS_ROUTE_NOT_FOUND;
+    return request;
+}
+
+/* Answers a decided request; INCOMPLETE is not one (the caller reads on). */
+static void metrics_handle_request(struct metrics_client *client, struct metrics_request request) {
+    struct arbiter *a = client->metrics->arbiter;
+    switch (request.route) {
+    case METRICS_ROUTE_INCOMPLETE:
+        break;
+    case METRICS_ROUTE_METRICS: {
         struct text_buffer body = {.limit = 32u << 20};
         metrics_render(a, &body);
-        metrics_respond(client, 200, "text/plain; version=0.0.4; charset=utf-8", body.data, body.length, head_only);
-    } else if (strcmp(path, "/healthz") == 0) {
+        metrics_respond(client, 200, "text/plain; version=0.0.4; charset=utf-8", body.data, body.length,
+                        request.head_only);
+        break;
+    }
+    case METRICS_ROUTE_HEALTHZ: {
         char reason[192];
         int code = metrics_health(a, reason, sizeof reason - 1);
         strcat(reason, "\n");
-        metrics_respond_text(client, code, reason, head_only);
-    } else {
-        metrics_respond_text(client, 404, "not found: try /metrics or /healthz\n", false);
+        metrics_respond_text(client, code, reason, request.head_only);
+        break;
+    }
+    case METRICS_ROUTE_LIVEZ:
+        /* Liveness, not readiness: answering proves the event loop turns. It stays 200 while the
+         * arbiter drains or restarts workers, so a liveness probe never kills a pod mid-drain. */
+        metrics_respond_text(client, 200, "alive\n", request.head_only);
+        break;
+    case METRICS_ROUTE_NOT_FOUND:
+        metrics_respond_text(client, 404, "not found: try /metrics, /healthz or /livez\n", false);
+        break;
+    case METRICS_ROUTE_BAD_METHOD:
+        metrics_respond_text(client, 405, "only GET and HEAD\n", false);
+        break;
+    case METRICS_ROUTE_BAD_REQUEST:
+        metrics_respond_text(client, 400, "bad request: send `GET /metrics HTTP/1.1`\n", false);
+        break;
+    case METRICS_ROUTE_NOT_HTTP:
+        metrics_respond_text(client, 400, "bad request: this is plain HTTP (a TLS client?)\n", false);
+        break;
+    case METRICS_ROUTE_TOO_LARGE:
+        metrics_respond_text(client, 431, "request headers too large\n", false);
+        break;
     }
 }
 
@@ -421,7 +477,7 @@ static void metrics_on_timeout(uv_timer_t *timer) {
 static void metrics_on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
     struct metrics_client *client = handle->data;
     (void)suggested;
-    *buf = uv_buf_init(client->request + client->length, (unsigned)(sizeof client->request - 1 - client->length));
+    *buf = uv_buf_init(client->request + client->length, (unsigned)(sizeof client->request - client->length));
 }
 
 static void metrics_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
@@ -434,13 +490,7 @@ static void metrics_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *
         return;
     }
     client->length += (size_t)nread;
-    client->request[client->length] = '\0';
-    if (memmem(client->request, client->length, "\r\n\r\n", 4) || memmem(client->request, client->length, "\n\n", 2))
-        metrics_handle_request(client);
-    else if (client->request[0] != 0 && (client->request[0] < 'A' || client->request[0] > 'Z'))
-        metrics_respond_text(client, 400, "bad request: this is plain HTTP (a TLS client?)\n", false);
-    else if (client->length >= sizeof client->request - 1)
-        metrics_respond_text(client, 431, "request headers too large\n", false);
+    metrics_handle_request(client, metrics_request_parse(client->request, client->length, sizeof client->request));
 }
 
 static void metrics_on_connection(uv_stream_t *server, int status) {
@@ -482,6 +532,26 @@ static void metrics_on_connection(uv_stream_t *server, int status) {
     uv_read_start(&client->connection.stream, metrics_on_alloc, metrics_on_read);
 }
 
+/* Only a socket file left by a dead process is removed (as for the listeners): whatever else is at
+ * PATH, a regular file or a live server's socket, is someone's and stays. */
+static int metrics_prepare_path(const char *address, const char *path, char *err, size_t err_size) {
+    switch (listener_clear_stale_unix(path)) {
+    case STALE_SOCKET_FREE:
+        return 0;
+    case STALE_SOCKET_NOT_A_SOCKET:
+        snprintf(err, err_size, "--metrics %s: the path exists and is not a socket; remove it or choose another path", address);
+        return -1;
+    case STALE_SOCKET_IN_USE:
+        snprintf(err, err_size, "--metrics %s: another process is serving on this socket; stop it or choose another path",
+                 address);
+        return -1;
+    case STALE_SOCKET_ERROR:
+        break;
+    }
+    snprintf(err, err_size, "--metrics %s: cannot check or remove the existing file: %s", address, strerror(errno));
+    return -1;
+}
+
 int metrics_start(struct metrics *metrics, struct arbiter *arbiter, const char *address, char *err, size_t err_size) {
     memset(metrics, 0, sizeof *metrics);
     metrics->arbiter = arbiter;
@@ -498,12 +568,16 @@ int metrics_start(struct metrics *metrics, struct arbiter *arbiter, const char *
         rc = uv_tcp_bind(&metrics->server.tcp, (struct sockaddr *)&parsed.addr, 0);
     } else {
         const char *path = ((struct sockaddr_un *)&parsed.addr)->sun_path;
+        if (metrics_prepare_path(address, path, err, err_size) != 0)
+            return -1;
         uv_pipe_init(arbiter->loop, &metrics->server.pipe, 0);
         metrics->listening = true;
-        unlink(path);
         rc = uv_pipe_bind(&metrics->server.pipe, path);
-        if (rc == 0)
+        struct stat st;
+        if (rc == 0 && stat(path, &st) == 0) {
             snprintf(metrics->unix_path, sizeof metrics->unix_path, "%s", path);
+            metrics->unix_inode = st.st_ino;
+        }
     }
     metrics->server.handle.data = metrics;
     if (rc == 0)
@@ -523,6 +597,45 @@ void metrics_close(struct metrics *metrics) {
     while (metrics->clients)
         metrics_client_close(metrics->clients);
     uv_close(&metrics->server.handle, NULL); /* embedded in struct arbiter */
-    if (metrics->unix_path[0])
+    struct stat st;
+    /* Unlink only if the file is still ours: a newer arbiter may have replaced it. */
+    if (metrics->unix_path[0] && stat(metrics->unix_path, &st) == 0 && st.st_ino == metrics->unix_inode)
         unlink(metrics->unix_path);
+}
+
+/* After an in-place upgrade: the listening socket the previous image had. */
+int metrics_adopt(struct metrics *metrics, struct arbiter *arbiter, const char *address, int fd, char *err,
+                  size_t err_size) {
+    memset(metrics, 0, sizeof *metrics);
+    metrics->arbiter = arbiter;
+    struct bind_address parsed;
+    char reason[256];
+    if (listener_parse_address(address, &parsed, reason, sizeof reason) != 0) {
+        snprintf(err, err_size, "--metrics %s: %s", address, reason);
+        return -1;
+    }
+    int rc;
+    if (parsed.kind == BIND_UNIX) {
+        uv_pipe_init(arbiter->loop, &metrics->server.pipe, 0);
+        metrics->listening = true;
+        rc = uv_pipe_open(&metrics->server.pipe, fd);
+        snprintf(metrics->unix_path, sizeof metrics->unix_path, "%s", ((struct sockaddr_un *)&parsed.addr)->sun_path);
+    } else {
+        uv_tcp_init(arbiter->loop, &metrics->server.tcp);
+        metrics->listening = true;
+        rc = uv_tcp_open(&metrics->server.tcp, fd);
+    }
+    metrics->server.handle.data = metrics;
+    if (rc == 0)
+        rc = uv_listen(&metrics->server.stream, 64, metrics_on_connection);
+    if (rc != 0) {
+        snprintf(err, err_size, "--metrics %s: cannot adopt fd %d from the previous arbiter: %s", address, fd, uv_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+int metrics_fd(const struct metrics *metrics) {
+    uv_os_fd_t fd;
+    return metrics->listening && uv_fileno(&metrics->server.handle, &fd) == 0 ? fd : -1;
 }

@@ -143,3 +143,45 @@ void notify_close(struct notify *notify) {
         close(notify->fd);
     notify->fd = -1;
 }
+
+/* FDSTORE=1 with the fd attached (SCM_RIGHTS): systemd keeps a copy across restarts of the service
+ * (with FileDescriptorStoreMax= in the unit; without it systemd drops it) and hands it back in
+ * LISTEN_FDS/LISTEN_FDNAMES. The name must be printable ASCII without ':' (sd_pid_notify_with_fds). */
+int notify_store_fd(struct notify *notify, int fd, const char *name) {
+    if (notify->fd < 0)
+        return 0;
+    char message[300];
+    int n = snprintf(message, sizeof message, "FDSTORE=1\nFDNAME=%s", name);
+    if (n < 0 || (size_t)n >= sizeof message)
+        return -1;
+    union {
+        char buffer[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    memset(&control, 0, sizeof control);
+    struct iovec iov = {.iov_base = message, .iov_len = (size_t)n};
+    struct msghdr msg = {.msg_name = &notify->address, .msg_namelen = notify->address_length, .msg_iov = &iov,
+                         .msg_iovlen = 1, .msg_control = control.buffer, .msg_controllen = sizeof control.buffer};
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+    ssize_t sent;
+    do
+        sent = sendmsg(notify->fd, &msg, MSG_NOSIGNAL);
+    while (sent < 0 && errno == EINTR);
+    if (sent < 0) {
+        log_warning("fdstore_failed", "cannot hand listener %s to systemd's fd store: %s", name, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+void notify_fd_name(const char *text, size_t index, char *out, size_t size) {
+    int n = snprintf(out, size, "arbiter-%zu-", index);
+    size_t used = n > 0 ? (size_t)n : 0;
+    for (const char *c = text; *c && used + 1 < size; c++)
+        out[used++] = (*c > 32 && *c < 127 && *c != ':') ? *c : '_';
+    out[used < size ? used : size - 1] = '\0';
+}

@@ -34,6 +34,12 @@ void notify_send(struct notify *notify, const char *fmt, ...) __attribute__((for
 /* The current CLOCK_MONOTONIC in microseconds, for RELOADING=1's MONOTONIC_USEC. */
 uint64_t notify_monotonic_usec(void);
 
+/* Hands fd to systemd's fd store (FDSTORE=1, FDNAME=name); nothing when not under systemd. */
+int notify_store_fd(struct notify *notify, int fd, const char *name);
+
+/* A valid FDNAME for listener `index` bound as `text` ("arbiter-0-127.0.0.1_8000"). */
+void notify_fd_name(const char *text, size_t index, char *out, size_t size);
+
 void notify_close(struct notify *notify);
 
 #endif

@@ -19,6 +19,7 @@
 
 #include "environment.h"
 #include "log.h"
+#include "privileges.h"
 
 extern char **environ;
 
@@ -47,6 +48,7 @@ static enum exit_reason classify_exit(const struct worker *w) {
     case KILL_BOOT_TIMEOUT: return EXIT_REASON_BOOT_TIMEOUT;
     case KILL_GRACEFUL_TIMEOUT: return EXIT_REASON_GRACEFUL_TIMEOUT;
     case KILL_SPAWN_FAILED: return EXIT_REASON_SPAWN_FAILED;
+    case KILL_PROTOCOL_MISMATCH: return EXIT_REASON_ERROR; /* like the shim's own exit 4 */
     case KILL_NONE: break;
     }
     if (w->term_signal)
@@ -74,13 +76,17 @@ int pool_init(struct pool *pool, uv_loop_t *loop, const struct config *config, s
     return pool->slots ? 0 : -1;
 }
 
-/* PYTHON -m arbiter_worker [--zygote] [uvicorn options] [--max-requests N] APP */
+/* [/proc/self/exe exec-worker] PYTHON -m arbiter_worker [--zygote] [uvicorn options] [--max-requests N] APP */
 char **pool_build_argv(const struct pool *pool, char numbers[3][32], bool zygote) {
     const struct config *c = pool->config;
-    char **argv = calloc(c->forward.count + 17, sizeof *argv);
+    char **argv = calloc(c->forward.count + 18, sizeof *argv);
     if (!argv)
         return NULL;
     size_t n = 0;
+    if (pool->set_uid || pool->set_gid) { /* privileges.c: become --user/--group, then exec PYTHON */
+        argv[n++] = "/proc/self/exe";
+        argv[n++] = PRIVILEGES_EXEC_COMMAND;
+    }
     argv[n++] = c->python;
     argv[n++] = "-m";
     argv[n++] = "arbiter_worker";
@@ -121,6 +127,11 @@ char **pool_build_env(const struct pool *pool, unsigned worker_id, unsigned gene
         .shim_dir = pool->shim_dir,
         .balance = balance_mode_name(c->balance),
         .board_index = board_index,
+        .set_uid = pool->set_uid,
+        .set_gid = pool->set_gid,
+        .uid = (unsigned)pool->uid,
+        .gid = (unsigned)pool->gid,
+        .user = pool->set_uid ? c->user : NULL,
     };
     return environment_build(environ, &c->env, &identity);
 }
@@ -153,10 +164,6 @@ static struct worker *pool_spawn_worker(struct pool *pool, struct slot *slot, ch
         .cwd = c->chdir,
         .listen_fds = pool->config->reuse_port ? slot->listen_fds : pool->listen_fds,
         .listen_fd_count = pool->listen_fd_count,
-        .set_uid = pool->set_uid,
-        .set_gid = pool->set_gid,
-        .uid = pool->uid,
-        .gid = pool->gid,
         .max_requests = c->max_requests ? (unsigned)strtoul(numbers[1], NULL, 10) : 0,
         .board_fd = board_index ? pool->board->fd : -1,
         .board_index = board_index,
@@ -434,6 +441,16 @@ unsigned pool_live_count(const struct pool *pool) {
     return live;
 }
 
+unsigned pool_spawning_count(const struct pool *pool) {
+    unsigned spawning = 0;
+    for (size_t i = 0; i < pool->slot_count; i++) {
+        const struct slot *slot = pool->slots[i];
+        spawning += (slot->active && slot->active->state == WORKER_SPAWNING) +
+                    (slot->successor && slot->successor->state == WORKER_SPAWNING);
+    }
+    return spawning;
+}
+
 /* Stopping ends when no worker and no process of the spawner's own is left. */
 static bool pool_is_empty(const struct pool *pool) {
     return pool_live_count(pool) == 0 && (!pool->spawner || !pool->spawner->ops->live ||
@@ -498,7 +515,7 @@ static bool pool_fail_boot_if_never_ready(struct pool *pool, const struct worker
         code = w->exit_status == 3 ? 3 : 2;
     else if (!w->term_signal && w->exit_status == 3)
         code = 3;
-    else if (!w->term_signal && w->exit_status == 4)
+    else if ((!w->term_signal && w->exit_status == 4) || w->kill_reason == KILL_PROTOCOL_MISMATCH)
         code = 2;
     else if (w->kill_reason == KILL_BOOT_TIMEOUT || backoff_is_crashloop(&slot->backoff))
         code = 3;
@@ -597,17 +614,6 @@ void pool_stop(struct pool *pool, bool graceful) {
     }
 }
 
-void pool_signal_all(struct pool *pool, int signum) {
-    for (size_t i = 0; i < pool->slot_count; i++) {
-        if (pool->slots[i]->active)
-            worker_send_signal(pool->slots[i]->active, signum);
-        if (pool->slots[i]->successor)
-            worker_send_signal(pool->slots[i]->successor, signum);
-    }
-    for (struct worker *w = pool->detached; w; w = w->next)
-        worker_send_signal(w, signum);
-}
-
 void pool_close(struct pool *pool) {
     if (pool->spawner && pool->spawner->ops->close)
         pool->spawner->ops->close(pool->spawner);
@@ -617,4 +623,157 @@ void pool_close(struct pool *pool) {
     pool->slot_count = 0;
     free(pool->slots);
     pool->slots = NULL;
+}
+
+/* ---- in-place upgrade: the pool handed from one arbiter image to the next ----
+ * Every fd in the saved state sits under a key ending in "_fd" or "_fds": upgrade.c makes exactly
+ * those inheritable across the exec. */
+
+static json_t *slot_save(const struct slot *slot) {
+    const struct pool *pool = slot->pool;
+    json_t *owned = json_array();
+    for (size_t i = 0; i < pool->listen_fd_count; i++)
+        json_array_append_new(owned, json_integer(slot->owned[i] ? slot->listen_fds[i] : -1));
+    json_t *saved = json_pack("{s:i, s:I, s:i, s:s, s:b, s:b, s:s, s:o, s:I}", "id", (int)slot->id, "restarts",
+                              (json_int_t)slot->restarts, "failures", (int)slot->backoff.failures, "last_exit",
+                              slot->last_exit, "replace_pending", slot->replace_pending, "spawn_failed",
+                              slot->spawn_failed, "spawn_error", slot->spawn_error, "owned_listen_fds", owned,
+                              "restart_in_ms",
+                              uv_is_active((const uv_handle_t *)&slot->restart_timer)
+                                  ? (json_int_t)uv_timer_get_due_in(&slot->restart_timer)
+                                  : (json_int_t)-1);
+    if (saved && slot->active)
+        json_object_set_new(saved, "active", worker_save(slot->active));
+    if (saved && slot->successor)
+        json_object_set_new(saved, "successor", worker_save(slot->successor));
+    return saved;
+}
+
+json_t *pool_save(const struct pool *pool) {
+    json_t *slots = json_array(), *detached = json_array(), *exits = json_array();
+    for (size_t i = 0; i < pool->slot_count; i++)
+        json_array_append_new(slots, slot_save(pool->slots[i]));
+    for (const struct worker *w = pool->detached; w; w = w->next)
+        json_array_append_new(detached, worker_save(w));
+    for (size_t r = 0; r < EXIT_REASON_COUNT; r++)
+        json_array_append_new(exits, json_integer((json_int_t)pool->exits[r]));
+    const struct reload *reload = &pool->reload;
+    return json_pack("{s:i, s:i, s:b, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:{s:I, s:i, s:s, s:I, s:I, s:s}}", "target",
+                     (int)pool->target, "generation", (int)pool->generation, "ever_ready", pool->ever_ready,
+                     "spawned_total", (json_int_t)pool->spawned_total, "restarts_total",
+                     (json_int_t)pool->restarts_total, "replace_failures", (json_int_t)pool->replace_failures,
+                     "requests_of_exited", (json_int_t)pool->requests_of_exited, "exits", exits, "slots", slots,
+                     "detached", detached, "reload", "id", (json_int_t)reload->id, "generation",
+                     (int)reload->generation, "state", reload_state_name(reload->state), "started_total",
+                     (json_int_t)reload->started_total, "failed_total", (json_int_t)reload->failed_total, "failure",
+                     reload->failure);
+}
+
+static json_int_t saved_integer(json_t *object, const char *key) { return json_integer_value(json_object_get(object, key)); }
+
+static int slot_restore(struct pool *pool, json_t *saved, char *err, size_t err_size) {
+    unsigned id = (unsigned)saved_integer(saved, "id");
+    if (id != pool->slot_count + 1 || id > pool->config->max_workers) {
+        snprintf(err, err_size, "the upgrade state's slots are not numbered 1..N (found %u)", id);
+        return -1;
+    }
+    struct slot *slot = calloc(1, sizeof *slot);
+    if (!slot) {
+        snprintf(err, err_size, "out of memory adopting slot %u", id);
+        return -1;
+    }
+    slot->pool = pool;
+    slot->id = id;
+    slot->state = SLOT_BACKOFF;
+    slot->restarts = (uint64_t)saved_integer(saved, "restarts");
+    slot->backoff.failures = (unsigned)saved_integer(saved, "failures");
+    slot->replace_pending = json_is_true(json_object_get(saved, "replace_pending"));
+    slot->spawn_failed = json_is_true(json_object_get(saved, "spawn_failed"));
+    snprintf(slot->last_exit, sizeof slot->last_exit, "%s", json_string_value(json_object_get(saved, "last_exit")) ?: "none");
+    snprintf(slot->spawn_error, sizeof slot->spawn_error, "%s", json_string_value(json_object_get(saved, "spawn_error")) ?: "");
+    json_t *owned = json_object_get(saved, "owned_listen_fds");
+    for (size_t i = 0; i < pool->listen_fd_count; i++) {
+        json_int_t fd = json_integer_value(json_array_get(owned, i));
+        slot->listen_fds[i] = fd >= 0 && json_is_integer(json_array_get(owned, i)) ? (int)fd : pool->listen_fds[i];
+        slot->owned[i] = json_is_integer(json_array_get(owned, i)) && fd >= 0;
+    }
+    uv_timer_init(pool->loop, &slot->restart_timer);
+    slot->restart_timer.data = slot;
+    pool->slots[pool->slot_count++] = slot;
+    json_t *active = json_object_get(saved, "active"), *successor = json_object_get(saved, "successor");
+    if (active && !(slot->active = worker_restore(pool, slot, active, err, err_size)))
+        return -1;
+    if (successor && !(slot->successor = worker_restore(pool, slot, successor, err, err_size)))
+        return -1;
+    if (slot->active)
+        slot->state = SLOT_RUNNING;
+    else if (backoff_is_crashloop(&slot->backoff))
+        slot->state = SLOT_CRASHLOOP;
+    json_int_t restart_in = saved_integer(saved, "restart_in_ms");
+    if (!slot->active && json_is_integer(json_object_get(saved, "restart_in_ms")) && restart_in >= 0)
+        uv_timer_start(&slot->restart_timer, slot_on_restart_timer, (uint64_t)restart_in, 0);
+    return 0;
+}
+
+int pool_restore(struct pool *pool, json_t *saved, char *err, size_t err_size) {
+    pool->target = (unsigned)saved_integer(saved, "target");
+    pool->generation = (unsigned)saved_integer(saved, "generation");
+    pool->ever_ready = json_is_true(json_object_get(saved, "ever_ready"));
+    pool->spawned_total = (uint64_t)saved_integer(saved, "spawned_total");
+    pool->restarts_total = (uint64_t)saved_integer(saved, "restarts_total");
+    pool->replace_failures = (uint64_t)saved_integer(saved, "replace_failures");
+    pool->requests_of_exited = (uint64_t)saved_integer(saved, "requests_of_exited");
+    json_t *exits = json_object_get(saved, "exits");
+    for (size_t r = 0; r < EXIT_REASON_COUNT && r < json_array_size(exits); r++)
+        pool->exits[r] = (uint64_t)json_integer_value(json_array_get(exits, r));
+    json_t *reload = json_object_get(saved, "reload");
+    pool->reload.id = (uint64_t)saved_integer(reload, "id");
+    pool->reload.generation = (unsigned)saved_integer(reload, "generation");
+    pool->reload.started_total = (uint64_t)saved_integer(reload, "started_total");
+    pool->reload.failed_total = (uint64_t)saved_integer(reload, "failed_total");
+    const char *state = json_string_value(json_object_get(reload, "state"));
+    pool->reload.state = state && strcmp(state, "failed") == 0 ? RELOAD_FAILED
+                         : state && strcmp(state, "done") == 0 ? RELOAD_DONE
+                                                                : RELOAD_IDLE;
+    snprintf(pool->reload.failure, sizeof pool->reload.failure, "%s",
+             json_string_value(json_object_get(reload, "failure")) ?: "");
+    if (pool->target < 1 || pool->target > pool->config->max_workers) {
+        snprintf(err, err_size, "the upgrade state's target of %u workers is outside 1..%u (--max-workers)", pool->target,
+                 pool->config->max_workers);
+        return -1;
+    }
+    size_t i;
+    json_t *item;
+    json_array_foreach(json_object_get(saved, "slots"), i, item) {
+        if (slot_restore(pool, item, err, err_size) != 0)
+            return -1;
+    }
+    json_array_foreach(json_object_get(saved, "detached"), i, item) {
+        struct worker *w = worker_restore(pool, NULL, item, err, err_size);
+        if (!w)
+            return -1;
+        w->next = pool->detached;
+        pool->detached = w;
+    }
+    return 0;
+}
+
+/* The end of a graceful stop's lame duck with --reuse-port: the arbiter closes the per-slot
+ * listeners it holds, so once the workers have closed their copies the kernel refuses new clients
+ * instead of queueing them on a socket nobody accepts from. */
+void pool_close_listeners(struct pool *pool) {
+    for (size_t i = 0; i < pool->slot_count; i++)
+        slot_close_listeners(pool->slots[i]);
+}
+
+/* Calls visit for every live worker: each slot's active and successor, then the detached ones. */
+void pool_for_each_worker(struct pool *pool, void (*visit)(struct worker *worker, void *data), void *data) {
+    for (size_t i = 0; i < pool->slot_count; i++) {
+        if (pool->slots[i]->active)
+            visit(pool->slots[i]->active, data);
+        if (pool->slots[i]->successor)
+            visit(pool->slots[i]->successor, data);
+    }
+    for (struct worker *w = pool->detached; w; w = w->next)
+        visit(w, data);
 }

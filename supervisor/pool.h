@@ -121,14 +121,19 @@ int pool_recycle(struct pool *pool, unsigned slot_id);
 /* Stops every worker; events.empty fires when the last one has exited. */
 void pool_stop(struct pool *pool, bool graceful);
 
-/* Sends signum to every live worker. */
-void pool_signal_all(struct pool *pool, int signum);
+/* Closes the arbiter's copies of the slots' own listeners (--reuse-port), at the end of a lame duck. */
+void pool_close_listeners(struct pool *pool);
+
+/* Calls visit for every live worker (slots' active and successor workers, then detached ones). */
+void pool_for_each_worker(struct pool *pool, void (*visit)(struct worker *worker, void *data), void *data);
 
 /* Closes the slots' handles; call once the pool is empty. */
 void pool_close(struct pool *pool);
 
 unsigned pool_ready_count(const struct pool *pool);
 unsigned pool_live_count(const struct pool *pool);
+/* Workers whose process is still being created (a fork requested from the zygote). */
+unsigned pool_spawning_count(const struct pool *pool);
 struct slot *pool_find_slot(const struct pool *pool, unsigned slot_id);
 const char *slot_state_name(const struct slot *slot);
 
@@ -137,6 +142,11 @@ const char *slot_state_name(const struct slot *slot);
 char **pool_build_argv(const struct pool *pool, char numbers[3][32], bool zygote);
 char **pool_build_env(const struct pool *pool, unsigned worker_id, unsigned generation, size_t listen_fds,
                       unsigned board_index);
+
+/* In-place upgrade: the whole pool as JSON (fds under keys ending in _fd/_fds), and its adoption by
+ * the next image (after pool_init, instead of pool_start). */
+json_t *pool_save(const struct pool *pool);
+int pool_restore(struct pool *pool, json_t *saved, char *err, size_t err_size);
 
 /* Called by worker.c. */
 void pool_worker_ready(struct worker *worker);

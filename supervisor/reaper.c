@@ -78,8 +78,7 @@ static void reaper_on_sigchld(uv_signal_t *handle, int signum) {
 }
 
 int reaper_start(struct reaper *reaper, uv_loop_t *loop, char *err, size_t err_size) {
-    memset(reaper, 0, sizeof *reaper);
-    reaper->loop = loop;
+    reaper->loop = loop; /* watches may already be registered: adopted workers after an upgrade */
     if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) {
         snprintf(err, err_size,
                  "prctl(PR_SET_CHILD_SUBREAPER) failed: %s. arbiter needs Linux >= 3.4 to supervise forked workers "

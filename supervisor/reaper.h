@@ -35,7 +35,8 @@ struct reaper {
     uint64_t orphans_reaped; /* children nobody watched: the app's orphans, in a container */
 };
 
-/* Becomes a subreaper (PR_SET_CHILD_SUBREAPER) and handles SIGCHLD on the loop. */
+/* Becomes a subreaper (PR_SET_CHILD_SUBREAPER) and handles SIGCHLD on the loop; reaps at once what
+ * already exited. The struct starts zeroed; watches may be added before (adoption after an upgrade). */
 int reaper_start(struct reaper *reaper, uv_loop_t *loop, char *err, size_t err_size);
 
 /* Watches entry->pid (a child, or a grandchild re-parented to us). Returns true when that pid was

@@ -30,11 +30,25 @@ static void on_ttou(struct arbiter *a) {
     else
         log_warning("scale_refused", "SIGTTOU ignored: one worker is the minimum; use `arbiter ctl stop` to stop");
 }
-/* After logrotate moved the file: the arbiter reopens it, then tells each worker (SIGUSR2, which
- * the shim handles by reopening ARBITER_LOG_FILE onto its stdout and stderr). */
+/* After logrotate moved the file: the arbiter reopens it (as root, if it started as root), then hands
+ * the new file to each worker over its channel, because a worker running as --user may not be
+ * allowed to open it (logrotate's `create 0640 root adm`). */
+static void send_log_file(struct worker *w, void *data) {
+    unsigned *failures = data;
+    uv_os_fd_t fd;
+    char err[256];
+    if (w->state == WORKER_EXITED || uv_fileno((uv_handle_t *)&w->channel, &fd) != 0)
+        return;
+    if (log_send_file(fd, err, sizeof err) != 0) {
+        log_event(LOG_WARNING, "reopen_logs_failed", w->slot_id, w->pid, "%s; it keeps writing to the old file", err);
+        (*failures)++;
+    }
+}
+
 static void on_usr1(struct arbiter *a) {
     if (!a->config->log_file) {
-        log_info("reopen_logs", "SIGUSR1: logs go to stderr (no --log-file); nothing to reopen");
+        log_info("reopen_logs", "SIGUSR1: logs go to %s (no --log-file FILE); nothing to reopen",
+                 a->config->log_to_stdout ? "stdout" : "stderr");
         return;
     }
     char err[CONFIG_ERROR_MAX];
@@ -42,13 +56,16 @@ static void on_usr1(struct arbiter *a) {
         log_error("reopen_logs_failed", "%s; still writing to the old file", err);
         return;
     }
-    pool_signal_all(&a->pool, SIGUSR2);
-    log_info("reopen_logs", "reopened %s", a->config->log_file);
+    unsigned failures = 0;
+    pool_for_each_worker(&a->pool, send_log_file, &failures);
+    if (a->config->preload)
+        fork_server_send_log_file(&a->fork_server);
+    log_info("reopen_logs", "reopened %s%s", a->config->log_file, failures ? " (some workers keep the old file, see above)" : "");
 }
 static void on_usr2(struct arbiter *a) {
-    (void)a;
-    log_warning("upgrade_unsupported", "SIGUSR2 (binary upgrade) is not supported yet; use `arbiter ctl reload` "
-                                       "to restart the workers, or restart the service for a new arbiter binary");
+    char err[512];
+    if (upgrade_request(&a->upgrade, "SIGUSR2", err, sizeof err) != 0)
+        log_warning("upgrade_refused", "SIGUSR2: %s", err);
 }
 
 static const struct signal_action signal_table[] = {

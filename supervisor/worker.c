@@ -21,12 +21,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "handshake.h"
 #include "log.h"
 #include "pool.h"
 #include "procstat.h"
 
 #define STACK_DUMP_GRACE_MS 1000u /* time for faulthandler to write the stacks before SIGKILL */
 #define QUICK_STOP_MS 1000u
+#define WORKER_LOG_EXCERPT 81 /* at most 80 characters of a worker's bytes in one log line */
 
 static const char *const state_names[WORKER_STATE_COUNT] = {
     [WORKER_SPAWNING] = "spawning", [WORKER_BOOTING] = "booting", [WORKER_READY] = "ready",
@@ -123,13 +125,37 @@ static void worker_on_heartbeat(struct worker *w) {
     }
 }
 
+/* The first line must be a hello of our protocol. A shim from another install is killed at once (we
+ * cannot know what else it would misunderstand) and counts like the shim's exit 4 (pool.c). */
+static void worker_on_first_message(struct worker *w, const json_t *message) {
+    if (w->kill_reason == KILL_PROTOCOL_MISMATCH)
+        return; /* already refused: whatever else it sends is ignored */
+    char problem[768];
+    if (handshake_accept(message, problem, sizeof problem)) {
+        w->greeted = true;
+        return;
+    }
+    log_event(LOG_ERROR, "worker_protocol_mismatch", w->slot_id, w->pid, "refusing this worker: %s", problem);
+    w->kill_reason = KILL_PROTOCOL_MISMATCH;
+    worker_arm_deadline(w, 0);
+    if (w->pid > 0) /* a worker built by a test or a fuzzer has none, and kill(0) would hit our group */
+        worker_send_signal(w, SIGKILL);
+}
+
 void worker_handle_message(struct worker *w, const char *line, size_t length) {
     json_error_t error;
     json_t *message = json_loadb(line, length, 0, &error);
+    if (!w->greeted) {
+        worker_on_first_message(w, message);
+        json_decref(message);
+        return;
+    }
     const char *type = message ? json_string_value(json_object_get(message, "type")) : NULL;
     if (!type) {
+        char excerpt[WORKER_LOG_EXCERPT]; /* raw bytes from the worker, without a NUL: escaped, bounded */
         log_event(LOG_WARNING, "worker_bad_message", w->slot_id, w->pid,
-                  "ignoring a channel line that is not a JSON object with a \"type\": %.80s", line);
+                  "ignoring a channel line of %zu bytes that is not a JSON object with a \"type\": %s", length,
+                  log_escape_excerpt(excerpt, sizeof excerpt, line, length));
         json_decref(message);
         return;
     }
@@ -142,18 +168,28 @@ void worker_handle_message(struct worker *w, const char *line, size_t length) {
         w->in_flight = in_flight > 0 ? (uint64_t)in_flight : 0;
         worker_on_heartbeat(w);
     } else if (strcmp(type, "ready") == 0) {
-        if (w->state == WORKER_BOOTING && worker_transition(w, WORKER_READY)) {
+        if (w->state == WORKER_BOOTING && w->kill_reason != KILL_NONE) {
+            /* Too late: the boot timeout fired and the kill is under way (stack dump, then SIGKILL).
+             * Accepting it would let the kill land later, under traffic, still called a boot timeout. */
+            log_event(LOG_WARNING, "worker_ready_too_late", w->slot_id, w->pid,
+                      "ready arrived after --boot-timeout fired; ignoring it, the worker is killed as a boot timeout");
+        } else if (w->state == WORKER_BOOTING && worker_transition(w, WORKER_READY)) {
             worker_refresh_stats(w, true); /* the app is imported now: memory worth showing */
             pool_worker_ready(w);
         }
     } else if (strcmp(type, "retire") == 0) {
-        const char *reason = json_string_value(json_object_get(message, "reason"));
+        json_t *reason = json_object_get(message, "reason");
         if (!w->retire_requested && w->state == WORKER_READY) {
             w->retire_requested = true;
-            pool_worker_retire(w, reason ? reason : "requested");
+            char shown[WORKER_LOG_EXCERPT]; /* the reason is logged: escaped like any bytes from a worker */
+            const char *text = json_string_value(reason);
+            pool_worker_retire(w, text ? log_escape_excerpt(shown, sizeof shown, text, json_string_length(reason))
+                                       : "requested");
         }
     } else {
-        log_event(LOG_DEBUG, "worker_unknown_message", w->slot_id, w->pid, "ignoring message type '%.40s'", type);
+        char shown[WORKER_LOG_EXCERPT];
+        log_event(LOG_DEBUG, "worker_unknown_message", w->slot_id, w->pid, "ignoring message type '%s'",
+                  log_escape_excerpt(shown, sizeof shown, type, strlen(type)));
     }
     json_decref(message);
 }
@@ -161,7 +197,13 @@ void worker_handle_message(struct worker *w, const char *line, size_t length) {
 static void worker_on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
     struct worker *w = handle->data;
     (void)suggested;
-    *buf = uv_buf_init(w->line + w->line_length, (unsigned)(sizeof w->line - w->line_length));
+    size_t size;
+    char *space = line_buffer_space(&w->lines, &size);
+    *buf = uv_buf_init(space, (unsigned)size);
+}
+
+static void worker_on_line(void *context, const char *line, size_t length) {
+    worker_handle_message(context, line, length);
 }
 
 static void worker_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
@@ -171,24 +213,9 @@ static void worker_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b
         uv_read_stop(stream); /* EOF or error: the exit callback decides what it means */
         return;
     }
-    w->line_length += (size_t)nread;
-    size_t start = 0;
-    for (size_t i = 0; i < w->line_length; i++) {
-        if (w->line[i] != '\n')
-            continue;
-        if (!w->discarding_line && i > start)
-            worker_handle_message(w, w->line + start, i - start);
-        w->discarding_line = false;
-        start = i + 1;
-    }
-    memmove(w->line, w->line + start, w->line_length - start);
-    w->line_length -= start;
-    if (w->line_length == sizeof w->line) {
+    if (!line_buffer_commit(&w->lines, (size_t)nread, worker_on_line, w))
         log_event(LOG_WARNING, "worker_line_too_long", w->slot_id, w->pid,
-                  "discarding a channel line longer than %d bytes", WORKER_LINE_MAX);
-        w->line_length = 0;
-        w->discarding_line = true;
-    }
+                  "discarding a channel line longer than %d bytes", WORKER_LINE_MAX - 1);
 }
 
 /* ---- deadlines ---- */
@@ -219,8 +246,10 @@ static void worker_on_deadline(uv_timer_t *timer) {
         if (w->state == WORKER_DRAINING && w->kill_reason == KILL_NONE) {
             w->kill_reason = KILL_GRACEFUL_TIMEOUT;
             log_event(LOG_WARNING, "worker_graceful_timeout", w->slot_id, w->pid,
-                      "still running %.1f s after it was told to stop; killing it (raise --graceful-timeout if requests need longer)",
-                      config->graceful_timeout);
+                      "still running %.1f s after it was told to stop (--graceful-timeout %.1f s + %.1f s to exit); killing it "
+                      "(raise --graceful-timeout if requests need longer)",
+                      (double)worker_graceful_kill_ms(config->graceful_timeout) / 1000, config->graceful_timeout,
+                      WORKER_KILL_MARGIN_MS / 1000.0);
         }
         worker_send_signal(w, SIGKILL);
         return;
@@ -297,6 +326,7 @@ int worker_open(struct worker *w, uv_loop_t *loop, int channel_fd, char *err, si
         close(channel_fd);
         return -1;
     }
+    line_buffer_init(&w->lines, w->line_storage, sizeof w->line_storage);
     uv_read_start((uv_stream_t *)&w->channel, worker_on_alloc, worker_on_read);
     worker_arm_deadline(w, seconds_to_ms(w->pool->config->boot_timeout));
     return 0;
@@ -353,11 +383,9 @@ int worker_exec(struct worker *w, uv_loop_t *loop, const struct worker_launch *l
         .cwd = launch->cwd,
         /* DETACHED = setsid: a terminal's Ctrl-C reaches the arbiter alone, which decides; and the
          * worker leads a process group that a hard kill takes down whole. */
-        .flags = UV_PROCESS_DETACHED | (launch->set_uid ? UV_PROCESS_SETUID : 0) | (launch->set_gid ? UV_PROCESS_SETGID : 0),
+        .flags = UV_PROCESS_DETACHED, /* --user/--group: argv starts with `arbiter exec-worker` (privileges.c) */
         .stdio_count = (int)count,
         .stdio = stdio,
-        .uid = launch->uid,
-        .gid = launch->gid,
     };
     w->process.data = w;
     int rc = uv_spawn(loop, &w->process, &options);
@@ -391,7 +419,16 @@ void worker_stop(struct worker *w, bool graceful) {
     worker_transition(w, WORKER_DRAINING);
     w->stack_dump_requested = false;
     worker_send_signal(w, graceful ? SIGTERM : SIGQUIT);
-    worker_arm_deadline(w, graceful ? seconds_to_ms(w->pool->config->graceful_timeout) : QUICK_STOP_MS);
+    worker_arm_deadline(w, graceful ? worker_graceful_kill_ms(w->pool->config->graceful_timeout) : QUICK_STOP_MS);
+}
+
+/* The shim counts its stop budget (--graceful-timeout) from the moment its SIGTERM handler ran and
+ * ends its drain and lifespan shutdown within it; the arbiter's countdown starts a little earlier,
+ * when it sent the signal, and the shim still has to leave its event loop and exit after its
+ * budget. So the kill comes WORKER_KILL_MARGIN_MS after the budget, never in the middle of a
+ * shutdown the shim was promised (the rule is in docs/worker-channel.md, "Stop deadlines"). */
+uint64_t worker_graceful_kill_ms(double graceful_timeout) {
+    return seconds_to_ms(graceful_timeout) + WORKER_KILL_MARGIN_MS;
 }
 
 void worker_describe_exit(const struct worker *w, char *out, size_t size) {
@@ -401,6 +438,7 @@ void worker_describe_exit(const struct worker *w, char *out, size_t size) {
         [KILL_BOOT_TIMEOUT] = " after not booting in time (--boot-timeout)",
         [KILL_GRACEFUL_TIMEOUT] = " after --graceful-timeout",
         [KILL_SPAWN_FAILED] = "",
+        [KILL_PROTOCOL_MISMATCH] = " after its shim spoke another channel protocol",
     };
     if (w->kill_reason == KILL_SPAWN_FAILED)
         snprintf(out, size, "could not start: %s", w->spawn_error);
@@ -408,4 +446,102 @@ void worker_describe_exit(const struct worker *w, char *out, size_t size) {
         snprintf(out, size, "killed by signal %d (%s)%s", w->term_signal, strsignal(w->term_signal), because[w->kill_reason]);
     else
         snprintf(out, size, "exit code %lld%s", (long long)w->exit_status, because[w->kill_reason]);
+}
+
+/* ---- in-place upgrade: a worker handed from one arbiter image to the next ---- */
+
+static enum worker_state worker_state_from_name(const char *name) {
+    for (int s = 0; s < WORKER_STATE_COUNT; s++)
+        if (name && strcmp(name, state_names[s]) == 0)
+            return (enum worker_state)s;
+    return WORKER_STATE_COUNT;
+}
+
+json_t *worker_save(const struct worker *w) {
+    uv_os_fd_t fd = -1;
+    uv_fileno((const uv_handle_t *)&w->channel, &fd);
+    json_t *saved = json_pack("{s:b, s:i, s:i, s:i, s:s, s:i, s:I, s:I, s:I, s:I, s:b, s:b, s:b, s:i, s:I}", "greeted",
+                              w->greeted, "slot",
+                              (int)w->slot_id, "pid", w->pid, "channel_fd", fd, "state", worker_state_name(w->state),
+                              "generation", (int)w->generation, "started_ms", (json_int_t)w->started_ms, "ready_ms",
+                              (json_int_t)w->ready_ms, "requests", (json_int_t)w->requests, "in_flight",
+                              (json_int_t)w->in_flight, "stop_requested", w->stop_requested, "retire_requested",
+                              w->retire_requested, "stack_dump_requested", w->stack_dump_requested, "kill_reason",
+                              (int)w->kill_reason, "deadline_ms",
+                              uv_is_active((const uv_handle_t *)&w->deadline) ? (json_int_t)uv_timer_get_due_in(&w->deadline)
+                                                                              : (json_int_t)-1);
+    if (saved && w->board_index)
+        json_object_set_new(saved, "board_index", json_integer(w->board_index));
+    /* A partial line already read from the channel: the rest is still in the socket. */
+    json_t *pending = w->lines.length && !w->lines.discarding ? json_stringn(w->lines.data, w->lines.length) : NULL;
+    if (saved && pending)
+        json_object_set_new(saved, "pending", pending);
+    return saved;
+}
+
+struct worker *worker_restore(struct pool *pool, struct slot *slot, json_t *saved, char *err, size_t err_size) {
+    json_int_t slot_id = 0, pid = 0, fd = -1, generation = 0, started = 0, ready = 0, requests = 0, in_flight = 0,
+               kill_reason = 0, deadline = 0;
+    int stop = 0, retire = 0, dump = 0;
+    const char *state_name = NULL;
+    json_error_t error;
+    if (json_unpack_ex(saved, &error, 0, "{s:I, s:I, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:b, s:b, s:b, s:I, s:I}",
+                       "slot", &slot_id, "pid", &pid, "channel_fd", &fd, "state", &state_name, "generation", &generation,
+                       "started_ms", &started, "ready_ms", &ready, "requests", &requests, "in_flight", &in_flight,
+                       "stop_requested", &stop, "retire_requested", &retire, "stack_dump_requested", &dump,
+                       "kill_reason", &kill_reason, "deadline_ms", &deadline) != 0) {
+        snprintf(err, err_size, "a worker in the upgrade state is malformed: %s", error.text);
+        return NULL;
+    }
+    enum worker_state state = worker_state_from_name(state_name);
+    if (state == WORKER_STATE_COUNT || state == WORKER_EXITED || state == WORKER_SPAWNING || pid <= 0 || fd < 0 ||
+        kill_reason < KILL_NONE || kill_reason > KILL_PROTOCOL_MISMATCH) {
+        snprintf(err, err_size, "worker pid %lld in the upgrade state cannot be adopted (state %s)", (long long)pid,
+                 state_name);
+        return NULL;
+    }
+    struct worker *w = calloc(1, sizeof *w);
+    if (!w) {
+        snprintf(err, err_size, "out of memory adopting worker pid %lld", (long long)pid);
+        return NULL;
+    }
+    w->pool = pool;
+    w->slot = slot;
+    w->slot_id = (unsigned)slot_id;
+    w->generation = (unsigned)generation;
+    if (worker_open(w, pool->loop, (int)fd, err, err_size) != 0) {
+        worker_close(w);
+        return NULL;
+    }
+    /* Restoring, not transitioning: the worker is already in this state, with its deadline running. */
+    w->state = state;
+    w->pid = (int)pid;
+    w->reaped.pid = (int)pid;
+    w->started_ms = (uint64_t)started; /* uv_now is CLOCK_MONOTONIC: the same clock in both images */
+    w->ready_ms = (uint64_t)ready;
+    w->requests = (uint64_t)requests;
+    w->in_flight = (uint64_t)in_flight;
+    w->stop_requested = stop;
+    w->retire_requested = retire;
+    w->stack_dump_requested = dump;
+    w->kill_reason = (enum worker_kill_reason)kill_reason;
+    w->greeted = json_is_true(json_object_get(saved, "greeted"));
+    json_int_t board_index = json_integer_value(json_object_get(saved, "board_index"));
+    if (board_index > 0 && pool->board && board_get(pool->board, (unsigned)board_index)) {
+        w->board_index = (unsigned)board_index; /* the board came along: the worker keeps its entry */
+        board_mark_used(pool->board, w->board_index);
+    }
+    const char *pending = json_string_value(json_object_get(saved, "pending"));
+    size_t pending_length = json_string_length(json_object_get(saved, "pending"));
+    if (pending && pending_length < sizeof w->line_storage) {
+        memcpy(w->line_storage, pending, pending_length);
+        w->lines.length = pending_length;
+    }
+    worker_arm_deadline(w, deadline < 0 ? 0 : deadline == 0 ? 1 : (uint64_t)deadline);
+    worker_refresh_stats(w, true);
+    int64_t exit_status;
+    int term_signal;
+    if (pool->reaper)
+        reaper_watch(pool->reaper, &w->reaped, &exit_status, &term_signal); /* the reaper starts after adoption */
+    return w;
 }

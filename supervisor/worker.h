@@ -4,9 +4,11 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <jansson.h>
 #include <uv.h>
 
 #include "config.h"
+#include "line_buffer.h"
 #include "procstat.h"
 #include "reaper.h"
 
@@ -32,6 +34,7 @@ enum worker_kill_reason {
     KILL_BOOT_TIMEOUT,
     KILL_GRACEFUL_TIMEOUT,
     KILL_SPAWN_FAILED, /* never ran: exec failed, or the zygote could not fork it */
+    KILL_PROTOCOL_MISMATCH, /* its first message was not a hello of our protocol (handshake.h) */
 };
 
 struct pool;
@@ -47,6 +50,7 @@ struct worker {
     bool stack_dump_requested;
     bool stop_requested;   /* planned: not a crash */
     bool retire_requested; /* the worker asked for a replacement (max-requests) */
+    bool greeted;          /* its hello was accepted: the rest of the channel may be read */
     int pid;
     uint64_t started_ms;
     uint64_t ready_ms;     /* loop time when it became ready; 0 before */
@@ -67,9 +71,8 @@ struct worker {
     uv_timer_t deadline;
     unsigned open_handles;
 
-    size_t line_length;
-    bool discarding_line;
-    char line[WORKER_LINE_MAX];
+    struct line_buffer lines; /* the channel's framing, over line_storage */
+    char line_storage[WORKER_LINE_MAX];
 };
 
 /* Everything a worker process needs to start. */
@@ -79,9 +82,6 @@ struct worker_launch {
     const char *cwd;
     const int *listen_fds;
     size_t listen_fd_count;
-    bool set_uid, set_gid;
-    uv_uid_t uid;
-    uv_gid_t gid;
     unsigned max_requests; /* this worker's --max-requests, jitter included (0: none) */
     int board_fd;          /* the board's memfd, passed after the channel when board_index is set */
     unsigned board_index;
@@ -115,8 +115,13 @@ void worker_spawn_failed(struct worker *worker, const char *reason);
 /* Sends a signal to a running worker; a worker already gone is not an error. */
 void worker_send_signal(struct worker *worker, int signum);
 
-/* Graceful: SIGTERM, SIGKILL after --graceful-timeout. Quick: SIGQUIT, SIGKILL after 1 s. */
+/* Graceful: SIGTERM, SIGKILL after worker_graceful_kill_ms(). Quick: SIGQUIT, SIGKILL after 1 s. */
 void worker_stop(struct worker *worker, bool graceful);
+
+/* How long after SIGTERM the arbiter SIGKILLs: --graceful-timeout (the shim's own budget, counted
+ * from its signal handler) plus WORKER_KILL_MARGIN_MS for the signal's delivery and the exit. */
+#define WORKER_KILL_MARGIN_MS 2000u
+uint64_t worker_graceful_kill_ms(double graceful_timeout);
 
 /* Closes the handles once the process has exited (or never existed); frees the worker when the last
  * one is closed. */
@@ -124,6 +129,11 @@ void worker_close(struct worker *worker);
 
 /* Explains the exit in words: "exit code 3", "killed by signal 9 after missing heartbeats". */
 void worker_describe_exit(const struct worker *worker, char *out, size_t size);
+
+/* In-place upgrade: everything the next image needs to adopt the running worker (its channel fd
+ * included, which the caller makes inheritable), and the adoption itself. */
+json_t *worker_save(const struct worker *worker);
+struct worker *worker_restore(struct pool *pool, struct slot *slot, json_t *saved, char *err, size_t err_size);
 
 /* Handles one complete line from the channel (exposed for the fuzzer and unit tests). */
 void worker_handle_message(struct worker *worker, const char *line, size_t length);

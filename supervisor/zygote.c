@@ -186,10 +186,16 @@ static void zygote_handle_message(struct zygote *z, const char *line, size_t len
     json_decref(message);
 }
 
+static void zygote_on_line(void *context, const char *line, size_t length) {
+    zygote_handle_message(context, line, length);
+}
+
 static void zygote_on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
     struct zygote *z = handle->data;
+    size_t size;
+    char *space = line_buffer_space(&z->lines, &size);
     (void)suggested;
-    *buf = uv_buf_init(z->line + z->line_length, (unsigned)(sizeof z->line - z->line_length));
+    *buf = uv_buf_init(space, (unsigned)size);
 }
 
 static void zygote_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
@@ -199,21 +205,9 @@ static void zygote_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b
         uv_read_stop(stream); /* EOF: the exit tells what happened */
         return;
     }
-    z->line_length += (size_t)nread;
-    size_t start = 0;
-    for (size_t i = 0; i < z->line_length; i++) {
-        if (z->line[i] != '\n')
-            continue;
-        if (i > start)
-            zygote_handle_message(z, z->line + start, i - start);
-        start = i + 1;
-    }
-    memmove(z->line, z->line + start, z->line_length - start);
-    z->line_length -= start;
-    if (z->line_length == sizeof z->line) {
-        log_event(LOG_WARNING, "zygote_line_too_long", 0, z->pid, "discarding %d bytes without a newline", ZYGOTE_LINE_MAX);
-        z->line_length = 0;
-    }
+    if (!line_buffer_commit(&z->lines, (size_t)nread, zygote_on_line, z))
+        log_event(LOG_WARNING, "zygote_line_too_long", 0, z->pid, "discarding a channel line longer than %d bytes",
+                  ZYGOTE_LINE_MAX);
 }
 
 static void zygote_schedule_restart(struct fork_server *server);
@@ -326,11 +320,10 @@ static struct zygote *zygote_start(struct fork_server *server, unsigned generati
         .args = argv,
         .env = env,
         .cwd = c->chdir,
-        .flags = UV_PROCESS_DETACHED | (pool->set_uid ? UV_PROCESS_SETUID : 0) | (pool->set_gid ? UV_PROCESS_SETGID : 0),
+        /* --user/--group: argv starts with `arbiter exec-worker` (privileges.c), as for a worker. */
+        .flags = UV_PROCESS_DETACHED,
         .stdio_count = 4,
         .stdio = stdio,
-        .uid = pool->uid,
-        .gid = pool->gid,
     };
     rc = uv_spawn(pool->loop, &z->process, &options);
     close(pair[1]);
@@ -344,6 +337,7 @@ static struct zygote *zygote_start(struct fork_server *server, unsigned generati
     z->pid = z->process.pid;
     z->reaped.pid = z->pid;
     z->started_ms = uv_now(pool->loop);
+    line_buffer_init(&z->lines, z->line_storage, sizeof z->line_storage);
     uv_read_start((uv_stream_t *)&z->channel, zygote_on_alloc, zygote_on_read);
     int64_t exit_status;
     int term_signal;
@@ -569,3 +563,89 @@ void fork_server_init(struct fork_server *server, struct pool *pool, const char 
 }
 
 const struct zygote *fork_server_zygote(const struct fork_server *server) { return server->current; }
+
+/* ---- in-place upgrade: the zygote handed from one arbiter image to the next ---- */
+
+bool fork_server_busy(const struct fork_server *server) {
+    return server->queue || server->in_flight || server->next || server->live_zygotes > (server->current ? 1u : 0u);
+}
+
+json_t *fork_server_save(const struct fork_server *server) {
+    const struct zygote *z = server->current;
+    json_t *saved = json_pack("{s:I, s:i}", "restarts", (json_int_t)server->zygote_restarts, "failures",
+                              (int)server->backoff.failures);
+    if (saved && z && z->state != ZYGOTE_EXITED)
+        json_object_set_new(saved, "current",
+                            json_pack("{s:i, s:i, s:i, s:s, s:f, s:I, s:I, s:I}", "pid", z->pid, "channel_fd",
+                                      z->channel_fd, "generation", (int)z->generation, "state",
+                                      zygote_state_name(z->state), "import_seconds", z->import_seconds, "forks",
+                                      (json_int_t)z->forks, "started_ms", (json_int_t)z->started_ms, "ready_ms",
+                                      (json_int_t)z->ready_ms));
+    return saved;
+}
+
+int fork_server_restore(struct fork_server *server, json_t *saved, char *err, size_t err_size) {
+    struct pool *pool = server_pool(server);
+    server->zygote_restarts = (uint64_t)json_integer_value(json_object_get(saved, "restarts"));
+    server->backoff.failures = (unsigned)json_integer_value(json_object_get(saved, "failures"));
+    json_t *current = json_object_get(saved, "current");
+    if (!current)
+        return 0; /* restarted by the first spawn that needs it */
+    json_int_t pid = 0, fd = -1, generation = 0, forks = 0, started = 0, ready = 0;
+    double import_seconds = 0;
+    const char *state = NULL;
+    json_error_t error;
+    if (json_unpack_ex(current, &error, 0, "{s:I, s:I, s:I, s:s, s:F, s:I, s:I, s:I}", "pid", &pid, "channel_fd", &fd,
+                       "generation", &generation, "state", &state, "import_seconds", &import_seconds, "forks", &forks,
+                       "started_ms", &started, "ready_ms", &ready) != 0 ||
+        pid <= 0 || fd < 0) {
+        snprintf(err, err_size, "the zygote in the upgrade state is malformed: %s", error.text);
+        return -1;
+    }
+    struct zygote *z = calloc(1, sizeof *z);
+    if (!z) {
+        snprintf(err, err_size, "out of memory adopting the zygote");
+        return -1;
+    }
+    z->server = server;
+    z->pid = (int)pid;
+    z->reaped.pid = (int)pid;
+    z->reaped.exited = zygote_on_reaped;
+    z->channel_fd = (int)fd;
+    z->generation = (unsigned)generation;
+    z->state = state && strcmp(state, "ready") == 0 ? ZYGOTE_READY : ZYGOTE_IMPORTING;
+    z->import_seconds = import_seconds;
+    z->forks = (uint64_t)forks;
+    z->started_ms = (uint64_t)started;
+    z->ready_ms = (uint64_t)ready;
+    z->channel.data = z;
+    uv_pipe_init(pool->loop, &z->channel, 0);
+    z->open_handles = 1;
+    int rc = uv_pipe_open(&z->channel, (int)fd);
+    if (rc != 0) {
+        snprintf(err, err_size, "cannot adopt the zygote's channel (fd %d): %s", (int)fd, uv_strerror(rc));
+        zygote_close(z);
+        return -1;
+    }
+    line_buffer_init(&z->lines, z->line_storage, sizeof z->line_storage);
+    uv_read_start((uv_stream_t *)&z->channel, zygote_on_alloc, zygote_on_read);
+    procstat_read(z->pid, &z->stats);
+    server->current = z;
+    server->live_zygotes = 1;
+    int64_t exit_status;
+    int term_signal;
+    if (pool->reaper)
+        reaper_watch(pool->reaper, &z->reaped, &exit_status, &term_signal);
+    return 0;
+}
+
+/* After a log rotation: the zygote's stdout and stderr (which the workers it forks inherit) move to
+ * the new file too. The message carries its fd, so the zygote reads it on its own, between forks. */
+void fork_server_send_log_file(struct fork_server *server) {
+    struct zygote *zygotes[] = {server->current, server->next};
+    for (size_t i = 0; i < 2; i++) {
+        char err[256];
+        if (zygotes[i] && zygotes[i]->state != ZYGOTE_EXITED && log_send_file(zygotes[i]->channel_fd, err, sizeof err) != 0)
+            log_event(LOG_WARNING, "reopen_logs_failed", 0, zygotes[i]->pid, "zygote: %s; it keeps the old file", err);
+    }
+}

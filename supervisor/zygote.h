@@ -4,9 +4,11 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <jansson.h>
 #include <uv.h>
 
 #include "backoff.h"
+#include "line_buffer.h"
 #include "listener.h"
 #include "procstat.h"
 #include "reaper.h"
@@ -39,8 +41,8 @@ struct zygote {
     uv_pipe_t channel;
     int channel_fd;
     unsigned open_handles;
-    size_t line_length;
-    char line[ZYGOTE_LINE_MAX];
+    struct line_buffer lines; /* the channel's framing, over line_storage */
+    char line_storage[ZYGOTE_LINE_MAX];
 };
 
 /* A worker waiting for its fork: the worker is SPAWNING, the fds are what its process gets. */
@@ -77,5 +79,14 @@ void fork_server_init(struct fork_server *server, struct pool *pool, const char 
 const struct zygote *fork_server_zygote(const struct fork_server *server);
 
 const char *zygote_state_name(enum zygote_state state);
+
+/* In-place upgrade: refused while a fork or a zygote start is under way (busy); the serving zygote
+ * as JSON (its channel under "channel_fd"), and its adoption by the next image. */
+bool fork_server_busy(const struct fork_server *server);
+
+/* SIGUSR1 with --log-file: hands the reopened log file to the zygote (and so to its future workers). */
+void fork_server_send_log_file(struct fork_server *server);
+json_t *fork_server_save(const struct fork_server *server);
+int fork_server_restore(struct fork_server *server, json_t *saved, char *err, size_t err_size);
 
 #endif

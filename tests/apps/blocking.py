@@ -22,6 +22,10 @@ def block_the_event_loop(seconds: float) -> None:
 
 
 @app.get("/block")
-async def block(s: float = 30.0) -> dict:
+async def block(s: float = 30.0, started: str = "") -> dict:
+    if started:
+        # Tells a test the request is inside the handler before the loop blocks.
+        with open(started, "w") as marker:
+            marker.write(str(os.getpid()))
     block_the_event_loop(s)
     return {"pid": os.getpid(), "blocked": s}

@@ -8,19 +8,17 @@
 # is complete, so an interrupted build is never mistaken for a cached one (and resumes after
 # debootstrap). Tests never write into the cached root: run.sh mounts an overlay on it per run.
 #
-# Needs: root, debootstrap, systemd-nspawn (apt-get install debootstrap systemd-container), and the
-# Debian mirror and PyPI reachable (only while building).
+# Needs: root, debootstrap, systemd-nspawn (apt-get install debootstrap systemd-container), and this
+# machine's apt source for Debian 12 and its pip index reachable (only while building).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+source "$REPO/scripts/lib.sh"
 CACHE="${ARBITER_E2E_CACHE:-/var/cache/arbiter-e2e}"
 SUITE=bookworm
-# The mirror apt uses on this machine (deb822 or one-line sources), else Debian's CDN.
-MIRROR="${ARBITER_E2E_MIRROR:-$(
-    { grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}'
-      grep -hE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk '{print $2}'
-    } | grep -E '/debian/?$' | head -n1 || true)}"
-MIRROR="${MIRROR:-http://deb.debian.org/debian}"
+# The mirror apt uses on this machine (its sources, one-line or deb822); ARBITER_E2E_MIRROR overrides.
+MIRROR="${ARBITER_E2E_MIRROR:-$(apt_debian_mirror "$SUITE" || true)}"
+[ -n "$MIRROR" ] || { printf 'rootfs: no apt source for Debian %s on this machine (/etc/apt/sources.list, /etc/apt/sources.list.d/): add one, or set ARBITER_E2E_MIRROR\n' "$SUITE" >&2; exit 1; }
 
 # What the tests use inside: systemd as PID 1, the runtime libraries of the .deb (so that
 # `apt install ./arbiter_*.deb` needs no network), Python for the app's venv and the load
@@ -80,11 +78,10 @@ log "venv /srv/app/.venv from examples/requirements.txt"
 mkdir -p "$build/srv/app"
 cp "$REPO/examples/requirements.txt" "$build/srv/app/requirements.txt"
 in_root /usr/bin/python3 -m venv /srv/app/.venv
-# pip inside trusts the host's CA bundle too, for hosts whose egress goes through a TLS proxy.
-pip_ca=()
-host_ca="${PIP_CERT:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}"
-[ ! -f "$host_ca" ] || pip_ca=(--bind-ro="$host_ca:/run/host-ca.crt" --setenv=PIP_CERT=/run/host-ca.crt)
-in_root "${pip_ca[@]}" --setenv=PIP_DISABLE_PIP_VERSION_CHECK=1 --setenv=PIP_NO_INPUT=1 \
+# pip inside uses this machine's pip configuration (its files, PIP_* variables, the CA bundle or
+# local directories they name), for hosts that reach packages through a proxy or a local index.
+pip_configuration_into "$build"
+in_root "${NSPAWN_PIP_ARGS[@]}" --setenv=PIP_DISABLE_PIP_VERSION_CHECK=1 --setenv=PIP_NO_INPUT=1 \
     /srv/app/.venv/bin/pip install -q -r /srv/app/requirements.txt
 in_root /srv/app/.venv/bin/python -c 'import fastapi, uvicorn; print("fastapi", fastapi.__version__, "uvicorn", uvicorn.__version__)' >&2
 

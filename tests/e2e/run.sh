@@ -499,21 +499,18 @@ test_lb_node_killed_and_back() {
     fi
 }
 
+# shellcheck source=tests/e2e/upgrade_checks.sh
+source "$E2E/upgrade_checks.sh"
+
 # ---- main ----
 
 main() {
     [ "$(id -u)" -eq 0 ] || { log "run as root (systemd-nspawn, mount)"; FAILED=1; finish; }
     mkdir -p "$OUT"
     : >"$OUT/figures.txt"
-    # The container tools are the e2e stage's own dependencies: install them when missing.
-    if ! command -v debootstrap >/dev/null || ! command -v systemd-nspawn >/dev/null; then
-        log "installing debootstrap and systemd-container"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap systemd-container >"$OUT/apt-host.log" 2>&1 \
-            || { apt-get update -q >>"$OUT/apt-host.log" 2>&1 \
-                 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap systemd-container >>"$OUT/apt-host.log" 2>&1; }
-    fi
-    for tool in cmake cpack debootstrap systemd-nspawn nsenter dpkg-shlibdeps; do
-        command -v "$tool" >/dev/null || { fail "prerequisites" "$tool not found (apt-get install cmake debootstrap systemd-container util-linux dpkg-dev)"; finish; }
+    # scripts/test.sh's install stage installs these (TEST_PACKAGES).
+    for tool in cmake cpack debootstrap systemd-nspawn nsenter dpkg-shlibdeps pgrep mountpoint; do
+        command -v "$tool" >/dev/null || { fail "prerequisites" "$tool not found: run scripts/test.sh (its install stage installs it), or apt-get install cmake debootstrap systemd-container util-linux procps dpkg-dev"; finish; }
     done
 
     log "== building the Debian package"
@@ -549,6 +546,9 @@ main() {
     test_start_returns_when_ready
     test_worker_logs_in_journal
     test_reload_under_load
+    test_upgrade_in_place_under_load
+    test_deb_upgrade_keeps_running
+    test_restart_keeps_the_socket
     test_watchdog_restarts_stopped_arbiter
     test_socket_activation
     test_stop_leaves_no_process

@@ -1,13 +1,11 @@
 /* libFuzzer target: the control protocol's request parser and command dispatch decisions.
  * Every input is treated as one request line; parsing must never crash, leak or accept a request
  * without a known command, and every error must serialise into a valid reply. */
-#include <assert.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "control.h"
+#include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size > CONTROL_LINE_MAX)

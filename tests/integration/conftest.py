@@ -24,6 +24,9 @@ from typing import Callable, Iterable, Optional, TypeVar
 import httpx
 import pytest
 
+# Fixtures that change a host setting and restore it; defined there, available to every test here.
+from host_settings import control_group, tcp_migrate_req  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[2]
 APPS_DIR = REPO / "tests" / "apps"
 ARBITER_BIN = Path(os.environ.get("ARBITER_BIN", REPO / "build" / "arbiter"))
@@ -183,9 +186,11 @@ class Arbiter:
 
     # -- starting ----------------------------------------------------------------------------------
 
-    def start(self, argv: Iterable[str], env: Optional[dict] = None, wrapper: Iterable[str] = ()) -> "Arbiter":
+    def start(self, argv: Iterable[str], env: Optional[dict] = None, wrapper: Iterable[str] = (),
+              binary: Optional[Path] = None) -> "Arbiter":
+        """binary: run another copy of the arbiter than ARBITER_BIN (an upgrade test replaces it)."""
         assert self.proc is None, "one process per Arbiter"
-        self.argv = [*wrapper, str(ARBITER_BIN), *argv]
+        self.argv = [*wrapper, str(binary or ARBITER_BIN), *argv]
         full_env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
         full_env.update(env or {})
         with open(self.log_path, "ab") as log:
@@ -198,7 +203,7 @@ class Arbiter:
 
     def run(self, app: str = "hello:app", workers: int = 2, bind: Optional[str] = None,
             extra: Iterable[str] = (), env: Optional[dict] = None, wrapper: Iterable[str] = (),
-            python: Optional[str] = None) -> "Arbiter":
+            python: Optional[str] = None, binary: Optional[Path] = None) -> "Arbiter":
         """Start `arbiter run` on the test apps; bind defaults to a free loopback port."""
         self.bind = bind or f"127.0.0.1:{free_port()}"
         argv = [
@@ -206,7 +211,7 @@ class Arbiter:
             "--python", python or str(TEST_PYTHON), "--chdir", str(APPS_DIR),
             "--control", str(self.control_path), *extra, app,
         ]
-        return self.start(argv, env=env, wrapper=wrapper)
+        return self.start(argv, env=env, wrapper=wrapper, binary=binary)
 
     @property
     def pid(self) -> int:

@@ -70,8 +70,8 @@ def rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-def test_chaos_soak_keeps_serving_and_leaks_nothing(arbiter, start_load, spawner):
-    arbiter.run(workers=4, extra=["--no-access-log", *spawner])
+def test_chaos_soak_keeps_serving_and_leaks_nothing(arbiter, start_load):
+    arbiter.run(workers=4, extra=["--no-access-log"])
     arbiter.wait_ready(4)
     port = int(arbiter.bind.rsplit(":", 1)[1])
     load = start_load(arbiter, connections=CONNECTIONS)

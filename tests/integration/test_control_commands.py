@@ -8,7 +8,6 @@ parser and the permission decisions without a daemon.
 
 from __future__ import annotations
 
-import grp
 import json
 import os
 import re
@@ -33,7 +32,7 @@ NOBODY = 65534
 CONTROL_LINE_MAX = 8192  # supervisor/control.h
 CONTROL_MAX_CLIENTS = 64
 CONTROL_IDLE_S = 10.0
-VALID_COMMANDS = "status|scale|reload|recycle|stop"
+VALID_COMMANDS = "status|scale|reload|recycle|stop|upgrade|health"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -139,18 +138,6 @@ def more_arbiters():
         if instance.proc is not None:
             print(f"--- {' '.join(instance.argv)}\n--- exit {instance.proc.returncode}; output:\n{instance.tail(80)}")
         shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture
-def control_group():
-    """A throwaway group for --control-group, removed at teardown."""
-    name = f"arbit{os.getpid() % 100000}"
-    subprocess.run(["groupdel", name], capture_output=True)
-    subprocess.run(["groupadd", name], check=True, capture_output=True, timeout=30)
-    try:
-        yield grp.getgrnam(name)
-    finally:
-        subprocess.run(["groupdel", name], capture_output=True, timeout=30)
 
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run ctl as another uid")
@@ -308,6 +295,19 @@ def test_scale_beyond_max_workers_is_refused_with_the_limit(arbiter):
     for result in (absolute, relative):
         assert "out_of_range" in result.stderr and "--max-workers" in result.stderr, result.stderr
         assert "1 to 4" in result.stderr, result.stderr
+    assert status(arbiter)["target_workers"] == 2
+    assert_serving(arbiter)
+
+
+def test_scale_by_the_largest_delta_is_refused_naming_the_range_not_a_wrapped_count(arbiter):
+    arbiter.run(workers=2)
+    arbiter.wait_ready(2)
+
+    result = ctl(arbiter, "scale", "+9223372036854775807")
+
+    assert result.returncode == 1
+    assert "out_of_range" in result.stderr and "from -1024 to +1024" in result.stderr, result.stderr
+    assert "-9223372036854775808" not in result.stderr, result.stderr
     assert status(arbiter)["target_workers"] == 2
     assert_serving(arbiter)
 
@@ -476,6 +476,85 @@ def test_graceful_stop_lets_an_in_flight_request_finish(arbiter, workdir):
 
 
 # --------------------------------------------------------------------------------------------------
+# health: what a container HEALTHCHECK or a Kubernetes exec probe runs
+
+
+def test_health_exits_0_with_the_ready_count_while_serving(arbiter):
+    arbiter.run(workers=2)
+    arbiter.wait_ready(2)
+
+    result = ctl(arbiter, "health", timeout=10)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok: 2/2 workers ready"
+    reply = json.loads(ctl(arbiter, "--json", "health", timeout=10).stdout)
+    assert reply == {"ok": True, "state": "running", "reason": "ok: 2/2 workers ready",
+                     "ready_workers": 2, "target_workers": 2, "min_ready": 1}
+
+
+def test_health_exits_1_with_the_reason_while_fewer_than_min_ready_workers_are_ready(arbiter):
+    arbiter.run(workers=1, extra=["--min-ready", "2"])
+    arbiter.wait_ready(1)
+
+    result = ctl(arbiter, "health", timeout=10)
+
+    assert result.returncode == 1
+    assert "1/1 workers ready, fewer than --min-ready 2 (unhealthy)" in result.stderr, result.stderr
+
+
+def test_health_all_exits_1_until_every_target_worker_is_ready(arbiter):
+    arbiter.run(app="slow_boot:app", workers=1, env={"SLOW_BOOT_SECONDS": "4"})
+    arbiter.wait_ready(1, timeout=60)
+    assert ctl(arbiter, "scale", "2", "--no-wait", timeout=10).returncode == 0
+
+    during_boot_all, during_boot = ctl(arbiter, "health", "--all", timeout=10), ctl(arbiter, "health", timeout=10)
+
+    assert during_boot_all.returncode == 1 and "1/2 workers ready, not all of them" in during_boot_all.stderr
+    assert during_boot.returncode == 0, "one ready worker satisfies --min-ready 1: " + during_boot.stderr
+    wait_until(lambda: ctl(arbiter, "health", "--all", timeout=10).returncode == 0, 60, "health --all once both are ready")
+
+
+def test_health_fails_while_draining_but_health_live_succeeds(arbiter, workdir):
+    arbiter.run(workers=1, extra=["--graceful-timeout", "30"])
+    arbiter.wait_ready(1)
+    started = workdir / "started"
+    outcome: dict = {}
+
+    def slow_request():
+        try:
+            outcome["response"] = arbiter.get(f"/slow?s=4&started={started}", timeout=30)
+        except Exception as error:  # noqa: BLE001  (reported by the assertion below)
+            outcome["error"] = error
+    thread = threading.Thread(target=slow_request)
+    thread.start()
+    try:
+        wait_until(started.exists, 20, "the slow request to be in its handler")
+        arbiter.signal(signal.SIGTERM)
+        draining = wait_until(lambda: (r := ctl(arbiter, "health", timeout=10)).returncode == 1 and r, 5,
+                              "health to fail once the stop began")
+        live = ctl(arbiter, "health", "--live", timeout=10)
+        assert thread.is_alive(), "the slow request should still be in flight"
+    finally:
+        thread.join(30)
+
+    assert "stopping" in draining.stderr and "(unhealthy)" in draining.stderr, draining.stderr
+    assert live.returncode == 0, live.stderr
+    assert live.stdout.startswith("alive: stopping"), live.stdout
+    assert outcome["response"].status_code == 200, outcome
+    assert arbiter.wait_exit(30) == 0
+
+
+def test_health_options_with_another_command_are_a_usage_error(arbiter):
+    arbiter.run(workers=1)
+    arbiter.wait_ready(1)
+
+    result = ctl(arbiter, "status", "--live", timeout=10)
+
+    assert result.returncode == 2
+    assert "--live is an option of health only" in result.stderr, result.stderr
+
+
+# --------------------------------------------------------------------------------------------------
 # Where the socket is and who may use it
 
 
@@ -551,6 +630,55 @@ def test_control_path_that_is_a_regular_file_is_refused_and_left_alone(arbiter, 
     assert code == 2
     assert "is not a socket" in arbiter.output()
     assert path.read_text() == "precious\n"
+
+
+@pytest.fixture
+def foreign_tmp_control_dir():
+    """A uid with no account and its /tmp/arbiter-UID fallback directory, made by someone else first
+    (root here); removed at teardown."""
+    for uid in range(61000 + os.getpid() % 1000, 63000):
+        path = Path(f"/tmp/arbiter-{uid}")
+        if not os.path.lexists(path):
+            break
+    path.mkdir(mode=0o700)
+    try:
+        yield uid, path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _run_as(uid: int, arbiter: Arbiter) -> Arbiter:
+    """`arbiter run` as uid, with no --control and no runtime directory: the /tmp fallback applies."""
+    argv = ["run", "-w", "1", "-b", f"127.0.0.1:{free_port()}", "--python", str(TEST_PYTHON), "--chdir",
+            str(APPS_DIR), "hello:app"]
+    return arbiter.start(argv, env={"XDG_RUNTIME_DIR": "", "RUNTIME_DIRECTORY": ""},
+                         wrapper=["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"])
+
+
+@needs_root
+def test_tmp_control_directory_created_by_another_user_is_refused(arbiter, foreign_tmp_control_dir):
+    uid, path = foreign_tmp_control_dir
+    _run_as(uid, arbiter)
+
+    assert arbiter.wait_exit(20) == 2
+    assert f"control directory {path} belongs to uid 0, not to this user (uid {uid})" in arbiter.output()
+    assert list(path.iterdir()) == []
+    ctl_result = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", str(ARBITER_BIN),
+                                 "ctl", "status"], capture_output=True, text=True, timeout=10,
+                                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    assert ctl_result.returncode == 1
+    assert "belongs to uid 0" in ctl_result.stderr
+
+
+@needs_root
+def test_tmp_control_directory_writable_by_others_is_refused(arbiter, foreign_tmp_control_dir):
+    uid, path = foreign_tmp_control_dir
+    os.chown(path, uid, uid)
+    path.chmod(0o777)
+    _run_as(uid, arbiter)
+
+    assert arbiter.wait_exit(20) == 2
+    assert f"control directory {path} is writable by others (mode 777)" in arbiter.output()
 
 
 @needs_root
@@ -672,6 +800,22 @@ def test_malformed_json_gets_bad_json_and_the_connection_stays_usable(arbiter):
 
     assert error_code(bad) == "bad_json"
     assert good["ok"] is True and good["pid"] == arbiter.pid
+    assert_serving(arbiter)
+
+
+@pytest.mark.parametrize("request_line, code", [
+    (b'{"cmd":"recycl\\\xd6\x82', "bad_json"),                       # jansson quotes the bytes near the error
+    (b'{"cmd":"' + b"x" * 63 + "\u00e9tat".encode() + b'"}', "unknown_command"),  # the name cut at 64 bytes
+])
+def test_bytes_that_are_not_utf8_in_an_error_message_still_get_an_error_reply(arbiter, request_line, code):
+    arbiter.run(workers=1)
+    arbiter.wait_ready(1)
+
+    replies = exchange(arbiter.control_path, request_line + b'\n{"cmd":"status"}\n', replies=2)
+
+    assert len(replies) == 2, f"expected an error reply, then the status reply; got {replies}"
+    assert error_code(replies[0]) == code
+    assert replies[1]["ok"] is True
     assert_serving(arbiter)
 
 
@@ -809,6 +953,26 @@ def test_a_client_that_never_sends_is_dropped_after_the_idle_timeout(arbiter):
 
     assert closed and replies == [], replies
     assert CONTROL_IDLE_S - 1 <= waited <= CONTROL_IDLE_S + 5, f"dropped after {waited:.1f}s"
+    assert_serving(arbiter)
+
+
+def test_a_client_sending_status_every_few_seconds_stays_connected_past_the_idle_timeout(arbiter):
+    arbiter.run(workers=1)
+    arbiter.wait_ready(1)
+
+    with connect(arbiter.control_path) as client:
+        connected = time.monotonic()
+        answered = 0
+        while time.monotonic() - connected < CONTROL_IDLE_S + 3:  # bounded: about 4 rounds
+            client.sendall(b'{"cmd":"status"}\n')
+            replies, closed = read_replies(client, timeout=2)
+            assert not closed and len(replies) == 1 and replies[0]["ok"], (replies, closed)
+            answered += 1
+            # Silence for 4 s: the arbiter must neither answer nor close (select sees EOF as readable).
+            readable, _, _ = select.select([client], [], [], 4.0)
+            assert not readable, f"the connection was closed {time.monotonic() - connected:.1f} s after connecting"
+
+    assert answered >= 3
     assert_serving(arbiter)
 
 

@@ -176,7 +176,8 @@ class Prometheus:
 @pytest.fixture
 def prometheus(workdir):
     if PROMETHEUS is None:
-        pytest.skip("the prometheus binary is not installed (Debian package `prometheus`; scripts/test.sh installs it)")
+        # A failure, not a skip: a skip would hide a missing install step.
+        pytest.fail("the prometheus binary is not installed (Debian package `prometheus`; scripts/test.sh's install stage installs it)")
     instance = Prometheus(workdir)
     yield instance
     instance.stop()
@@ -214,6 +215,25 @@ def test_healthz_is_200_with_the_ready_count_while_serving(arbiter):
     arbiter.wait_ready(2)
     code, text = wait_until(lambda: (r := try_healthz(address)) and r[0] == 200 and r, 10, "healthz 200")
     assert "2/2" in text
+
+
+def test_livez_is_200_while_serving_and_while_draining(arbiter, workdir):
+    address = run_with_metrics(arbiter, workers=1, extra=["--graceful-timeout", "20"])
+    arbiter.wait_ready(1)
+    assert metrics_get(address, "/livez").status_code == 200
+
+    marker = workdir / "slow-started"
+    thread = threading.Thread(target=lambda: arbiter.get(f"/slow?s=3&started={marker}", timeout=30))
+    thread.start()
+    try:
+        wait_until(marker.exists, 10, "the slow request to be inside the handler")
+        arbiter.signal(signal.SIGTERM)
+        wait_until(lambda: (r := try_healthz(address)) and r[0] == 503, 2, "healthz 503 after SIGTERM")
+        during_drain = metrics_get(address, "/livez")
+        assert thread.is_alive(), "the slow request should still be in flight"
+    finally:
+        thread.join(timeout=30)
+    assert (during_drain.status_code, during_drain.text) == (200, "alive\n")
 
 
 def test_healthz_turns_503_at_term_while_a_slow_request_is_still_served(arbiter, workdir):
@@ -267,6 +287,64 @@ def test_workers_draining_for_a_stop_are_counted_as_draining(arbiter, workdir):
         assert counts == {"booting": 0, "draining": 1}, counts
     finally:
         thread.join(timeout=30)
+
+
+def test_workers_replaced_by_a_reload_are_counted_as_draining(arbiter, workdir):
+    address = run_with_metrics(arbiter, workers=1, extra=["--graceful-timeout", "30"])
+    arbiter.wait_ready(1)
+    marker = workdir / "slow-started"
+    thread = threading.Thread(target=lambda: arbiter.get(f"/slow?s=8&started={marker}", timeout=40))
+    thread.start()
+    try:
+        wait_until(marker.exists, 10, "the slow request to be inside the handler")
+        assert ctl(arbiter, "--no-wait", "reload").returncode == 0
+
+        def draining_counted():
+            page = metrics_get(address, "/metrics").text
+            counts = {state: metric_value(page, f'arbiter_workers{{state="{state}"}}') for state in ("ready", "draining")}
+            return counts if counts["draining"] == 1 else None
+        counts = wait_until(draining_counted, 20, "the replaced worker to show as draining")
+        assert thread.is_alive(), "the old worker finished its request before the scrape: nothing was shown"
+        assert counts == {"ready": 1, "draining": 1}, counts
+    finally:
+        thread.join(timeout=40)
+
+
+def test_metrics_unix_path_that_is_a_regular_file_is_refused_and_left_alone(arbiter, workdir):
+    path = workdir / "precious.txt"
+    path.write_text("not yours\n")
+    arbiter.run(workers=1, extra=["--metrics", f"unix:{path}"])
+
+    assert arbiter.wait_exit(20) == 2
+    assert "the path exists and is not a socket" in arbiter.output()
+    assert path.read_text() == "not yours\n"
+
+
+def test_metrics_unix_path_of_a_live_socket_is_refused_and_left_alone(arbiter, workdir):
+    path = workdir / "live.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as live:
+        live.bind(str(path))
+        live.listen(1)
+        arbiter.run(workers=1, extra=["--metrics", f"unix:{path}"])
+
+        assert arbiter.wait_exit(20) == 2
+        assert "another process is serving on this socket" in arbiter.output()
+        assert path.is_socket()
+
+
+def test_metrics_unix_stale_socket_is_replaced_and_removed_at_exit(arbiter, workdir):
+    path = workdir / "stale.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as dead:
+        dead.bind(str(path))  # bound, never unlinked: what a killed process leaves behind
+    arbiter.run(workers=1, extra=["--metrics", f"unix:{path}"])
+    arbiter.wait_ready(1)
+
+    transport = httpx.HTTPTransport(uds=str(path))
+    with httpx.Client(transport=transport, base_url="http://metrics", timeout=5) as client:
+        assert client.get("/healthz").status_code == 200
+    arbiter.signal(signal.SIGTERM)
+    assert arbiter.wait_exit(30) == 0
+    assert not path.exists()
 
 
 def test_healthz_is_503_with_a_reason_while_fewer_than_min_ready_workers_are_ready(arbiter):
@@ -522,7 +600,15 @@ def test_json_log_format_gives_one_json_object_per_arbiter_event(arbiter):
 
 PROMTOOL = shutil.which("promtool") or ("/usr/bin/promtool" if os.access("/usr/bin/promtool", os.X_OK) else None)
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (Debian package `prometheus`)")
+
+
+@pytest.fixture
+def promtool_installed():
+    if PROMTOOL is None:
+        pytest.fail("promtool is not installed (Debian package `prometheus`; scripts/test.sh's install stage installs it)")
+
+
+needs_promtool = pytest.mark.usefixtures("promtool_installed")
 
 
 @needs_promtool

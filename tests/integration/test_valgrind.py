@@ -6,10 +6,14 @@ import signal
 
 import pytest
 
-pytestmark = [
-    pytest.mark.valgrind,
-    pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed"),
-]
+pytestmark = [pytest.mark.valgrind, pytest.mark.usefixtures("valgrind_installed")]
+
+
+@pytest.fixture
+def valgrind_installed():
+    # A failure, not a skip: a skip would hide a missing install step.
+    if shutil.which("valgrind") is None:
+        pytest.fail("valgrind is not installed (Debian package `valgrind`; scripts/test.sh's install stage installs it)")
 
 
 def test_serving_and_graceful_stop_under_valgrind_has_no_errors_and_no_definite_leaks(arbiter):

@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import subprocess
-from pathlib import Path
 from typing import Optional
 
 import pytest
@@ -27,7 +26,6 @@ MODES = [pytest.param([], id="shared"), pytest.param(["--reuse-port"], id="reuse
 MODES_AND_PRELOAD = [*MODES, pytest.param(["--preload"], id="preload")]
 QUIET = ["--no-access-log"]  # an access line per request would make the log the bottleneck
 CONNECTIONS = 48
-TCP_MIGRATE_REQ = Path("/proc/sys/net/ipv4/tcp_migrate_req")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -48,24 +46,6 @@ def start_load(workdir):
     yield start
     for run in runs:
         run.close()
-
-
-@pytest.fixture
-def tcp_migrate_req():
-    """Set net.ipv4.tcp_migrate_req for the test; the previous value is restored at teardown."""
-    try:
-        previous = TCP_MIGRATE_REQ.read_text().strip()
-    except OSError as error:
-        pytest.skip(f"net.ipv4.tcp_migrate_req is not available on this kernel: {error}")
-
-    def set_value(value: int) -> None:
-        try:
-            TCP_MIGRATE_REQ.write_text(f"{value}\n")
-        except OSError as error:
-            pytest.skip(f"cannot set net.ipv4.tcp_migrate_req (needs root in the host network namespace): {error}")
-
-    yield set_value
-    TCP_MIGRATE_REQ.write_text(f"{previous}\n")
 
 
 def ctl(arbiter: Arbiter, *command: str, timeout: float = 120) -> str:

@@ -66,3 +66,29 @@ void unit_stdout_restore(int saved) {
     dup2(saved, STDOUT_FILENO);
     close(saved);
 }
+
+int unit_stderr_to_file(const char *path) {
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    int file = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ck_assert_int_ge(saved, 0);
+    ck_assert_msg(file >= 0, "cannot create %s", path);
+    dup2(file, STDERR_FILENO);
+    close(file);
+    return saved;
+}
+
+void unit_stderr_restore(int saved) {
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+}
+
+size_t unit_file_read(const char *path, char *out, size_t size) {
+    FILE *file = fopen(path, "r");
+    ck_assert_msg(file != NULL, "cannot open %s", path);
+    size_t n = fread(out, 1, size - 1, file);
+    fclose(file);
+    out[n] = '\0';
+    return n;
+}

@@ -129,6 +129,90 @@ START_TEST(test_socket_mode_is_octal) {
 }
 END_TEST
 
+/* Every numeric flag, with the ends of its range and one step beyond each. The fixed flags in front
+ * keep the cross-checks (workers <= max-workers, min-ready <= max-workers, jitter needs max-requests)
+ * out of the way; a row's own flag comes later on the command line and wins. */
+static const struct {
+    char *flag, *lowest, *highest, *below, *above;
+    const char *range;
+} numeric_flags[] = {
+    {"--workers", "1", "1024", "0", "1025", "from 1 to 1024"},
+    {"--max-workers", "1", "1024", "0", "1025", "from 1 to 1024"},
+    {"--backlog", "1", "65535", "0", "65536", "from 1 to 65535"},
+    {"--socket-mode", "0", "777", "-1", "1000", "from 0 to 777"},
+    {"--timeout", "0", "86400", "-1", "86401", "from 0 to 86400 seconds"},
+    {"--boot-timeout", "0", "86400", "-1", "86401", "from 0 to 86400 seconds"},
+    {"--graceful-timeout", "0", "86400", "-1", "86401", "from 0 to 86400 seconds"},
+    {"--lame-duck", "0", "3600", "-1", "3601", "from 0 to 3600 seconds"},
+    {"--max-requests", "1", "1000000000", "-1", "1000000001", "from 0 to 1000000000"},
+    {"--max-requests-jitter", "0", "1000000000", "-1", "1000000001", "from 0 to 1000000000"},
+    {"--max-lifetime", "0", "31536000", "-1", "31536001", "from 0 to 31536000 seconds"},
+    {"--max-memory", "0", "16T", "-1", "17T", "from 0 to 16T"},
+    {"--min-ready", "1", "1024", "0", "1025", "from 1 to 1024"},
+    {"--timeout-keep-alive", "0", "86400", "-1", "86401", "from 0 to 86400"},
+    {"--limit-concurrency", "1", "1000000", "0", "1000001", "from 1 to 1000000"},
+};
+
+#define PARSE_NUMBER(flag, value)                                                                            \
+    PARSE("run", "--python", PYTHON, "-w", "1", "--max-workers", "1024", "--max-requests", "1", flag, value, "app:app")
+
+START_TEST(test_every_numeric_flag_accepts_both_ends_of_its_range) {
+    for (size_t i = 0; i < sizeof numeric_flags / sizeof numeric_flags[0]; i++) {
+        ck_assert_msg(PARSE_NUMBER(numeric_flags[i].flag, numeric_flags[i].lowest) == CONFIG_OK, "%s %s: %s",
+                      numeric_flags[i].flag, numeric_flags[i].lowest, err);
+        config_free(&config);
+        ck_assert_msg(PARSE_NUMBER(numeric_flags[i].flag, numeric_flags[i].highest) == CONFIG_OK, "%s %s: %s",
+                      numeric_flags[i].flag, numeric_flags[i].highest, err);
+        config_free(&config);
+    }
+}
+END_TEST
+
+START_TEST(test_every_numeric_flag_outside_its_range_is_refused_naming_the_flag_and_the_range) {
+    for (size_t i = 0; i < sizeof numeric_flags / sizeof numeric_flags[0]; i++) {
+        char *values[] = {numeric_flags[i].below, numeric_flags[i].above};
+        for (size_t v = 0; v < 2; v++) {
+            char expected[128];
+            snprintf(expected, sizeof expected, "%s: '%s'", numeric_flags[i].flag, values[v]);
+            ASSERT_USAGE_ERROR(PARSE_NUMBER(numeric_flags[i].flag, values[v]), expected);
+            ck_assert_msg(strstr(err, numeric_flags[i].range) != NULL, "%s %s: message '%s' lacks the range '%s'",
+                          numeric_flags[i].flag, values[v], err, numeric_flags[i].range);
+            config_free(&config);
+        }
+    }
+}
+END_TEST
+
+/* 4294967295 + 1 wrapped to 0 in the jitter's modulo (SIGFPE) before the range existed. */
+START_TEST(test_max_requests_jitter_of_uint_max_is_refused) {
+    ASSERT_REFUSED("--max-requests-jitter: '4294967295' is not a whole number from 0 to 1000000000", "run", "--python",
+                   PYTHON, "--max-requests", "100", "--max-requests-jitter", "4294967295", "app:app");
+    char *path = write_scratch("jitter.json", "{\"max-requests\": 100, \"max-requests-jitter\": 4294967295}");
+    ASSERT_REFUSED("--max-requests-jitter: '4294967295'", "run", "--python", PYTHON, "--config", path, "app:app");
+}
+END_TEST
+
+START_TEST(test_largest_max_requests_plus_largest_jitter_fits_an_unsigned) {
+    ASSERT_OK(PARSE("run", "--python", PYTHON, "--max-requests", "1000000000", "--max-requests-jitter", "1000000000",
+                    "app:app"));
+    ck_assert_uint_le((unsigned long long)config.max_requests + config.max_requests_jitter + 1, UINT_MAX);
+    ck_assert_uint_eq(config.max_requests + config.max_requests_jitter, 2000000000u); /* unsigned: no wrap */
+}
+END_TEST
+
+START_TEST(test_lame_duck_is_also_a_config_file_key) {
+    char *path = write_scratch("lame.json", "{\"lame-duck\": 2.5}");
+    ASSERT_OK(PARSE("run", "--python", PYTHON, "--config", path, "app:app"));
+    ck_assert_double_eq_tol(config.lame_duck, 2.5, 1e-9);
+}
+END_TEST
+
+START_TEST(test_min_ready_above_max_workers_is_refused) {
+    ASSERT_REFUSED("--min-ready 200 is more than --max-workers 128", "run", "--python", PYTHON, "-w", "1",
+                   "--min-ready", "200", "app:app");
+}
+END_TEST
+
 /* ---- durations ---- */
 
 START_TEST(test_durations_accept_seconds_and_units) {
@@ -273,6 +357,20 @@ START_TEST(test_log_level_and_format_flags) {
     ASSERT_OK(PARSE("run", "--python", PYTHON, "--log-level", "debug", "--log-format", "json", "app:app"));
     ck_assert_int_eq(config.log_level, LOG_DEBUG);
     ck_assert_int_eq(config.log_format, LOG_FORMAT_JSON);
+}
+END_TEST
+
+START_TEST(test_log_file_dash_means_stdout_and_opens_no_file) {
+    ASSERT_OK(PARSE("run", "--python", PYTHON, "--log-file", "-", "app:app"));
+    ck_assert(config.log_to_stdout);
+    ck_assert_ptr_null(config.log_file);
+}
+END_TEST
+
+START_TEST(test_log_file_path_after_dash_is_a_file_again) {
+    ASSERT_OK(PARSE("run", "--python", PYTHON, "--log-file", "-", "--log-file", "/var/log/app.log", "app:app"));
+    ck_assert(!config.log_to_stdout);
+    ck_assert_str_eq(config.log_file, "/var/log/app.log");
 }
 END_TEST
 
@@ -844,7 +942,11 @@ Suite *config_suite(void) {
         {"numbers",
          {test_workers_flag_sets_the_worker_count, test_workers_long_flag_with_equals,
           test_workers_out_of_range_is_refused, test_workers_not_a_number_is_refused, test_backlog_accepts_up_to_65535,
-          test_max_requests_with_jitter, test_min_ready_sets_the_healthz_threshold, test_socket_mode_is_octal}},
+          test_max_requests_with_jitter, test_min_ready_sets_the_healthz_threshold, test_socket_mode_is_octal,
+          test_every_numeric_flag_accepts_both_ends_of_its_range,
+          test_every_numeric_flag_outside_its_range_is_refused_naming_the_flag_and_the_range,
+          test_max_requests_jitter_of_uint_max_is_refused, test_largest_max_requests_plus_largest_jitter_fits_an_unsigned,
+          test_lame_duck_is_also_a_config_file_key, test_min_ready_above_max_workers_is_refused}},
         {"durations",
          {test_durations_accept_seconds_and_units, test_duration_zero_means_never,
           test_duration_out_of_range_is_refused, test_duration_with_unknown_unit_is_refused, test_parse_seconds_units}},
@@ -854,7 +956,8 @@ Suite *config_suite(void) {
           test_forwarded_options_keep_their_order, test_arbiter_options_are_not_forwarded,
           test_forwarded_numbers_are_checked, test_forwarded_value_must_not_be_empty}},
         {"flags",
-         {test_flags_without_values_set_their_field, test_log_level_and_format_flags, test_unknown_log_level_or_format_is_refused,
+         {test_flags_without_values_set_their_field, test_log_level_and_format_flags, test_log_file_dash_means_stdout_and_opens_no_file,
+          test_log_file_path_after_dash_is_a_file_again, test_unknown_log_level_or_format_is_refused,
           test_string_options_are_copied, test_string_option_given_twice_keeps_the_last,
           test_empty_string_option_is_refused}},
         {"env",

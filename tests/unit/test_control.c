@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -104,8 +105,21 @@ START_TEST(test_stop_quick_true_is_quick) {
 }
 END_TEST
 
+START_TEST(test_health_is_readiness_by_default_and_needs_only_read_permission) {
+    struct control_request request = accepted_as("{\"cmd\":\"health\"}", "health");
+    ck_assert(!request.live && !request.all);
+    ck_assert_int_eq(request.command->permission, CONTROL_READ);
+}
+END_TEST
+
+START_TEST(test_health_live_and_health_all_are_kept) {
+    ck_assert(accepted_as("{\"cmd\":\"health\",\"live\":true}", "health").live);
+    ck_assert(accepted_as("{\"cmd\":\"health\",\"all\":true}", "health").all);
+}
+END_TEST
+
 START_TEST(test_command_names_list_every_command_in_table_order) {
-    ck_assert_str_eq(control_command_names(), "status|scale|reload|recycle|stop|autoscale");
+    ck_assert_str_eq(control_command_names(), "status|scale|reload|recycle|stop|upgrade|health|autoscale");
 }
 END_TEST
 
@@ -265,12 +279,22 @@ START_TEST(test_stop_quick_that_is_not_a_boolean_is_bad_request) {
 }
 END_TEST
 
+START_TEST(test_health_live_that_is_not_a_boolean_is_bad_request) {
+    refused_with("{\"cmd\":\"health\",\"live\":1}", "bad_request");
+}
+END_TEST
+
+START_TEST(test_health_live_and_all_together_is_invalid_argument) {
+    refused_with("{\"cmd\":\"health\",\"live\":true,\"all\":true}", "invalid_argument");
+}
+END_TEST
+
 /* ---- unknown_command ---- */
 
 START_TEST(test_unknown_command_names_it_and_lists_the_valid_ones) {
     const char *message = refused_with("{\"cmd\":\"restart\"}", "unknown_command");
     ck_assert_msg(strstr(message, "'restart'") != NULL, "the message names the command: %s", message);
-    ck_assert_msg(strstr(message, "status|scale|reload|recycle|stop|autoscale") != NULL, "the message lists the commands: %s",
+    ck_assert_msg(strstr(message, "status|scale|reload|recycle|stop|upgrade|health|autoscale") != NULL, "the message lists the commands: %s",
                   message);
 }
 END_TEST
@@ -289,8 +313,37 @@ START_TEST(test_very_long_unknown_command_is_cut_in_the_message) {
     snprintf(line, sizeof line, "{\"cmd\":\"%s\"}", name);
     const char *message = refused_with(line, "unknown_command");
     ck_assert_uint_lt(strlen(message), sizeof ((struct control_error *)0)->message);
-    ck_assert_msg(strstr(message, "status|scale|reload|recycle|stop|autoscale") != NULL,
+    ck_assert_msg(strstr(message, "status|scale|reload|recycle|stop|upgrade|health|autoscale") != NULL,
                   "the valid commands still fit after a long name: %s", message);
+}
+END_TEST
+
+START_TEST(test_unknown_command_cut_inside_a_utf8_character_still_has_a_reply) {
+    char line[200];
+    char name[100];
+    memset(name, 'x', 63);
+    strcpy(name + 63, "\xc3\xa9tat"); /* byte 64 is the first of the two bytes of an e-acute */
+    snprintf(line, sizeof line, "{\"cmd\":\"%s\"}", name);
+    struct control_error error = {0};
+    struct control_request request;
+    ck_assert_int_eq(parse(line, &request, &error), -1);
+    json_t *reply = control_error_reply(&error);
+    ck_assert_msg(reply != NULL, "no reply could be built for: %s", error.message);
+    json_decref(reply);
+}
+END_TEST
+
+START_TEST(test_bad_json_with_bytes_that_are_not_utf8_still_has_a_reply) {
+    /* found by fuzz_control: jansson quotes the bytes near the error in its message */
+    const char line[] = "{\"cmd\":\"recycl\\\xd6\x82";
+    struct control_error error = {0};
+    struct control_request request;
+    ck_assert_int_eq(control_parse_request(line, sizeof line - 1, &request, &error), -1);
+    ck_assert_str_eq(error.code, "bad_json");
+    ck_assert_msg(strstr(error.message, "\\xd6") != NULL, "the byte is shown escaped: %s", error.message);
+    json_t *reply = control_error_reply(&error);
+    ck_assert_msg(reply != NULL, "no reply could be built for: %s", error.message);
+    json_decref(reply);
 }
 END_TEST
 
@@ -320,6 +373,45 @@ END_TEST
 START_TEST(test_scale_to_one_worker_is_the_smallest_accepted) {
     struct control_request request = accepted_as("{\"cmd\":\"scale\",\"workers\":1}", "scale");
     ck_assert_int_eq(request.workers, 1);
+}
+END_TEST
+
+START_TEST(test_scale_to_more_than_1024_workers_is_out_of_range_naming_the_range) {
+    const char *message = refused_with("{\"cmd\":\"scale\",\"workers\":1025}", "out_of_range");
+    ck_assert_msg(strstr(message, "from 1 to 1024") != NULL, "%s", message);
+    accepted_as("{\"cmd\":\"scale\",\"workers\":1024}", "scale");
+}
+END_TEST
+
+/* The largest delta used to be added to the target as it came, overflowing into a negative count. */
+START_TEST(test_scale_delta_beyond_1024_is_out_of_range_without_a_wrapped_value) {
+    const char *lines[] = {"{\"cmd\":\"scale\",\"delta\":9223372036854775807}",
+                           "{\"cmd\":\"scale\",\"delta\":-9223372036854775808}", "{\"cmd\":\"scale\",\"delta\":1025}",
+                           "{\"cmd\":\"scale\",\"delta\":-1025}"};
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        const char *message = refused_with(lines[i], "out_of_range");
+        ck_assert_msg(strstr(message, "\"delta\" must be from -1024 to +1024") != NULL, "%s: %s", lines[i], message);
+        ck_assert_msg(strstr(message, "922337") == NULL, "%s: the message shows a wrapped value: %s", lines[i], message);
+    }
+    ck_assert_int_eq(accepted_as("{\"cmd\":\"scale\",\"delta\":1024}", "scale").delta, 1024);
+    ck_assert_int_eq(accepted_as("{\"cmd\":\"scale\",\"delta\":-1024}", "scale").delta, -1024);
+}
+END_TEST
+
+START_TEST(test_recycle_id_outside_1_to_1024_is_out_of_range) {
+    const char *lines[] = {"{\"cmd\":\"recycle\",\"id\":0}", "{\"cmd\":\"recycle\",\"id\":-1}",
+                           "{\"cmd\":\"recycle\",\"id\":1025}", "{\"cmd\":\"recycle\",\"id\":9223372036854775807}"};
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        const char *message = refused_with(lines[i], "out_of_range");
+        ck_assert_msg(strstr(message, "\"id\" must be from 1 to 1024") != NULL, "%s: %s", lines[i], message);
+    }
+    ck_assert_int_eq(accepted_as("{\"cmd\":\"recycle\",\"id\":1024}", "recycle").id, 1024);
+}
+END_TEST
+
+START_TEST(test_timeout_out_of_range_names_the_range) {
+    const char *message = refused_with("{\"cmd\":\"reload\",\"timeout\":1e300}", "bad_request");
+    ck_assert_msg(strstr(message, "above 0 and at most 86400") != NULL, "%s", message);
 }
 END_TEST
 
@@ -447,8 +539,8 @@ END_TEST
 START_TEST(test_default_path_is_arbiter_control_when_set) {
     setenv("ARBITER_CONTROL", "/tmp/x/control.sock", 1);
     setenv("RUNTIME_DIRECTORY", "/run/app", 1);
-    char path[108];
-    control_default_path("web", path, sizeof path);
+    char path[108], err[512];
+    ck_assert_int_eq(control_default_path("web", path, sizeof path, err, sizeof err), 0);
     ck_assert_str_eq(path, "/tmp/x/control.sock");
 }
 END_TEST
@@ -456,8 +548,8 @@ END_TEST
 START_TEST(test_default_path_uses_the_first_runtime_directory) {
     unsetenv("ARBITER_CONTROL");
     setenv("RUNTIME_DIRECTORY", "/run/app:/run/other", 1);
-    char path[108];
-    control_default_path("web", path, sizeof path);
+    char path[108], err[512];
+    ck_assert_int_eq(control_default_path("web", path, sizeof path, err, sizeof err), 0);
     ck_assert_str_eq(path, "/run/app/web.sock");
 }
 END_TEST
@@ -469,9 +561,54 @@ START_TEST(test_default_path_that_does_not_fit_is_empty) {
     long_dir[sizeof long_dir - 1] = '\0';
     unsetenv("ARBITER_CONTROL");
     setenv("RUNTIME_DIRECTORY", long_dir, 1);
-    char path[108];
-    control_default_path("web", path, sizeof path);
+    char path[108], err[512];
+    ck_assert_int_eq(control_default_path("web", path, sizeof path, err, sizeof err), -1);
     ck_assert_str_eq(path, "");
+    ck_assert_ptr_nonnull(strstr(err, "too long"));
+}
+END_TEST
+
+/* /tmp/arbiter-UID may have been made by someone else first (/tmp is world-writable). */
+START_TEST(test_private_dir_of_our_own_with_mode_700_is_accepted) {
+    char dir[256], err[512] = "";
+    scratch_dir_create(dir, sizeof dir);
+    ck_assert_int_eq(chmod(dir, 0700), 0);
+    ck_assert_msg(control_check_private_dir(dir, geteuid(), err, sizeof err) == 0, "%s", err);
+    scratch_dir_remove(dir);
+}
+END_TEST
+
+START_TEST(test_private_dir_writable_by_others_is_refused) {
+    char dir[256], err[512] = "";
+    scratch_dir_create(dir, sizeof dir);
+    const mode_t modes[] = {0777, 0770, 0702};
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        ck_assert_int_eq(chmod(dir, modes[i]), 0);
+        ck_assert_int_eq(control_check_private_dir(dir, geteuid(), err, sizeof err), -1);
+        ck_assert_msg(strstr(err, "writable by others") != NULL && strstr(err, "--control") != NULL, "%s", err);
+    }
+    scratch_dir_remove(dir);
+}
+END_TEST
+
+START_TEST(test_private_dir_owned_by_another_uid_is_refused) {
+    char dir[256], err[512] = "";
+    scratch_dir_create(dir, sizeof dir);
+    ck_assert_int_eq(chmod(dir, 0700), 0);
+    ck_assert_int_eq(control_check_private_dir(dir, geteuid() + 1, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "not to this user") != NULL, "%s", err);
+    scratch_dir_remove(dir);
+}
+END_TEST
+
+START_TEST(test_private_dir_that_is_a_symlink_is_refused) {
+    char dir[256], link_path[300], err[512] = "";
+    scratch_dir_create(dir, sizeof dir);
+    snprintf(link_path, sizeof link_path, "%s/link", dir);
+    ck_assert_int_eq(symlink(dir, link_path), 0);
+    ck_assert_int_eq(control_check_private_dir(link_path, geteuid(), err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "not a directory") != NULL, "%s", err);
+    scratch_dir_remove(dir);
 }
 END_TEST
 
@@ -569,6 +706,8 @@ Suite *control_suite(void) {
     tcase_add_test(commands, test_recycle_takes_the_worker_id);
     tcase_add_test(commands, test_stop_is_graceful_by_default);
     tcase_add_test(commands, test_stop_quick_true_is_quick);
+    tcase_add_test(commands, test_health_is_readiness_by_default_and_needs_only_read_permission);
+    tcase_add_test(commands, test_health_live_and_health_all_are_kept);
     tcase_add_test(commands, test_command_names_list_every_command_in_table_order);
     suite_add_tcase(suite, commands);
 
@@ -602,16 +741,24 @@ Suite *control_suite(void) {
     tcase_add_test(errors, test_scale_delta_that_is_not_an_integer_is_bad_request);
     tcase_add_test(errors, test_recycle_id_that_is_not_an_integer_is_bad_request);
     tcase_add_test(errors, test_stop_quick_that_is_not_a_boolean_is_bad_request);
+    tcase_add_test(errors, test_health_live_that_is_not_a_boolean_is_bad_request);
+    tcase_add_test(errors, test_health_live_and_all_together_is_invalid_argument);
     tcase_add_test(errors, test_unknown_command_names_it_and_lists_the_valid_ones);
     tcase_add_test(errors, test_command_names_are_case_sensitive);
     tcase_add_test(errors, test_prefix_of_a_command_is_unknown);
     tcase_add_test(errors, test_very_long_unknown_command_is_cut_in_the_message);
+    tcase_add_test(errors, test_unknown_command_cut_inside_a_utf8_character_still_has_a_reply);
+    tcase_add_test(errors, test_bad_json_with_bytes_that_are_not_utf8_still_has_a_reply);
     tcase_add_test(errors, test_scale_with_both_workers_and_delta_is_invalid_argument);
     tcase_add_test(errors, test_scale_with_neither_workers_nor_delta_is_invalid_argument);
     tcase_add_test(errors, test_scale_to_zero_workers_is_out_of_range);
     tcase_add_test(errors, test_scale_to_negative_workers_is_out_of_range);
     tcase_add_test(errors, test_scale_to_one_worker_is_the_smallest_accepted);
     tcase_add_test(errors, test_recycle_without_id_is_invalid_argument);
+    tcase_add_test(errors, test_scale_to_more_than_1024_workers_is_out_of_range_naming_the_range);
+    tcase_add_test(errors, test_scale_delta_beyond_1024_is_out_of_range_without_a_wrapped_value);
+    tcase_add_test(errors, test_recycle_id_outside_1_to_1024_is_out_of_range);
+    tcase_add_test(errors, test_timeout_out_of_range_names_the_range);
     suite_add_tcase(suite, errors);
 
     TCase *permissions = tcase_create("permissions");
@@ -636,6 +783,10 @@ Suite *control_suite(void) {
     tcase_add_test(paths, test_default_path_is_arbiter_control_when_set);
     tcase_add_test(paths, test_default_path_uses_the_first_runtime_directory);
     tcase_add_test(paths, test_default_path_that_does_not_fit_is_empty);
+    tcase_add_test(paths, test_private_dir_of_our_own_with_mode_700_is_accepted);
+    tcase_add_test(paths, test_private_dir_writable_by_others_is_refused);
+    tcase_add_test(paths, test_private_dir_owned_by_another_uid_is_refused);
+    tcase_add_test(paths, test_private_dir_that_is_a_symlink_is_refused);
     suite_add_tcase(suite, paths);
 
     TCase *procstat = tcase_create("procstat");

@@ -1,8 +1,11 @@
 /* test_environment.c - what a worker finds in its environment. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "environment.h"
+#include "handshake.h"
+#include "privileges.h"
 #include "unit.h"
 
 static struct worker_identity identity(size_t listen_fds) {
@@ -63,6 +66,20 @@ START_TEST(test_worker_identity_is_set) {
     ck_assert_str_eq(environment_get(env, "ARBITER_PID"), "4242");
     ck_assert_str_eq(environment_get(env, "ARBITER_LOG_FORMAT"), "json");
     ck_assert_str_eq(environment_get(env, "ARBITER_HEARTBEAT_INTERVAL"), "1.500");
+    environment_free(env);
+}
+END_TEST
+
+START_TEST(test_arbiter_protocol_is_this_arbiters_channel_protocol_even_if_stale_or_forged) {
+    char *base[] = {"ARBITER_PROTOCOL=999", NULL};
+    struct string_list extra = {.items = (char *[]){"ARBITER_PROTOCOL=7"}, .count = 1};
+    struct worker_identity id = identity(1);
+    char **env = environment_build(base, &extra, &id);
+    ck_assert_ptr_nonnull(env);
+    char expected[16];
+    snprintf(expected, sizeof expected, "%d", ARBITER_CHANNEL_PROTOCOL);
+    ck_assert_str_eq(environment_get(env, "ARBITER_PROTOCOL"), expected);
+    ck_assert_uint_eq(count_named(env, "ARBITER_PROTOCOL"), 1);
     environment_free(env);
 }
 END_TEST
@@ -229,12 +246,79 @@ START_TEST(test_entry_without_equals_does_not_become_the_pythonpath) {
 }
 END_TEST
 
+/* ---- --user/--group: what `arbiter exec-worker` reads ---- */
+
+START_TEST(test_user_and_group_reach_the_worker_as_arbiter_variables) {
+    char *base[] = {"PATH=/usr/bin", "ARBITER_UID=0", NULL};
+    char *forged_list[] = {"ARBITER_GID=0", NULL};
+    struct string_list forged = {.items = forged_list, .count = 1};
+    struct worker_identity id = identity(1);
+    id.set_uid = id.set_gid = true;
+    id.uid = 999;
+    id.gid = 998;
+    id.user = "app";
+    char **env = environment_build(base, &forged, &id);
+    ck_assert_ptr_nonnull(env);
+    ck_assert_str_eq(environment_get(env, "ARBITER_UID"), "999");
+    ck_assert_str_eq(environment_get(env, "ARBITER_GID"), "998");
+    ck_assert_str_eq(environment_get(env, "ARBITER_USER"), "app");
+    struct privileges p;
+    char err[256] = "";
+    ck_assert_msg(privileges_parse(env, &p, err, sizeof err) == 0, "%s", err);
+    ck_assert(p.set_uid && p.set_gid);
+    ck_assert_uint_eq(p.uid, 999);
+    ck_assert_uint_eq(p.gid, 998);
+    ck_assert_str_eq(p.user, "app");
+    environment_free(env);
+}
+END_TEST
+
+START_TEST(test_without_user_or_group_no_identity_variable_is_set) {
+    char *base[] = {"PATH=/usr/bin", "ARBITER_UID=0", "ARBITER_USER=root", NULL};
+    struct worker_identity id = identity(1);
+    char **env = environment_build(base, NULL, &id);
+    ck_assert_ptr_null(environment_get(env, "ARBITER_UID"));
+    ck_assert_ptr_null(environment_get(env, "ARBITER_GID"));
+    ck_assert_ptr_null(environment_get(env, "ARBITER_USER"));
+    environment_free(env);
+}
+END_TEST
+
+START_TEST(test_group_alone_names_no_user) {
+    char *env[] = {"ARBITER_GID=33", NULL};
+    struct privileges p;
+    char err[256] = "";
+    ck_assert_msg(privileges_parse(env, &p, err, sizeof err) == 0, "%s", err);
+    ck_assert(!p.set_uid && p.set_gid);
+    ck_assert_uint_eq(p.gid, 33);
+    ck_assert_ptr_null(p.user);
+}
+END_TEST
+
+START_TEST(test_malformed_identity_variables_are_refused_naming_them) {
+    static char *cases[][3] = {
+        {"ARBITER_UID=app", "ARBITER_GID=1", NULL}, {"ARBITER_UID=1", "ARBITER_GID=-1", NULL},
+        {"ARBITER_UID=1", "ARBITER_GID=4294967295", NULL}, {"ARBITER_UID=1", NULL, NULL},
+        {"ARBITER_USER=app", "ARBITER_GID=1", NULL},
+    };
+    static const char *const expected[] = {"ARBITER_UID='app'", "ARBITER_GID='-1'", "ARBITER_GID='4294967295'",
+                                           "ARBITER_GID is not set", "ARBITER_USER=app comes without ARBITER_UID"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct privileges p;
+        char err[256] = "";
+        ck_assert_int_eq(privileges_parse(cases[i], &p, err, sizeof err), -1);
+        ck_assert_msg(strstr(err, expected[i]) != NULL, "case %zu: '%s' lacks '%s'", i, err, expected[i]);
+    }
+}
+END_TEST
+
 Suite *environment_suite(void) {
     Suite *suite = suite_create("environment");
     TCase *tc = tcase_create("build");
     tcase_add_test(tc, test_systemd_variables_are_not_passed_to_workers);
     tcase_add_test(tc, test_stale_arbiter_variables_are_replaced_by_this_workers);
     tcase_add_test(tc, test_worker_identity_is_set);
+    tcase_add_test(tc, test_arbiter_protocol_is_this_arbiters_channel_protocol_even_if_stale_or_forged);
     tcase_add_test(tc, test_channel_fd_follows_the_listen_fds);
     tcase_add_test(tc, test_env_entries_override_the_arbiters_own);
     tcase_add_test(tc, test_later_env_entry_wins);
@@ -251,6 +335,12 @@ Suite *environment_suite(void) {
     tcase_add_test(get, test_environment_get_matches_whole_names_only);
     tcase_add_test(get, test_environment_get_ignores_entries_without_a_value);
     tcase_add_test(get, test_entry_without_equals_does_not_become_the_pythonpath);
+    TCase *privileges = tcase_create("privileges");
+    tcase_add_test(privileges, test_user_and_group_reach_the_worker_as_arbiter_variables);
+    tcase_add_test(privileges, test_without_user_or_group_no_identity_variable_is_set);
+    tcase_add_test(privileges, test_group_alone_names_no_user);
+    tcase_add_test(privileges, test_malformed_identity_variables_are_refused_naming_them);
+    suite_add_tcase(suite, privileges);
     suite_add_tcase(suite, get);
     return suite;
 }

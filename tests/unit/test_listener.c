@@ -341,6 +341,35 @@ START_TEST(test_open_inherited_fd_is_adopted_not_unlinked) {
 }
 END_TEST
 
+START_TEST(test_close_for_stop_refuses_clients_but_keeps_systemd_sockets_and_socket_files) {
+    char text[300];
+    snprintf(text, sizeof text, "unix:%s/app.sock", scratch);
+    struct bind_address addresses[2] = {parse_ok("127.0.0.1:0"), parse_ok(text)};
+    struct listener_set set = {0};
+    char err[512] = "";
+    ck_assert_msg(listener_open_all(&set, addresses, 2, 16, 0660, err, sizeof err) == 0, "%s", err);
+    int systemd_fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in loopback = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(systemd_fd, (struct sockaddr *)&loopback, sizeof loopback), 0);
+    ck_assert_int_eq(listen(systemd_fd, 4), 0);
+    ck_assert_msg(listener_adopt(&set, systemd_fd, "systemd:web", err, sizeof err) == 0, "%s", err);
+    set.items[2].from_systemd = true; /* as listener_adopt_systemd marks the fds 3.. it adopts */
+
+    listener_close_for_stop(&set);
+    ck_assert_int_eq(set.items[0].fd, -1);
+    ck_assert_int_eq(set.items[1].fd, -1);
+    ck_assert_int_eq(set.items[2].fd, systemd_fd);
+    ck_assert_int_eq(listener_check_fd(systemd_fd, err, sizeof err), 0);
+    /* the socket file stays (a client gets ECONNREFUSED, not ENOENT) until listener_close_all */
+    int client = socket(AF_UNIX, SOCK_STREAM, 0);
+    ck_assert_int_eq(connect(client, (const struct sockaddr *)&addresses[1].addr, addresses[1].addr_len), -1);
+    ck_assert_int_eq(errno, ECONNREFUSED);
+    close(client);
+    listener_close_all(&set);
+    ck_assert_int_eq(access(text + 5, F_OK), -1);
+}
+END_TEST
+
 START_TEST(test_check_fd_accepts_a_listening_socket) {
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
     struct sockaddr_un unnamed = {.sun_family = AF_UNIX};
@@ -392,8 +421,39 @@ START_TEST(test_check_fd_rejects_a_closed_fd) {
 }
 END_TEST
 
+START_TEST(test_a_stored_listener_is_reused_for_its_address_and_others_bind_anew) {
+    struct bind_address first, second;
+    char err[256];
+    ck_assert_int_eq(listener_parse_address("127.0.0.1:0", &first, err, sizeof err), 0);
+    struct listener_set kept = {0};
+    ck_assert_int_eq(listener_open_all(&kept, &first, 1, 16, 0660, err, sizeof err), 0);
+    /* The kernel chose a port: the address to match is what the stored socket is bound to. */
+    struct sockaddr_storage bound;
+    socklen_t length = sizeof bound;
+    ck_assert_int_eq(getsockname(kept.items[0].fd, (struct sockaddr *)&bound, &length), 0);
+    memcpy(&first.addr, &bound, length);
+    ck_assert(listener_fd_matches(kept.items[0].fd, &first));
+    ck_assert_int_eq(listener_parse_address("127.0.0.1:0", &second, err, sizeof err), 0);
+    ck_assert(!listener_fd_matches(kept.items[0].fd, &second));
+
+    int stored[1] = {dup(kept.items[0].fd)};
+    struct bind_address both[2] = {second, first};
+    struct listener_set set = {0};
+    ck_assert_int_eq(listener_open_all_reusing(&set, both, 2, stored, 1, 16, 0660, err, sizeof err), 0);
+    ck_assert_int_eq(stored[0], -1); /* taken */
+    ck_assert_uint_eq(set.count, 2);
+    ck_assert(listener_fd_matches(set.items[1].fd, &first));
+    ck_assert(set.items[1].adopted);
+    listener_close_all(&set);
+    listener_close_all(&kept);
+}
+END_TEST
+
 Suite *listener_suite(void) {
     Suite *suite = suite_create("listener");
+    TCase *store = tcase_create("fd store");
+    tcase_add_test(store, test_a_stored_listener_is_reused_for_its_address_and_others_bind_anew);
+    suite_add_tcase(suite, store);
     TCase *parse = tcase_create("parse");
     tcase_add_test(parse, test_parse_ipv4_host_and_port);
     tcase_add_test(parse, test_parse_port_alone_means_every_ipv4_interface);
@@ -432,6 +492,7 @@ Suite *listener_suite(void) {
     tcase_add_test(open, test_open_unix_in_use_by_a_live_socket_is_refused);
     tcase_add_test(open, test_open_unix_over_a_regular_file_is_refused);
     tcase_add_test(open, test_open_inherited_fd_is_adopted_not_unlinked);
+    tcase_add_test(open, test_close_for_stop_refuses_clients_but_keeps_systemd_sockets_and_socket_files);
     tcase_add_test(open, test_check_fd_accepts_a_listening_socket);
     tcase_add_test(open, test_check_fd_rejects_a_socket_that_is_not_listening);
     tcase_add_test(open, test_check_fd_rejects_a_datagram_socket);

@@ -1,4 +1,7 @@
-/* test_log.c - the names --log-level and --log-format accept. */
+/* test_log.c - the names --log-level and --log-format accept, and how untrusted bytes are escaped. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "log.h"
 #include "unit.h"
 
@@ -63,6 +66,75 @@ START_TEST(test_log_format_unknown_name_is_refused) {
 }
 END_TEST
 
+START_TEST(test_excerpt_keeps_printable_text) {
+    char out[32];
+    ck_assert_str_eq(log_escape_excerpt(out, sizeof out, "not json {", 10), "not json {");
+}
+END_TEST
+
+START_TEST(test_excerpt_escapes_newlines_and_control_bytes_as_hex) {
+    char out[64];
+    ck_assert_str_eq(log_escape_excerpt(out, sizeof out, "a\nb\r\t\x1b[31m", 10), "a\\x0ab\\x0d\\x09\\x1b[31m");
+}
+END_TEST
+
+START_TEST(test_excerpt_escapes_bytes_above_ascii_and_delete) {
+    char out[64];
+    ck_assert_str_eq(log_escape_excerpt(out, sizeof out, "\x7f\x80\xff\xc3\xa9", 5), "\\x7f\\x80\\xff\\xc3\\xa9");
+}
+END_TEST
+
+START_TEST(test_excerpt_doubles_a_backslash_so_escapes_stay_unambiguous) {
+    char out[32];
+    ck_assert_str_eq(log_escape_excerpt(out, sizeof out, "\\x41", 4), "\\\\x41");
+}
+END_TEST
+
+START_TEST(test_excerpt_shows_a_nul_byte_and_what_follows_it) {
+    char out[32];
+    ck_assert_str_eq(log_escape_excerpt(out, sizeof out, "a\0b", 3), "a\\x00b");
+}
+END_TEST
+
+START_TEST(test_excerpt_reads_exactly_length_bytes_of_an_unterminated_buffer) {
+    char *bytes = malloc(3); /* no NUL after the bytes: ASan reports any read past them */
+    ck_assert_ptr_nonnull(bytes);
+    memcpy(bytes, "xyz", 3);
+    char out[32];
+    ck_assert_str_eq(log_escape_excerpt(out, sizeof out, bytes, 3), "xyz");
+    ck_assert_str_eq(log_escape_excerpt(out, sizeof out, bytes, 2), "xy");
+    ck_assert_str_eq(log_escape_excerpt(out, sizeof out, bytes, 0), "");
+    free(bytes);
+}
+END_TEST
+
+START_TEST(test_excerpt_that_does_not_fit_is_cut_with_an_ellipsis) {
+    char out[8];
+    ck_assert_str_eq(log_escape_excerpt(out, sizeof out, "abcdefghij", 10), "abcd...");
+}
+END_TEST
+
+START_TEST(test_excerpt_that_fits_exactly_has_no_ellipsis) {
+    char out[8];
+    ck_assert_str_eq(log_escape_excerpt(out, sizeof out, "abcdefg", 7), "abcdefg");
+}
+END_TEST
+
+START_TEST(test_excerpt_is_never_cut_inside_an_escape) {
+    char out[8];
+    ck_assert_str_eq(log_escape_excerpt(out, sizeof out, "ab\n\n\n", 5), "ab...");
+    ck_assert_str_eq(log_escape_excerpt(out, sizeof out, "\n\n", 2), "\\x0a...");
+}
+END_TEST
+
+START_TEST(test_excerpt_into_a_tiny_buffer_is_still_terminated) {
+    char out[3] = "zz";
+    ck_assert_str_eq(log_escape_excerpt(out, sizeof out, "abcdef", 6), "..");
+    char one[1] = {'z'};
+    ck_assert_str_eq(log_escape_excerpt(one, sizeof one, "abcdef", 6), "");
+}
+END_TEST
+
 Suite *log_suite(void) {
     Suite *suite = suite_create("log");
     TCase *tc = tcase_create("names");
@@ -74,5 +146,17 @@ Suite *log_suite(void) {
     tcase_add_test(tc, test_log_format_text_and_json);
     tcase_add_test(tc, test_log_format_unknown_name_is_refused);
     suite_add_tcase(suite, tc);
+    TCase *excerpt = tcase_create("excerpt");
+    tcase_add_test(excerpt, test_excerpt_keeps_printable_text);
+    tcase_add_test(excerpt, test_excerpt_escapes_newlines_and_control_bytes_as_hex);
+    tcase_add_test(excerpt, test_excerpt_escapes_bytes_above_ascii_and_delete);
+    tcase_add_test(excerpt, test_excerpt_doubles_a_backslash_so_escapes_stay_unambiguous);
+    tcase_add_test(excerpt, test_excerpt_shows_a_nul_byte_and_what_follows_it);
+    tcase_add_test(excerpt, test_excerpt_reads_exactly_length_bytes_of_an_unterminated_buffer);
+    tcase_add_test(excerpt, test_excerpt_that_does_not_fit_is_cut_with_an_ellipsis);
+    tcase_add_test(excerpt, test_excerpt_that_fits_exactly_has_no_ellipsis);
+    tcase_add_test(excerpt, test_excerpt_is_never_cut_inside_an_escape);
+    tcase_add_test(excerpt, test_excerpt_into_a_tiny_buffer_is_still_terminated);
+    suite_add_tcase(suite, excerpt);
     return suite;
 }

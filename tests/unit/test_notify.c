@@ -134,6 +134,18 @@ START_TEST(test_watchdog_garbage_pid_is_not_ours) {
 }
 END_TEST
 
+START_TEST(test_fd_names_are_valid_fdnames_without_colons) {
+    char name[64];
+    notify_fd_name("127.0.0.1:8000", 0, name, sizeof name);
+    ck_assert_str_eq(name, "arbiter-0-127.0.0.1_8000");
+    notify_fd_name("[::1]:80", 3, name, sizeof name);
+    ck_assert_str_eq(name, "arbiter-3-[__1]_80");
+    notify_fd_name("unix:/run/app/a b.sock", 1, name, 16);
+    ck_assert_uint_eq(strlen(name), 15);
+    ck_assert_ptr_null(strchr(name, ':'));
+}
+END_TEST
+
 Suite *notify_suite(void) {
     Suite *suite = suite_create("notify");
     TCase *address = tcase_create("address");
@@ -143,6 +155,7 @@ Suite *notify_suite(void) {
     tcase_add_test(address, test_notify_relative_path_is_refused);
     tcase_add_test(address, test_notify_empty_address_is_refused);
     tcase_add_test(address, test_notify_address_longer_than_sun_path_is_refused);
+    tcase_add_test(address, test_fd_names_are_valid_fdnames_without_colons);
     suite_add_tcase(suite, address);
     TCase *watchdog = tcase_create("watchdog");
     tcase_add_test(watchdog, test_watchdog_without_pid_applies_to_us);

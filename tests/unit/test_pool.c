@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "pool.h"
+#include "upgrade.h"
 #include "unit.h"
 
 #define FAKE_PID_BASE 5000000 /* > PID_MAX_LIMIT (4194304): kill() finds nothing */
@@ -49,6 +50,8 @@ static int fake_spawn(struct spawner *spawner, struct worker *w, const struct wo
     ck_assert_uint_lt(fake->peer_count, FAKE_PEERS_MAX);
     fake->peers[fake->peer_count++] = pair[1];
     worker_started(w, FAKE_PID_BASE + (int)fake->spawned++);
+    static const char hello[] = "{\"type\":\"hello\",\"protocol\":1}";
+    worker_handle_message(w, hello, sizeof hello - 1);
     return 0;
 }
 
@@ -322,6 +325,16 @@ START_TEST(test_stop_reports_empty_once_the_last_worker_exited) {
 }
 END_TEST
 
+START_TEST(test_upgrade_reads_its_own_state_version_and_refuses_others_naming_both) {
+    char err[256];
+    ck_assert_int_eq(upgrade_check_state_version(UPGRADE_STATE_VERSION, err, sizeof err), 0);
+    ck_assert_int_eq(upgrade_check_state_version(UPGRADE_STATE_VERSION + 1, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "reads upgrade state versions 1 to"));
+    ck_assert_ptr_nonnull(strstr(err, "restart the service instead"));
+    ck_assert_int_eq(upgrade_check_state_version(0, err, sizeof err), -1);
+}
+END_TEST
+
 Suite *pool_suite(void) {
     Suite *suite = suite_create("pool");
     TCase *tc = tcase_create("fake spawner");
@@ -340,6 +353,7 @@ Suite *pool_suite(void) {
     tcase_add_test(tc, test_scale_down_drains_the_highest_slots);
     tcase_add_test(tc, test_retire_is_an_overlapped_replacement);
     tcase_add_test(tc, test_stop_reports_empty_once_the_last_worker_exited);
+    tcase_add_test(tc, test_upgrade_reads_its_own_state_version_and_refuses_others_naming_both);
     suite_add_tcase(suite, tc);
     return suite;
 }

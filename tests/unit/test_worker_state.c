@@ -1,4 +1,8 @@
-/* test_worker_state.c - the worker state table: which transitions a worker may make. */
+/* test_worker_state.c - the worker state table: which transitions a worker may make, and the
+ * deadlines that end a worker's life. */
+#include <string.h>
+
+#include "pool.h"
 #include "unit.h"
 #include "worker.h"
 
@@ -79,6 +83,41 @@ START_TEST(test_state_names) {
 }
 END_TEST
 
+/* The shim's stop budget is --graceful-timeout from its signal handler; the kill comes a margin
+ * later (docs/worker-channel.md, "Stop deadlines"). A timeout of 0 used to disarm the kill. */
+START_TEST(test_graceful_kill_comes_a_margin_after_the_graceful_timeout) {
+    ck_assert_uint_eq(worker_graceful_kill_ms(30), 30000 + WORKER_KILL_MARGIN_MS);
+    ck_assert_uint_eq(worker_graceful_kill_ms(2.5), 2500 + WORKER_KILL_MARGIN_MS);
+    ck_assert_uint_eq(worker_graceful_kill_ms(0), WORKER_KILL_MARGIN_MS);
+}
+END_TEST
+
+/* Once the boot timeout fired (stack dump, SIGKILL a second later), a late ready changes nothing:
+ * no transition, so no deadline is re-armed (this worker has no libuv handles to arm). */
+START_TEST(test_ready_after_the_boot_timeout_fired_is_ignored) {
+    struct config config;
+    struct pool pool;
+    struct worker worker;
+    memset(&config, 0, sizeof config);
+    memset(&pool, 0, sizeof pool);
+    memset(&worker, 0, sizeof worker);
+    pool.config = &config;
+    worker.pool = &pool;
+    worker.slot_id = 1;
+    worker.pid = 5000001; /* above PID_MAX_LIMIT: no signal can reach a real process */
+    worker.greeted = true;
+    worker.state = WORKER_BOOTING;
+    worker.kill_reason = KILL_BOOT_TIMEOUT;
+    worker.stack_dump_requested = true;
+    const char *ready = "{\"type\":\"ready\",\"pid\":5000001}";
+    worker_handle_message(&worker, ready, strlen(ready));
+    ck_assert_int_eq(worker.state, WORKER_BOOTING);
+    ck_assert_int_eq(worker.kill_reason, KILL_BOOT_TIMEOUT);
+    ck_assert_uint_eq(worker.ready_ms, 0);
+    ck_assert(!pool.ever_ready);
+}
+END_TEST
+
 Suite *worker_state_suite(void) {
     Suite *suite = suite_create("worker_state");
     TCase *tc = tcase_create("transitions");
@@ -95,6 +134,8 @@ Suite *worker_state_suite(void) {
     tcase_add_test(tc, test_no_state_may_go_back_to_spawning);
     tcase_add_test(tc, test_states_outside_the_table_are_refused);
     tcase_add_test(tc, test_state_names);
+    tcase_add_test(tc, test_graceful_kill_comes_a_margin_after_the_graceful_timeout);
+    tcase_add_test(tc, test_ready_after_the_boot_timeout_fired_is_ignored);
     suite_add_tcase(suite, tc);
     return suite;
 }

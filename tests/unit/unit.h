@@ -14,11 +14,15 @@ Suite *backoff_suite(void);
 Suite *config_suite(void);
 Suite *control_suite(void);
 Suite *environment_suite(void);
+Suite *handshake_suite(void);
+Suite *line_buffer_suite(void);
 Suite *listener_suite(void);
 Suite *log_suite(void);
 Suite *metrics_suite(void);
+Suite *metrics_request_suite(void);
 Suite *notify_suite(void);
 Suite *pool_suite(void);
+Suite *worker_channel_suite(void);
 Suite *worker_state_suite(void);
 
 /* One directory under $TMPDIR (or /tmp) for the whole run, created and removed by main. */
@@ -34,5 +38,11 @@ void scratch_file_write(const char *dir, const char *name, const char *text, cha
 /* Redirects stdout to /dev/null until unit_stdout_restore; returns the saved fd. */
 int unit_stdout_silence(void);
 void unit_stdout_restore(int saved);
+
+/* Points stderr (where log lines go) at path until unit_stderr_restore; returns the saved fd. */
+int unit_stderr_to_file(const char *path);
+void unit_stderr_restore(int saved);
+/* Reads up to size - 1 bytes of path into out, NUL-terminated; returns the count. */
+size_t unit_file_read(const char *path, char *out, size_t size);
 
 #endif

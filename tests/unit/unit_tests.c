@@ -10,11 +10,15 @@ int main(void) {
     srunner_add_suite(runner, config_suite());
     srunner_add_suite(runner, control_suite());
     srunner_add_suite(runner, environment_suite());
+    srunner_add_suite(runner, handshake_suite());
+    srunner_add_suite(runner, line_buffer_suite());
     srunner_add_suite(runner, listener_suite());
     srunner_add_suite(runner, log_suite());
     srunner_add_suite(runner, metrics_suite());
+    srunner_add_suite(runner, metrics_request_suite());
     srunner_add_suite(runner, notify_suite());
     srunner_add_suite(runner, pool_suite());
+    srunner_add_suite(runner, worker_channel_suite());
     srunner_add_suite(runner, worker_state_suite());
     srunner_run_all(runner, CK_NORMAL);
     int failed = srunner_ntests_failed(runner);

@@ -1,19 +1,24 @@
-"""The worker's end of the channel: JSON lines to the arbiter, EOF from it (docs/worker-channel.md).
+"""The worker's end of the channel: JSON lines both ways, EOF from the arbiter (docs/worker-channel.md).
 
 The socket is non-blocking so a stalled arbiter can never freeze the event loop: what the kernel
-does not take at once is kept and flushed when the socket becomes writable. The arbiter writes
-nothing in this version; whatever it might write is read and ignored, and EOF (or a reset) means the
-arbiter is gone, so ``on_lost`` runs (the shim exits at once).
+does not take at once is kept and flushed when the socket becomes writable. Lines from the arbiter
+may carry open files (SCM_RIGHTS, e.g. the reopened log file): each complete line goes to
+``on_message`` with the files received up to it, which the handler then owns. EOF (or a reset) means
+the arbiter is gone, so ``on_lost`` runs (the shim exits at once).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 from collections.abc import Callable, Mapping
 
 MAX_LINE_BYTES = 4096
+MAX_FILES_PER_READ = 4
+
+MessageHandler = Callable[[Mapping[str, object], list[int]], None]
 
 
 class Channel:
@@ -22,6 +27,9 @@ class Channel:
         self._pending = bytearray()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_lost: Callable[[], None] = lambda: None
+        self._on_message: MessageHandler | None = None
+        self._incoming = bytearray()
+        self._files: list[int] = []
         if sock is not None:
             sock.setblocking(False)
             sock.set_inheritable(False)
@@ -36,10 +44,21 @@ class Channel:
             raise OSError(f"channel fd {fd} is not an AF_UNIX/SOCK_STREAM socket")
         return cls(sock)
 
-    def attach(self, loop: asyncio.AbstractEventLoop, on_lost: Callable[[], None]) -> None:
-        """Watch for the arbiter going away; must be called from inside the running loop."""
+    def release(self) -> socket.socket | None:
+        """Hand the socket, blocking again, to another owner (the zygote's fork loop); this Channel
+        sends nothing afterwards."""
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.setblocking(True)
+        return sock
+
+    def attach(
+        self, loop: asyncio.AbstractEventLoop, on_lost: Callable[[], None], on_message: MessageHandler | None = None
+    ) -> None:
+        """Watch for the arbiter's messages and for it going away; call from inside the running loop."""
         self._loop = loop
         self._on_lost = on_lost
+        self._on_message = on_message
         if self._sock is not None:
             loop.add_reader(self._sock.fileno(), self._on_readable)
 
@@ -77,13 +96,42 @@ class Channel:
     def _on_readable(self) -> None:
         assert self._sock is not None
         try:
-            data = self._sock.recv(MAX_LINE_BYTES)
+            data, files, _flags, _address = socket.recv_fds(
+                self._sock, MAX_LINE_BYTES, MAX_FILES_PER_READ, socket.MSG_CMSG_CLOEXEC
+            )
         except BlockingIOError:
             return
         except OSError:
-            data = b""
+            data, files = b"", []
+        self._files.extend(files)
         if not data:
+            self._close_files()
             self._lost()
+            return
+        self._incoming += data
+        while b"\n" in self._incoming:
+            line, _, rest = bytes(self._incoming).partition(b"\n")
+            self._incoming = bytearray(rest)
+            self._dispatch(line)
+        if len(self._incoming) > MAX_LINE_BYTES:
+            self._incoming.clear()  # not a line of this protocol: drop it rather than grow
+
+    def _dispatch(self, line: bytes) -> None:
+        files, self._files = self._files, []
+        try:
+            message = json.loads(line)
+        except ValueError:
+            message = None
+        if self._on_message is None or not isinstance(message, dict):
+            for fd in files:
+                os.close(fd)
+            return
+        self._on_message(message, files)
+
+    def _close_files(self) -> None:
+        for fd in self._files:
+            os.close(fd)
+        self._files = []
 
     def _lost(self) -> None:
         self.detach()

@@ -2,7 +2,7 @@
 
 The arbiter passes uvicorn's own option names through, so the names, defaults and meanings here are
 uvicorn's (``uvicorn --help``), plus the two the shim implements itself: ``--graceful-timeout`` (the
-drain budget; the arbiter SIGKILLs after the same time) and ``--max-requests`` (ask to be replaced).
+stop budget, counted from SIGTERM; the arbiter SIGKILLs 2 s after it) and ``--max-requests`` (ask to be replaced).
 This module does not import uvicorn: it must work before the shim knows uvicorn is usable.
 """
 

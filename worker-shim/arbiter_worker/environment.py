@@ -30,6 +30,8 @@ class WorkerEnvironment:
     balance: str = "kernel"
     board_fd: int | None = None
     board_index: int | None = None
+    uid: int | None = None
+    """--user: the uid the worker must be running as (`arbiter exec-worker` dropped to it)."""
 
 
 def _integer(environ: Mapping[str, str], name: str, minimum: int) -> int | None:
@@ -78,4 +80,5 @@ def parse_environment(environ: Mapping[str, str]) -> WorkerEnvironment:
         balance=balance,
         board_fd=board_fd,
         board_index=_integer(environ, "ARBITER_BOARD_INDEX", 1),
+        uid=_integer(environ, "ARBITER_UID", 0),
     )

@@ -13,4 +13,5 @@ BOOT_FAILED = 3
 """The app failed to boot: import error, exception at import, lifespan startup failed."""
 
 UNUSABLE_INTERPRETER = 4
-"""The interpreter cannot run the shim: no uvicorn, uvicorn too old, a requested library missing."""
+"""The interpreter cannot run the shim: no uvicorn, uvicorn too old or missing an internal the shim
+relies on, a requested library missing; or the arbiter speaks another channel protocol."""

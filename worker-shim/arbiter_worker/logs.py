@@ -14,6 +14,7 @@ import datetime
 import json
 import logging
 import os
+import sys
 from typing import Any
 
 SHIM_LOGGER = "arbiter_worker"
@@ -67,3 +68,16 @@ def logging_config(log_format: str, worker_id: str) -> dict[str, Any]:
             SHIM_LOGGER: {"handlers": ["default"], "level": "INFO", "propagate": False},
         },
     }
+
+
+def adopt_log_file(fd: int) -> None:
+    """Point stdout and stderr at fd, the log file the arbiter reopened after a rotation, then close fd.
+
+    The arbiter opens the new file itself and hands it over the channel, because a worker running as
+    --user may not be allowed to open it (a root-owned 0640 file, as logrotate creates it).
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)

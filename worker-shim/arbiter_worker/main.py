@@ -2,10 +2,16 @@
 
 1. tie our life to the arbiter's (PR_SET_PDEATHSIG, then check it is still our parent), and make a
    stop signal that arrives before the server handles signals a clean exit 0;
-2. parse options and the ARBITER_* environment (exit 2 when wrong: the arbiter has a bug);
-3. arm faulthandler: SIGUSR1 dumps every thread's stack, even while the event loop is blocked;
-4. check this interpreter has a usable uvicorn (exit 4 with the fix otherwise);
-5. only then import the uvicorn-based modules and serve (exit 0, or 3 if the app failed to boot).
+2. parse the ARBITER_* environment and open the channel (exit 2 when wrong: the arbiter has a bug, or
+   we are not the --user that ARBITER_UID names);
+3. the handshake: exit 4 if the arbiter speaks another channel protocol, else send ``hello``, the
+   first line on the channel (handshake.py);
+4. parse options (exit 2), and arm faulthandler: SIGUSR1 dumps every thread's stack, even while the
+   event loop is blocked;
+5. check this interpreter has a usable uvicorn: new enough, the libraries --loop/--http/--ws need,
+   and every uvicorn internal the shim relies on (exit 4 with the fix otherwise; a uvicorn newer
+   than the tested range only warns);
+6. only then import the uvicorn-based modules and serve (exit 0, or 3 if the app failed to boot).
 """
 
 from __future__ import annotations
@@ -17,10 +23,12 @@ import sys
 from collections.abc import Sequence
 
 from arbiter_worker import exits
-from arbiter_worker.cli import parse_args
+from arbiter_worker.channel import Channel
+from arbiter_worker.cli import Options, parse_args
 from arbiter_worker.environment import EnvironmentInvalid, parse_environment
+from arbiter_worker.handshake import ProtocolMismatch, check_arbiter_protocol, send_hello
 from arbiter_worker.parent import arm_parent_death_signal, parent_is_alive
-from arbiter_worker.requirements import uvicorn_problem
+from arbiter_worker.requirements import missing_library, uvicorn_problem, uvicorn_warning
 
 
 def stop_before_serving(signum: int, frame: object) -> None:
@@ -38,24 +46,20 @@ def configure_stack_dumps() -> None:
     faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True, chain=False)
 
 
-def configure_log_reopening(log_file: str | None) -> None:
-    """With --log-file, the arbiter sends SIGUSR2 after a rotation: point stdout/stderr at the new file."""
-    if log_file is None:
-        return
+def interpreter_problem(options: Options) -> str | None:
+    """Why this interpreter cannot serve with these options (exit 4), or None; warns on a newer uvicorn."""
+    problem = uvicorn_problem() or missing_library(options)
+    if problem is not None:
+        return problem
+    from arbiter_worker.uvicorn_contract import contract_problem
 
-    def reopen(signum: int, frame: object) -> None:
-        try:
-            fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        except OSError as exc:
-            print(f"arbiter_worker: cannot reopen {log_file}: {exc}; still writing to the old file", file=sys.stderr)
-            return
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
-
-    signal.signal(signal.SIGUSR2, reopen)
+    problem = contract_problem(options.http, options.ws)
+    if problem is not None:
+        return problem
+    warning = uvicorn_warning()
+    if warning is not None:
+        print(warning, file=sys.stderr)
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,14 +70,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EnvironmentInvalid as exc:
         print(f"arbiter_worker: {exc}", file=sys.stderr)
         return exits.USAGE
+    if environment.uid is not None and (os.getuid(), os.geteuid()) != (environment.uid, environment.uid):
+        # --user: `arbiter exec-worker` drops privileges before this interpreter starts; a spawner
+        # that skipped it must not run the app as root.
+        print(f"arbiter_worker: expected to run as uid {environment.uid} (--user), not {os.geteuid()}", file=sys.stderr)
+        return exits.USAGE
     if not parent_is_alive(environment.arbiter_pid):
         print(f"arbiter_worker: the arbiter (pid {environment.arbiter_pid}) is gone; exiting", file=sys.stderr)
         return exits.PARENT_GONE
+    try:
+        channel = Channel.from_fd(environment.channel_fd)
+    except OSError as exc:
+        print(f"arbiter_worker: {exc}; the arbiter must pass the channel after the listening sockets", file=sys.stderr)
+        return exits.USAGE
+    try:
+        check_arbiter_protocol(os.environ)
+    except ProtocolMismatch as exc:
+        print(exc, file=sys.stderr)
+        return exits.UNUSABLE_INTERPRETER
+    send_hello(channel)
+
     options = parse_args(argv)
     configure_stack_dumps()
-    configure_log_reopening(environment.log_file)
-
-    problem = uvicorn_problem()
+    problem = interpreter_problem(options)
     if problem is not None:
         print(problem, file=sys.stderr)
         return exits.UNUSABLE_INTERPRETER
@@ -81,8 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.zygote:
         from arbiter_worker.zygote import run_zygote
 
-        return run_zygote(options, environment)
+        return run_zygote(options, environment, channel)
 
     from arbiter_worker.worker import run
 
-    return run(options, environment)
+    return run(options, environment, channel)

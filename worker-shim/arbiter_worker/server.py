@@ -25,7 +25,8 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Generator
+import time
+from collections.abc import Generator, Mapping
 from types import FrameType
 
 import uvicorn
@@ -36,8 +37,8 @@ from arbiter_worker.accept import Acceptor
 from arbiter_worker.board import Board, CountingSet
 from arbiter_worker.channel import Channel
 from arbiter_worker.heartbeat import Heartbeat
-from arbiter_worker.logs import SHIM_LOGGER
-from arbiter_worker.sockets import describe
+from arbiter_worker.logs import SHIM_LOGGER, adopt_log_file
+from arbiter_worker.sockets import accept_queued, describe
 
 logger = logging.getLogger(SHIM_LOGGER)
 
@@ -46,6 +47,8 @@ IDLE_GRACE_SECONDS = 0.5
 """How long an idle keep-alive connection stays open once the drain began (see protocols/drain.py)."""
 LIFESPAN_SHUTDOWN_SHARE = 0.2
 LIFESPAN_SHUTDOWN_MAX_RESERVE = 5.0
+LIFESPAN_SHUTDOWN_MIN_SECONDS = 0.5
+"""Lifespan shutdown always gets this long, even past the budget: well inside the arbiter's kill margin."""
 CANCELLED_TASKS_WAIT = 1.0
 
 
@@ -69,6 +72,8 @@ class WorkerServer(uvicorn.Server):
         self._retire_sent = False
         self._told_to_drain: set[object] = set()
         self._stop_requested: asyncio.Event | None = None
+        self._stop_signalled_at: float | None = None
+        """time.monotonic() when SIGTERM arrived: the stop budget counts from there (docs/worker-channel.md)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._board = board
         self._acceptor: Acceptor | None = None
@@ -80,7 +85,7 @@ class WorkerServer(uvicorn.Server):
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
-        self._channel.attach(self._loop, self._arbiter_lost)
+        self._channel.attach(self._loop, self._arbiter_lost, self._on_arbiter_message)
         self._heartbeat.start(asyncio.get_running_loop())
         try:
             with self.capture_signals():
@@ -198,6 +203,8 @@ class WorkerServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
     def _request_graceful_stop(self, sig: int, frame: FrameType | None) -> None:
+        if self._stop_signalled_at is None:
+            self._stop_signalled_at = time.monotonic()
         self.should_exit = True
         self._wake_startup()
 
@@ -210,6 +217,15 @@ class WorkerServer(uvicorn.Server):
         if self._stop_requested is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(self._stop_requested.set)
 
+    def _on_arbiter_message(self, message: Mapping[str, object], files: list[int]) -> None:
+        if message.get("type") == "log_file" and files:
+            adopt_log_file(files.pop(0))
+            logger.debug("Writing to the log file the arbiter reopened")
+        else:
+            logger.debug("Ignoring a message from the arbiter: %.80r", message)
+        for fd in files:
+            os.close(fd)
+
     def _arbiter_lost(self) -> None:
         logger.error("The arbiter closed the channel (it died): exiting now")
         os._exit(exits.PARENT_GONE)
@@ -217,27 +233,35 @@ class WorkerServer(uvicorn.Server):
     # --- the drain --------------------------------------------------------------------------
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        loop = asyncio.get_running_loop()
         state = self.server_state
-        began = loop.time()
+        # The budget counts from the signal, not from here (uvicorn notices should_exit on its next
+        # tick): the arbiter's SIGKILL comes --graceful-timeout plus a margin after it sent SIGTERM,
+        # so everything below must end by stop_deadline (docs/worker-channel.md, "Stop deadlines").
+        began = self._stop_signalled_at if self._stop_signalled_at is not None else time.monotonic()
+        stop_deadline = began + self._graceful_timeout
         reserve = min(LIFESPAN_SHUTDOWN_MAX_RESERVE, self._graceful_timeout * LIFESPAN_SHUTDOWN_SHARE)
-        drain_deadline = began + self._graceful_timeout - reserve
+        drain_deadline = stop_deadline - reserve
 
-        # Stop accepting. Only our copies close: the arbiter and the other workers keep theirs,
-        # so connections still queued on a shared listener go to them.
+        # Stop accepting. Only our copies close: the arbiter and the other workers may keep theirs.
+        # At the end of a graceful stop the arbiter has closed its copies first, so the last worker
+        # to close a listener would make the kernel reset whatever is still queued on it: take the
+        # queued connections first and serve them like any other (no await in between, so nothing
+        # can be queued after the sweep but before the close, except in the kernel's own instant).
         if self._acceptor is not None:
             self._acceptor.stop()
+        queued = [] if self.force_exit else accept_queued(sockets or [])
         for server in self.servers:
             server.close()
         for sock in sockets or []:
             sock.close()
+        await self._serve_accepted(queued)
 
         if not self.force_exit:
             logger.info(
                 "Draining %d connection(s), %d request(s) in flight (up to %.1fs)",
-                len(state.connections), len(state.tasks), max(0.0, drain_deadline - began),
+                len(state.connections), len(state.tasks), max(0.0, drain_deadline - time.monotonic()),
             )
-            while (state.connections or state.tasks) and not self.force_exit and loop.time() < drain_deadline:
+            while (state.connections or state.tasks) and not self.force_exit and time.monotonic() < drain_deadline:
                 for connection in list(state.connections):
                     self._drain_connection(connection)
                 await asyncio.sleep(DRAIN_POLL_SECONDS)
@@ -254,13 +278,32 @@ class WorkerServer(uvicorn.Server):
             for task in tasks:
                 task.cancel()
             if tasks:
-                await asyncio.wait(tasks, timeout=CANCELLED_TASKS_WAIT)
+                await asyncio.wait(tasks, timeout=max(0.01, min(CANCELLED_TASKS_WAIT, stop_deadline - time.monotonic())))
 
-        remaining = max(0.5, began + self._graceful_timeout - loop.time())
+        remaining = max(LIFESPAN_SHUTDOWN_MIN_SECONDS, stop_deadline - time.monotonic())
         try:
             await asyncio.wait_for(self.lifespan.shutdown(), timeout=remaining)
         except asyncio.TimeoutError:
             logger.error("Lifespan shutdown did not finish within %.1fs", remaining)
+
+    async def _serve_accepted(self, connections: list[socket.socket]) -> None:
+        """Hand connections accepted by the stop's sweep to uvicorn, exactly as its server would."""
+        if not connections:
+            return
+        loop = asyncio.get_running_loop()
+        config = self.config
+
+        def create_protocol() -> asyncio.Protocol:
+            return config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=self.server_state, app_state=self.lifespan.state
+            )
+
+        logger.info("Serving %d connection(s) still queued on the listeners before closing them", len(connections))
+        for connection in connections:
+            try:
+                await loop.connect_accepted_socket(create_protocol, connection)
+            except OSError:
+                connection.close()
 
     def _drain_connection(self, connection: object) -> None:
         if connection in self._told_to_drain:

@@ -6,13 +6,22 @@ Each fd is checked to be a listening stream socket, because serving on anything 
 later in a way that is much harder to read. Our copies are made close-on-exec so a subprocess of the
 app cannot keep a listener (or its accept queue) alive; this flag is per-fd and does not touch the
 arbiter's or the other workers' descriptors.
+
+At a stop, ``accept_queued`` takes what is already waiting in the accept queues before the worker
+closes its copies: when the last copy of a listener closes, the kernel resets every connection still
+queued on it, and at the end of a graceful stop the last copy is a worker's (the arbiter closes its
+own first, so that new clients are refused instead of queued where nobody accepts).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 from collections.abc import Iterable
+
+ACCEPT_SWEEP_MAX = 65535
+"""At most this many connections taken per listener at a stop (the largest --backlog)."""
 
 
 class SocketInvalid(Exception):
@@ -46,3 +55,21 @@ def describe(sock: socket.socket) -> str:
         return f"http://{address[0]}:{address[1]}"
     name = address.decode(errors="replace") if isinstance(address, bytes) else str(address)
     return f"unix:{name or '(unnamed)'}"
+
+
+def accept_queued(listeners: Iterable[socket.socket]) -> list[socket.socket]:
+    """Every connection already waiting in the listeners' accept queues, taken without blocking."""
+    accepted: list[socket.socket] = []
+    for listener in listeners:
+        listener.setblocking(False)
+        for _ in range(ACCEPT_SWEEP_MAX):
+            try:
+                connection, _address = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                if exc.errno == errno.ECONNABORTED:
+                    continue  # the client gave up while queued
+                break  # EMFILE and the like: what is left is reset, as without the sweep
+            accepted.append(connection)
+    return accepted

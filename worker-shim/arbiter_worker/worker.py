@@ -1,6 +1,7 @@
-"""Wire one worker together: sockets, channel, logging, uvicorn.Config, the server, the event loop.
+"""Wire one worker together: sockets, logging, uvicorn.Config, the server, the event loop.
 
-Imported only once uvicorn is known to be usable (requirements.py); returns the exit code.
+Imported only once uvicorn is known to be usable (requirements.py) and to have every internal the
+shim relies on (uvicorn_contract.py); returns the exit code.
 """
 
 from __future__ import annotations
@@ -21,25 +22,8 @@ from arbiter_worker.cli import Options
 from arbiter_worker.environment import WorkerEnvironment
 from arbiter_worker.logs import SHIM_LOGGER, logging_config
 from arbiter_worker.protocols import http_protocol_class, websocket_protocol_class
-from arbiter_worker.requirements import library_problem
 from arbiter_worker.server import WorkerServer
 from arbiter_worker.sockets import SocketInvalid, adopt_listeners
-
-
-def missing_library(options: Options) -> str | None:
-    """The first library the chosen --loop/--http/--ws needs that is not installed, as a fix message."""
-    checks = [
-        ("--loop", options.loop, "uvloop", "uvloop", options.loop == "uvloop"),
-        ("--http", options.http, "httptools", "httptools", options.http == "httptools"),
-        ("--http", options.http, "h11", "h11", options.http == "h11"),
-        ("--ws", options.ws, "websockets", "websockets", options.ws in ("websockets", "websockets-sansio")),
-        ("--ws", options.ws, "wsproto", "wsproto", options.ws == "wsproto"),
-    ]
-    for option, value, module, requirement, needed in checks:
-        problem = library_problem(option, value, module, requirement) if needed else None
-        if problem is not None:
-            return problem
-    return None
 
 
 def build_config(options: Options, environment: WorkerEnvironment) -> uvicorn.Config:
@@ -83,14 +67,9 @@ def run_event_loop(
         loop.close()
 
 
-def run(options: Options, environment: WorkerEnvironment) -> int:
-    problem = missing_library(options)
-    if problem is not None:
-        print(problem, file=sys.stderr)
-        return exits.UNUSABLE_INTERPRETER
+def run(options: Options, environment: WorkerEnvironment, channel: Channel) -> int:
     try:
         listeners = adopt_listeners(environment.listen_fds)
-        channel = Channel.from_fd(environment.channel_fd)
     except (SocketInvalid, OSError) as exc:
         print(f"arbiter_worker: {exc}; the arbiter must pass listening sockets at fds 3.. and the channel after them",
               file=sys.stderr)

@@ -37,8 +37,10 @@ import traceback
 from collections.abc import Sequence
 
 from arbiter_worker import exits
+from arbiter_worker.channel import Channel
 from arbiter_worker.cli import Options
 from arbiter_worker.environment import WorkerEnvironment, parse_environment
+from arbiter_worker.handshake import send_hello
 from arbiter_worker.parent import arm_parent_death_signal, set_process_name
 
 MAX_REQUEST_BYTES = 4096
@@ -146,8 +148,10 @@ def become_worker(zygote_sock: socket.socket, request: dict[str, object], receiv
         return exits.PARENT_GONE
     random.seed()
     gc.enable()  # the zygote imported with the collector off; the frozen objects stay out of its reach
+    channel = Channel.from_fd(channel_fd)
+    send_hello(channel)  # the first line on this worker's own channel, as from an exec'd shim
     max_requests = int(str(request.get("max_requests", 0)))
-    return run(dataclasses.replace(options, max_requests=max_requests), environment)
+    return run(dataclasses.replace(options, max_requests=max_requests), environment, channel)
 
 
 def fork_worker(zygote_sock: socket.socket, request: dict[str, object], received: list[int], options: Options) -> int:
@@ -186,6 +190,15 @@ def fork_worker(zygote_sock: socket.socket, request: dict[str, object], received
     return int(text)
 
 
+def reopen_log_file(received: list[int]) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(received[0], 1)
+    os.dup2(received[0], 2)
+    for fd in received:
+        os.close(fd)
+
+
 def serve_forks(zygote_sock: socket.socket, options: Options) -> int:
     while True:
         data, received = receive(zygote_sock)
@@ -195,6 +208,9 @@ def serve_forks(zygote_sock: socket.socket, options: Options) -> int:
             return exits.PARENT_GONE  # the arbiter closed the channel
         try:
             request = json.loads(data)
+            if isinstance(request, dict) and request.get("type") == "log_file" and received:
+                reopen_log_file(received)  # after a rotation; the workers forked from now on inherit it
+                continue
             if not isinstance(request, dict) or request.get("type") != "fork" or not received:
                 raise ValueError(f"not a fork request with fds: {data[:80]!r}")
             pid = fork_worker(zygote_sock, request, received, options)
@@ -212,11 +228,11 @@ def serve_forks(zygote_sock: socket.socket, options: Options) -> int:
             send(zygote_sock, {"type": "fork_failed", "error": "the intermediate child reported no pid"})
 
 
-def run_zygote(options: Options, environment: WorkerEnvironment) -> int:
-    if environment.channel_fd is None:
+def run_zygote(options: Options, environment: WorkerEnvironment, channel: Channel) -> int:
+    zygote_sock = channel.release()  # the hello went out on it; from here requests are read blocking
+    if zygote_sock is None:
         print("arbiter_worker: --zygote needs ARBITER_CHANNEL_FD (it is started by the arbiter)", file=sys.stderr)
         return exits.USAGE
-    zygote_sock = socket.socket(fileno=environment.channel_fd)
     zygote_sock.set_inheritable(False)
     set_process_name("arbiter-zygote")
     started = time.monotonic()

@@ -20,6 +20,8 @@ from pathlib import Path
 SHIM_DIR = Path(__file__).resolve().parent.parent
 APPS_DIR = Path(__file__).resolve().parent / "apps"
 PYTHON = os.environ.get("ARBITER_TEST_PYTHON", sys.executable)
+ARBITER_PROTOCOL = "1"
+"""The worker-channel protocol version the harness speaks, as the arbiter does (docs/worker-channel.md)."""
 
 
 def tcp_listener(host: str = "127.0.0.1") -> socket.socket:
@@ -73,6 +75,7 @@ class Worker:
             ARBITER_GENERATION="0",
             ARBITER_HEARTBEAT_INTERVAL=str(heartbeat_interval),
             ARBITER_LOG_FORMAT=log_format,
+            ARBITER_PROTOCOL=ARBITER_PROTOCOL,
         )
         full_env.update(env or {})
 

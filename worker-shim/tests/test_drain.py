@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import shutil
 import signal
 import socket
 import time
@@ -102,8 +103,9 @@ def test_pipelined_requests_are_all_answered_and_only_the_last_says_close() -> N
     assert worker.finish()[0] == 0
 
 
-def test_websocket_clients_are_told_going_away_1001() -> None:
-    worker, listener = ready_worker()
+@pytest.mark.parametrize("ws", ["websockets-sansio", "websockets"])
+def test_websocket_clients_are_told_going_away_1001(ws: str) -> None:
+    worker, listener = ready_worker("--ws", ws)
     host, port = listener.getsockname()
     with websocket_connect(f"ws://{host}:{port}/echo", open_timeout=5) as ws:
         ws.send("hi")
@@ -135,6 +137,8 @@ def test_graceful_timeout_bounds_the_drain() -> None:
     ("httpx", "httptools", "uvloop"), ("httpx", "h11", "asyncio"),
 ])
 def test_draining_one_of_two_workers_under_keepalive_load_fails_no_request(client: str, http: str, loop: str) -> None:
+    if client == "wrk" and shutil.which("wrk") is None:
+        pytest.fail("wrk is not installed (Debian package `wrk`; scripts/test.sh's install stage installs it)")
     connections = 64 if client == "wrk" else 8
     result = measure_drain(client=client, http=http, seconds=3.0, connections=connections, loop=loop)
     assert result.drained_exit == 0

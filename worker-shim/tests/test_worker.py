@@ -27,7 +27,7 @@ def test_heartbeats_start_during_lifespan_startup_and_ready_follows_it() -> None
     worker = Worker("shim_hello:app", [listener], env={"SHIM_BOOT_SECONDS": "1"})
     worker.wait_for("ready")
     first_ready = next(i for i, m in enumerate(worker.messages) if m["type"] == "ready")
-    assert worker.count("heartbeat") >= 3 and worker.messages[0]["type"] == "heartbeat"
+    assert worker.count("heartbeat") >= 3 and worker.messages[1]["type"] == "heartbeat"
     assert first_ready >= 3  # heartbeats kept coming while lifespan startup slept
     assert worker.messages[first_ready] == {"type": "ready", "pid": worker.pid}
     assert httpx.get(url_of(listener) + "/").json() == {"pid": worker.pid, "started": True}
@@ -181,6 +181,28 @@ def test_worker_whose_arbiter_is_already_gone_exits_at_once() -> None:
     worker = Worker("shim_hello:app", [tcp_listener()], env={"ARBITER_PID": "1"})
     code, _, err = worker.finish(timeout=5)
     assert code == 1 and "is gone" in err
+
+
+def test_a_log_file_sent_over_the_channel_becomes_stdout_and_stderr(tmp_path: Path) -> None:
+    listener = tcp_listener()
+    worker = Worker("shim_hello:app", [listener])
+    worker.wait_for("ready")
+    log_file = tmp_path / "rotated.log"
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    try:
+        socket.send_fds(worker.channel, [b'{"type":"log_file"}\n'], [fd])
+    finally:
+        os.close(fd)
+
+    def access_line_in_the_file() -> bool:
+        with httpx.Client() as client:
+            client.get(url_of(listener) + "/")
+        return '"GET / HTTP/1.1" 200' in log_file.read_text()
+    deadline = time.monotonic() + 10
+    while not access_line_in_the_file():
+        assert time.monotonic() < deadline, "the worker never wrote to the file it was handed"
+        worker.pump(0.05)
+    assert stop(worker)[0] == 0
 
 
 def test_max_requests_sends_retire_once_and_keeps_serving() -> None:

@@ -10,11 +10,31 @@ import asyncio
 import importlib.util
 
 
-def http_protocol_class(name: str) -> type[asyncio.Protocol]:
-    """The draining subclass for ``--http`` auto, httptools or h11 (auto prefers httptools, like uvicorn)."""
+def http_implementation(name: str) -> str:
+    """``--http`` with auto resolved: httptools when it is installed (like uvicorn), else h11."""
     if name == "auto":
-        name = "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
-    if name == "httptools":
+        return "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
+    return name
+
+
+def websocket_implementation(name: str) -> str:
+    """``--ws`` with auto resolved to the implementation uvicorn's auto picks, or "none"."""
+    if name != "auto":
+        return name
+    from uvicorn.protocols.websockets.auto import AutoWebSocketsProtocol
+
+    if AutoWebSocketsProtocol is None:
+        return "none"
+    if AutoWebSocketsProtocol.__module__.endswith("websockets_sansio_impl"):
+        return "websockets-sansio"
+    if AutoWebSocketsProtocol.__module__.endswith("websockets_impl"):
+        return "websockets"
+    return name
+
+
+def http_protocol_class(name: str) -> type[asyncio.Protocol]:
+    """The draining subclass for ``--http`` auto, httptools or h11."""
+    if http_implementation(name) == "httptools":
         from arbiter_worker.protocols.httptools_drain import DrainingHttpToolsProtocol
 
         return DrainingHttpToolsProtocol
@@ -25,15 +45,7 @@ def http_protocol_class(name: str) -> type[asyncio.Protocol]:
 
 def websocket_protocol_class(name: str) -> type[asyncio.Protocol] | str:
     """The draining subclass for ``--ws``, or uvicorn's own name when there is no subclass for it."""
-    if name == "auto":
-        from uvicorn.protocols.websockets.auto import AutoWebSocketsProtocol
-
-        if AutoWebSocketsProtocol is None:
-            return "none"
-        if AutoWebSocketsProtocol.__module__.endswith("websockets_sansio_impl"):
-            name = "websockets-sansio"
-        elif AutoWebSocketsProtocol.__module__.endswith("websockets_impl"):
-            name = "websockets"
+    name = websocket_implementation(name)
     if name == "websockets-sansio":
         from arbiter_worker.protocols.websockets_drain import DrainingWebSocketsSansIOProtocol
 

@@ -20,7 +20,10 @@ class DrainingWebSocketsSansIOProtocol(WebSocketsSansIOProtocol):
         if self._draining:
             return
         self._draining = True
-        self.stop_keepalive()
+        # Keep-alive pings (and stop_keepalive) came with uvicorn 0.44; before, there is none to stop.
+        stop_keepalive = getattr(self, "stop_keepalive", None)
+        if stop_keepalive is not None:
+            stop_keepalive()
         if self.close_sent or not self.handshake_complete:
             self.shutdown()
             return
