@@ -18,6 +18,7 @@ import pytest
 
 from conftest import ARBITER_BIN, TEST_PYTHON, Arbiter, wait_until
 from load import LoadRun
+from test_upgrade import install_new_build, installed  # noqa: F401  (installed is a fixture)
 
 QUIET = ["--no-access-log"]
 FAST_HEARTBEATS = ["--timeout", "2"]  # heartbeats every 0.5 s: request counts in status catch up quickly
@@ -130,3 +131,27 @@ def test_kernel_balance_serves_with_uvicorns_own_accept_loop(arbiter):
     arbiter.wait_ready(2)
     assert status(arbiter)["balance"] == "kernel"
     assert len(arbiter.answering_pids(2)) == 2
+
+
+def test_an_in_place_upgrade_keeps_the_board_and_the_autoscale_bounds(arbiter, installed, loads):
+    """`ctl upgrade` re-executes the arbiter: the adopted workers keep the board they have mapped (their
+    connections are still seen, and a new worker shares the same board), and bounds set with
+    `ctl autoscale` survive the re-exec."""
+    arbiter.run(app="hello:app", workers=2, extra=QUIET, binary=installed)
+    arbiter.wait_ready(2)
+    load = loads(arbiter, connections=8)
+    load.wait_answered(200)
+    ctl(arbiter, "autoscale", "2:3")
+    install_new_build(installed, b"board test")
+    result = subprocess.run([str(ARBITER_BIN), "ctl", "--control", str(arbiter.control_path), "upgrade"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr + arbiter.tail(40)
+    after = status(arbiter)
+    assert after["upgrades"] == 1
+    assert after["autoscale"]["enabled"] and (after["autoscale"]["min"], after["autoscale"]["max"]) == (2, 3)
+    assert sum(connections_per_worker(arbiter)) == 8, after["workers"]
+    ctl(arbiter, "autoscale", "off")
+    ctl(arbiter, "scale", "3")
+    wait_until(lambda: len(c := connections_per_worker(arbiter)) == 3 and min(c) >= 1, 30,
+               "the new worker to get connections from the adopted ones (one board)")
+    assert load.stop()["failed"] == 0
