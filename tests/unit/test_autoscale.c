@@ -361,6 +361,26 @@ START_TEST(test_bad_autoscale_input_names_the_flag) {
 }
 END_TEST
 
+START_TEST(test_autoscale_keys_in_a_config_file) {
+    char dir[256], path[512];
+    scratch_dir_create(dir, sizeof dir);
+    scratch_file_write(dir, "arbiter.json",
+                       "{\"autoscale\": \"2:6\", \"autoscale-idle\": 30, \"autoscale-busy\": 0.8, \"balance\": \"kernel\"}",
+                       path, sizeof path);
+    struct config c;
+    char err[CONFIG_ERROR_MAX] = "";
+    ck_assert_msg(PARSE(&c, err, "run", "--python", "/usr/bin/python3", "--config", path, "app:app") == CONFIG_OK, "%s", err);
+    ck_assert(c.autoscale.enabled);
+    ck_assert_uint_eq(c.autoscale.min, 2);
+    ck_assert_uint_eq(c.autoscale.max, 6);
+    ck_assert_double_eq(c.autoscale.idle_s, 30);
+    ck_assert_double_eq(c.autoscale.busy, 0.8);
+    ck_assert_int_eq(c.balance, BALANCE_KERNEL);
+    config_free(&c);
+    scratch_dir_remove(dir);
+}
+END_TEST
+
 START_TEST(test_check_ignores_autoscale) {
     struct config c;
     char err[CONFIG_ERROR_MAX] = "";
@@ -437,6 +457,28 @@ START_TEST(test_board_entries_are_claimed_zeroed_and_released) {
 }
 END_TEST
 
+START_TEST(test_an_upgraded_arbiter_adopts_the_board_its_workers_have_mapped) {
+    struct board old, adopted;
+    char err[256];
+    ck_assert_int_eq(board_open(&old, 4, err, sizeof err), 0);
+    unsigned a = board_claim(&old), b = board_claim(&old);
+    old.entries[b].connections = 9;
+    int handed = dup(old.fd); /* what the new image finds after execve */
+    ck_assert_int_eq(board_adopt(&adopted, handed, err, sizeof err), 0);
+    ck_assert_uint_eq(adopted.count, 5);
+    ck_assert_int_eq(board_get(&adopted, b)->connections, 9);
+    board_mark_used(&adopted, a);
+    board_mark_used(&adopted, b);
+    ck_assert_uint_eq(board_claim(&adopted), 3); /* the adopted workers' entries stay theirs */
+    board_close(&adopted);
+    int not_a_board = memfd_create("not-a-board", MFD_CLOEXEC);
+    ck_assert_int_eq(ftruncate(not_a_board, 4096), 0);
+    ck_assert_int_eq(board_adopt(&adopted, not_a_board, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "is not a version 1 board"), "%s", err);
+    board_close(&old);
+}
+END_TEST
+
 START_TEST(test_board_lag_counts_an_overdue_tick) {
     struct board_entry entry = {.lag_us = 30000, .tick_ms = 10000};
     ck_assert_double_eq_tol(board_lag_seconds(&entry, 10050), 0.03, 1e-9);  /* ticked on time */
@@ -469,11 +511,13 @@ Suite *autoscale_suite(void) {
     tcase_add_test(flags, test_autoscale_flags_and_defaults);
     tcase_add_test(flags, test_bad_autoscale_input_names_the_flag);
     tcase_add_test(flags, test_check_ignores_autoscale);
+    tcase_add_test(flags, test_autoscale_keys_in_a_config_file);
     tcase_add_test(flags, test_autoscale_requests);
     suite_add_tcase(s, flags);
     TCase *board = tcase_create("board");
     tcase_add_test(board, test_board_entries_are_claimed_zeroed_and_released);
     tcase_add_test(board, test_board_lag_counts_an_overdue_tick);
+    tcase_add_test(board, test_an_upgraded_arbiter_adopts_the_board_its_workers_have_mapped);
     suite_add_tcase(s, board);
     return s;
 }
