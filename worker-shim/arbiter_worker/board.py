@@ -12,7 +12,7 @@ from __future__ import annotations
 import mmap
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -118,20 +118,29 @@ class CountingSet(set[T]):
     """uvicorn's ServerState.connections, publishing its size on every change.
 
     uvicorn's protocols add themselves on connection_made and discard themselves on
-    connection_lost, so the board always holds this worker's open connections."""
+    connection_lost, so the board always holds this worker's open connections. It also counts the
+    members that are not HTTP (WebSocket sessions, whose task runs as long as the session): requests
+    in flight are the running tasks minus those, so a worker holding idle WebSockets is not busy."""
 
-    def __init__(self, on_change: Callable[[int], None], items: Iterable[T] = ()) -> None:
-        super().__init__(items)
+    def __init__(self, on_change: Callable[[int], None], is_http: Callable[[T], bool]) -> None:
+        super().__init__()
         self._on_change = on_change
+        self._is_http = is_http
+        self.not_http = 0
 
     def add(self, item: T) -> None:
-        super().add(item)
+        if item not in self:
+            super().add(item)
+            self.not_http += not self._is_http(item)
         self._on_change(len(self))
 
     def discard(self, item: object) -> None:
-        super().discard(item)
+        if item in self:
+            super().discard(item)
+            self.not_http -= not self._is_http(item)  # type: ignore[arg-type]
         self._on_change(len(self))
 
     def remove(self, item: T) -> None:
-        super().remove(item)
-        self._on_change(len(self))
+        if item not in self:
+            raise KeyError(item)
+        self.discard(item)

@@ -79,7 +79,8 @@ class WorkerServer(uvicorn.Server):
         self._acceptor: Acceptor | None = None
         self._even = board is not None and balance == "even"
         if board is not None:
-            self.server_state.connections = CountingSet(self._publish_connections)
+            self.server_state.connections = CountingSet(
+                self._publish_connections, lambda c: hasattr(c, "close_after_next_response"))
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -174,7 +175,9 @@ class WorkerServer(uvicorn.Server):
 
     async def on_tick(self, counter: int) -> bool:
         if self._board is not None:
-            self._board.tick(asyncio.get_running_loop().time(), len(self.server_state.tasks))
+            connections = self.server_state.connections
+            sessions = connections.not_http if isinstance(connections, CountingSet) else 0
+            self._board.tick(asyncio.get_running_loop().time(), max(0, len(self.server_state.tasks) - sessions))
         if self._acceptor is not None:
             self._acceptor.rebalance(self.server_state.connections)
         if self._max_requests and not self._retire_sent and self.server_state.total_requests >= self._max_requests:

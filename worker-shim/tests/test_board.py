@@ -113,6 +113,34 @@ def test_worker_publishes_its_connections_serving_and_ticks() -> None:
     assert entry(words, 3, SERVING) == 0  # the drain stopped accepting
 
 
+def test_an_open_websocket_is_a_connection_but_not_a_request_in_flight() -> None:
+    """A session waiting for messages is not work: it must not make the worker look busy to the
+    autoscaler, while it still counts for the even split of connections."""
+    from websockets.sync.client import connect as websocket_connect
+
+    fd, words = make_board()
+    listener = tcp_listener()
+    worker = Worker("shim_hello:app", [listener], board_fd=fd,
+                    env={"ARBITER_BOARD_FD": "5", "ARBITER_BOARD_INDEX": "2", "ARBITER_BALANCE": "even"})
+    try:
+        worker.wait_for("ready")
+        host, port = listener.getsockname()[:2]
+        with websocket_connect(f"ws://{host}:{port}/echo", open_timeout=5) as ws:
+            ws.send("hi")
+            assert ws.recv(timeout=5).endswith(":hi")
+            tick = entry(words, 2, TICK_MS)
+            deadline = time.monotonic() + 5
+            while entry(words, 2, TICK_MS) <= tick + 100:  # two more ticks, both after the session began
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            assert entry(words, 2, CONNECTIONS) == 1
+            assert entry(words, 2, IN_FLIGHT) == 0
+    finally:
+        worker.signal(15)
+        code, _, err = worker.finish()
+    assert code == 0, err
+
+
 def test_a_board_fd_that_is_not_a_board_exits_2() -> None:
     fd = os.memfd_create("not-a-board")
     os.ftruncate(fd, 4096)
