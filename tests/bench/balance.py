@@ -1,6 +1,6 @@
 """Balance and autoscaling benchmark (issue 12), side by side in one run.
 
-    tests/bench/run.sh balance            full run, ~22 min on 2 CPUs: docs/benchmarks/balance.{md,json,png}
+    tests/bench/run.sh balance            full run, ~30 min on 2 CPUs: docs/benchmarks/balance.{md,json,png}
     tests/bench/run.sh balance --smoke    every scenario once and short (~3 min): .cache/bench-smoke/
 
 Scenarios, each measured the same way for every server it compares:

@@ -6,7 +6,7 @@
 #   tests/bench/run.sh preload    the fork server (--preload) with a big app vs gunicorn --preload (~5 min):
 #                                 docs/benchmarks/preload.{md,json}
 #   tests/bench/run.sh balance    even accepts vs the kernel's and gunicorn's, and --autoscale on a step load
-#                                 (~22 min): docs/benchmarks/balance.{md,json,png}; with --smoke ~3 min into
+#                                 (~30 min): docs/benchmarks/balance.{md,json,png}; with --smoke ~3 min into
 #                                 .cache/bench-smoke/
 #   extra flags go to bench.py:   --servers arbiter,uvicorn  --only speed,failures  --rounds 5  --rate 500
 #
