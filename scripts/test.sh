@@ -108,6 +108,8 @@ skip_stage() {
     log "==> [$1] SKIPPED: $2"
 }
 
+# The Python programs the tests run (pytest, kubernetes-validate, mypy's checks, …) come from
+# tests/requirements.txt, installed into .venv here.
 stage_install() {
     ensure_apt_packages "${TEST_PACKAGES[@]}" || return 1
     ensure_venv "$REPO/tests/requirements.txt"
