@@ -108,6 +108,8 @@ skip_stage() {
     log "==> [$1] SKIPPED: $2"
 }
 
+# The Python programs the tests run (pytest, kubernetes-validate, mypy's checks, …) come from
+# tests/requirements.txt, installed into .venv here.
 stage_install() {
     ensure_apt_packages "${TEST_PACKAGES[@]}" || return 1
     ensure_venv "$REPO/tests/requirements.txt"
@@ -186,8 +188,9 @@ stage_shim_lowest() {
     local lowest="$REPO/.venv-lowest" status=0 xml passed failed skipped sum=(0 0 0)
     ensure_venv "$REPO/tests/requirements-lowest.txt" "$lowest" || return 1
     "$lowest/bin/python" -c 'import uvicorn; print("shim-lowest: uvicorn", uvicorn.__version__)'
-    (cd "$REPO/worker-shim" && "$lowest/bin/python" -m pytest tests -p no:cacheprovider --timeout=240 -q \
-        --junitxml="$LOG_DIR/shim-lowest.xml") || status=1
+    # ARBITER_TEST_PYTHON is the interpreter the harness starts workers with: the lowest one too.
+    (cd "$REPO/worker-shim" && ARBITER_TEST_PYTHON="$lowest/bin/python" "$lowest/bin/python" -m pytest tests \
+        -p no:cacheprovider --timeout=240 -q --junitxml="$LOG_DIR/shim-lowest.xml") || status=1
     ARBITER_TEST_PYTHON="$lowest/bin/python" "$lowest/bin/python" -m pytest "$REPO/tests/integration/test_zero_drop.py" \
         -p no:cacheprovider --timeout=240 -rfEs --junitxml="$LOG_DIR/zero-drop-lowest.xml" || status=1
     for xml in "$LOG_DIR/shim-lowest.xml" "$LOG_DIR/zero-drop-lowest.xml"; do

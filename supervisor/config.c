@@ -782,8 +782,11 @@ static int config_apply_defaults(struct config *c, char *const *envp, char *err,
     if (c->balance == BALANCE_DEFAULT)
         c->balance = c->reuse_port ? BALANCE_KERNEL : BALANCE_EVEN;
     if (c->bind_count == 0 && !environment_get(envp, "LISTEN_FDS")) {
+        /* `check` only boots the app: a port the kernel picks, so it never collides with a server
+         * already running on 8000 (the CI machine, the developer's own). */
+        const char *fallback = strcmp(c->command, "check") == 0 ? "127.0.0.1:0" : "127.0.0.1:8000";
         char reason[CONFIG_ERROR_MAX];
-        if (listener_parse_address("127.0.0.1:8000", &c->binds[0], reason, sizeof reason) != 0) {
+        if (listener_parse_address(fallback, &c->binds[0], reason, sizeof reason) != 0) {
             snprintf(err, n, "default bind: %s", reason);
             return -1;
         }

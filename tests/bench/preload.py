@@ -145,6 +145,20 @@ class Server:
         assert self.proc
         return sum(pss(p) for p in {self.proc.pid, *descendants(self.proc.pid)})
 
+    def settled_tree_pss(self) -> int:
+        """The tree's PSS once two reads in a row agree within 0.5 % (the last /gc answers are
+        still being written when gc_everywhere returns); at most 10 s."""
+        previous = self.tree_pss()
+
+        def settled():
+            nonlocal previous
+            current = self.tree_pss()
+            stable = abs(current - previous) <= previous * 0.005
+            previous = current
+            return current if stable else None
+
+        return until(settled, 10, 0.2) or previous
+
     def kill_one(self) -> float:
         """Kill the longest-running worker once it has served 10.5 s: arbiter backs off a slot that
         fails again within 10 s of becoming ready (crash-loop protection), which is not what this
@@ -214,8 +228,7 @@ def main() -> None:
         try:
             figures = {"start_s": server.start()}
             server.gc_everywhere()
-            time.sleep(1)  # let the last /gc responses' memory settle before reading smaps
-            figures["tree_pss_mib"] = server.tree_pss() / 1048576
+            figures["tree_pss_mib"] = server.settled_tree_pss() / 1048576
             kills = [server.kill_one() for _ in range(args.kills)]
             figures["kill_median_ms"] = statistics.median(kills) * 1000
             figures["kill_all_ms"] = [round(k * 1000, 1) for k in kills]

@@ -143,8 +143,8 @@ main() {
 
     copy_apt_configuration "$merged" || fail "cannot copy this machine's apt configuration into the root"
     pip_configuration_into "$merged" || fail "cannot copy this machine's pip configuration into the root"
-    git -c safe.directory="$REPO" clone --quiet --no-hardlinks "$REPO" "$merged/root/arbiter" \
-        && git -C "$merged/root/arbiter" checkout --quiet --detach "$head" \
+    git -c safe.directory="$REPO" clone --quiet --no-hardlinks "$REPO" "$merged/srv/arbiter" \
+        && git -C "$merged/srv/arbiter" checkout --quiet --detach "$head" \
         || fail "git clone of $REPO at $head failed"
     say "testing $(git -C "$REPO" log -1 --format='%h %s' "$head")"
 
@@ -161,7 +161,7 @@ main() {
     { (
         timeout --kill-after=30 "$TIMEOUT" systemd-nspawn --quiet --register=no --keep-unit --as-pid2 \
             --console=pipe --resolv-conf=copy-host --timezone=off \
-            --directory="$merged" --machine="arbiter-pristine-${RUN_DIR##*.}" --chdir=/root/arbiter \
+            --directory="$merged" --machine="arbiter-pristine-${RUN_DIR##*.}" --chdir=/srv/arbiter \
             --bind="$CACHE/apt-archives:/var/cache/apt/archives" --bind="$CACHE/pip-cache:/root/.cache/pip" \
             "${passed_on[@]}" "${NSPAWN_PIP_ARGS[@]}" \
             ./scripts/test.sh < /dev/null &
