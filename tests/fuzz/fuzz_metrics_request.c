@@ -68,6 +68,8 @@ FUZZ_ORACLE static struct metrics_request reference_route(const char *bytes, siz
         request.route = METRICS_ROUTE_METRICS;
     else if (route_end - path == 8 && memcmp(bytes + path, "/healthz", 8) == 0)
         request.route = METRICS_ROUTE_HEALTHZ;
+    else if (route_end - path == 6 && memcmp(bytes + path, "/livez", 6) == 0)
+        request.route = METRICS_ROUTE_LIVEZ;
     return request;
 }
 
@@ -89,6 +91,7 @@ FUZZ_ORACLE static void decision_check(const char *bytes, size_t length, struct 
         return;
     case METRICS_ROUTE_METRICS:
     case METRICS_ROUTE_HEALTHZ:
+    case METRICS_ROUTE_LIVEZ:
     case METRICS_ROUTE_NOT_FOUND:
     case METRICS_ROUTE_BAD_METHOD:
     case METRICS_ROUTE_BAD_REQUEST: {
