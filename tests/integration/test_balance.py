@@ -19,6 +19,7 @@ import pytest
 from conftest import ARBITER_BIN, TEST_PYTHON, Arbiter, wait_until
 from load import LoadRun
 from test_upgrade import install_new_build, installed  # noqa: F401  (installed is a fixture)
+from test_zero_drop import ctl
 
 QUIET = ["--no-access-log"]
 FAST_HEARTBEATS = ["--timeout", "2"]  # heartbeats every 0.5 s: request counts in status catch up quickly
@@ -29,13 +30,6 @@ def status(arbiter: Arbiter) -> dict:
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
-
-
-def ctl(arbiter: Arbiter, *command: str, timeout: float = 120) -> str:
-    result = subprocess.run([str(ARBITER_BIN), "ctl", "--control", str(arbiter.control_path), *command],
-                            capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, f"ctl {' '.join(command)} exited {result.returncode}: {result.stderr}{result.stdout}"
-    return result.stdout
 
 
 def connections_per_worker(arbiter: Arbiter) -> list[int]:

@@ -172,6 +172,8 @@ class WorkerServer(uvicorn.Server):
     def _publish_connections(self, count: int) -> None:
         if self._board is not None:
             self._board.publish_connections(count + (self._acceptor.accepting if self._acceptor else 0))
+        if self._acceptor is not None:
+            self._acceptor.connections_changed()
 
     async def on_tick(self, counter: int) -> bool:
         if self._board is not None:

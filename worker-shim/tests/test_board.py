@@ -15,7 +15,7 @@ import pytest
 
 from harness import Worker, tcp_listener, url_of
 
-from arbiter_worker.accept import Acceptor
+from arbiter_worker.accept import Acceptor, queued_connections
 from arbiter_worker.board import (
     CONNECTIONS, ENTRY_BYTES, IN_FLIGHT, MAGIC, PID, SERVING, TICK_MS, VERSION, WORDS, Board, BoardInvalid,
     monotonic_ms,
@@ -81,6 +81,37 @@ def test_a_worker_over_its_share_holds_off_and_one_within_it_accepts() -> None:
             assert acceptor.over_share() is over, count
     finally:
         loop.close()
+
+
+def test_a_held_off_listener_is_watched_again_as_soon_as_a_connection_closes() -> None:
+    """Short-lived connections: waiting for the next poll left the worker idle next to a full queue."""
+    fd, words = make_board()
+    board = Board(fd, 1)
+    held = {"count": 8}
+    listener = tcp_listener()
+    client = socket.create_connection(listener.getsockname())  # one connection waiting in the queue
+    loop = asyncio.new_event_loop()
+    try:
+        acceptor = Acceptor(loop, [listener], lambda: asyncio.Protocol(), board, lambda: held["count"])
+        acceptor.start()
+        set_peer(words, 2, 5)
+        board.publish_connections(8)
+        acceptor._on_acceptable(listener)  # over its share: holds off, the connection stays queued
+        assert acceptor.over_share() and listener.fileno() in acceptor._held
+        assert queued_connections(listener) == 1
+        held["count"] = 5
+        board.publish_connections(5)
+        acceptor.connections_changed()
+        assert listener.fileno() not in acceptor._held  # watched again, without waiting for a poll
+        deadline = time.monotonic() + 5
+        while queued_connections(listener) != 0:  # taken by the acceptor, not left for a poll
+            assert time.monotonic() < deadline, "the queued connection was not accepted"
+            loop.run_until_complete(asyncio.sleep(0.01))
+    finally:
+        acceptor.stop()
+        loop.close()
+        client.close()
+        listener.close()
 
 
 def test_worker_publishes_its_connections_serving_and_ticks() -> None:
