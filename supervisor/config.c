@@ -299,7 +299,7 @@ static const struct option_spec option_table[] = {
      "listen on HOST:PORT, [V6]:PORT, unix:PATH or fd://N; repeatable (default 127.0.0.1:8000)"},
     {"socket-mode", 0, "MODE", apply_octal_mode, FIELD(socket_mode), 0, 0777, NULL, 0,
      "file mode of unix: sockets (default 660)"},
-    {"backlog", 0, "N", apply_uint, FIELD(backlog), 1, 65535, NULL, 0,
+    {"backlog", 0, "N", apply_uint, FIELD(backlog), 1, 65535, NULL, OPT_FORWARD,
      "listen queue length (default 2048; the kernel caps it at net.core.somaxconn)"},
     {"reuse-port", 0, NULL, apply_true, FIELD(reuse_port), 0, 0, NULL, 0,
      "one SO_REUSEPORT listener per worker slot instead of one shared queue"},

@@ -100,6 +100,10 @@ END_TEST
 START_TEST(test_backlog_accepts_up_to_65535) {
     ASSERT_OK(PARSE("run", "--python", PYTHON, "--backlog", "65535", "app:app"));
     ck_assert_uint_eq(config.backlog, 65535);
+    /* Forwarded too: uvicorn listens again with its own backlog under --balance kernel. */
+    ck_assert_uint_eq(config.forward.count, 2);
+    ck_assert_str_eq(config.forward.items[0], "--backlog");
+    ck_assert_str_eq(config.forward.items[1], "65535");
     config_free(&config);
     ASSERT_REFUSED("--backlog: '65536'", "run", "--backlog", "65536", "app:app");
 }

@@ -33,6 +33,9 @@ class Options:
     graceful_timeout: float
     max_requests: int
     zygote: bool = False
+    backlog: int = 2048
+    """The arbiter's --backlog: uvicorn's create_server listens again on an adopted socket with its
+    own backlog, which would otherwise replace the arbiter's (--balance kernel)."""
 
 
 def _non_negative_float(text: str) -> float:
@@ -46,6 +49,13 @@ def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
     return value
 
 
@@ -73,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds allowed for the drain and lifespan shutdown after SIGTERM")
     add("--max-requests", type=_non_negative_int, default=0,
         help="ask the arbiter for a replacement after this many requests (0: never)")
+    add("--backlog", type=_positive_int, default=2048, help="the listen queue the arbiter set (--backlog)")
     add("--zygote", action="store_true",
         help="fork server (arbiter --preload): import the app once, then fork workers on the arbiter's request")
     return parser
@@ -98,4 +109,5 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         graceful_timeout=namespace.graceful_timeout,
         max_requests=namespace.max_requests,
         zygote=namespace.zygote,
+        backlog=namespace.backlog,
     )

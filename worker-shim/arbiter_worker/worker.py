@@ -39,6 +39,7 @@ def build_config(options: Options, environment: WorkerEnvironment) -> uvicorn.Co
         root_path=options.root_path,
         timeout_keep_alive=options.timeout_keep_alive,
         limit_concurrency=options.limit_concurrency,
+        backlog=options.backlog,
         log_config=logging_config(environment.log_format, environment.worker_id),
         log_level=options.log_level,
         access_log=options.access_log,

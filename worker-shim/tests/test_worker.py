@@ -52,6 +52,25 @@ def test_serves_inherited_ipv4_ipv6_and_unix_listeners_with_their_real_family(tm
     assert listeners[0].getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
 
 
+def listen_backlog(sock: socket.socket) -> int:
+    """A TCP listener's backlog: tcpi_sacked of TCP_INFO (what `ss -l` shows as Send-Q)."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 32)
+    return int.from_bytes(info[28:32], "little")
+
+
+def test_the_arbiters_backlog_survives_uvicorns_own_listen() -> None:
+    """With --balance kernel, uvicorn's create_server listens again on the adopted socket with its own
+    backlog; the shim passes the arbiter's, so --backlog 100 stays 100 (uvicorn's default is 2048)."""
+    listener = tcp_listener()
+    listener.listen(100)
+    assert listen_backlog(listener) == 100
+    worker = Worker("shim_hello:app", [listener], args=["--backlog", "100"], env={"ARBITER_BALANCE": "kernel"})
+    worker.wait_for("ready")
+    assert httpx.get(url_of(listener) + "/").json()["pid"] == worker.pid
+    assert listen_backlog(listener) == 100
+    assert stop(worker)[0] == 0
+
+
 def test_in_flight_heartbeat_counts_running_requests() -> None:
     listener = tcp_listener()
     worker = Worker("shim_hello:app", [listener])
