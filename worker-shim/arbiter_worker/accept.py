@@ -52,6 +52,8 @@ REBALANCE_GAP = 3
 plus SHARE_SLACK; one just above its share sheds one connection per tick while another worker holds
 this many fewer. Accepting stops at share + SHARE_SLACK, shedding starts above it, so the two never
 undo each other."""
+SETTLE_SECONDS = 1.0
+"""Longest wait at a stop for accepted connections to become transports (a loop iteration or two)."""
 RESOURCE_RETRY_SECONDS = 1.0
 """Out of fds or memory: stop accepting this long instead of spinning (asyncio does the same)."""
 TCP_INFO_UNACKED = 24
@@ -83,6 +85,8 @@ class Acceptor:
         self._connections = connections
         self.accepting = 0
         """Accepted, protocol not made yet: already this worker's, not yet in the connection set."""
+        self._serving: set[asyncio.Task[None]] = set()
+        """The tasks making those protocols (held here: the loop keeps only weak references)."""
         self._held: dict[int, asyncio.TimerHandle] = {}
         self._holding: dict[int, socket.socket] = {}
         """Listeners held off for being over the share (not paused for lack of fds): watched again
@@ -179,8 +183,18 @@ class Acceptor:
         conn.setblocking(False)
         self.accepting += 1
         self._board.publish_connections(self.held_connections())
-        self._loop.create_task(self._serve(conn))
+        task = self._loop.create_task(self._serve(conn))
+        self._serving.add(task)
+        task.add_done_callback(self._serving.discard)
         return True
+
+    async def settle(self, timeout: float = SETTLE_SECONDS) -> None:
+        """Wait until every connection accepted so far is uvicorn's (its protocol made, in the
+        connection set), so a drain that starts now sees it. Without this, a stop right after a
+        wake-up accepted a burst ended the loop before those protocols existed, and their clients,
+        whose requests were already sent, got a closed connection (Connection: close load)."""
+        if self._serving:
+            await asyncio.wait(set(self._serving), timeout=timeout)
 
     async def _serve(self, conn: socket.socket) -> None:
         try:

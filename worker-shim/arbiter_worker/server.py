@@ -260,6 +260,8 @@ class WorkerServer(uvicorn.Server):
         for sock in sockets or []:
             sock.close()
         await self._serve_accepted(queued)
+        if self._acceptor is not None and not self.force_exit:
+            await self._acceptor.settle()
 
         if not self.force_exit:
             logger.info(

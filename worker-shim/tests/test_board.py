@@ -114,6 +114,42 @@ def test_a_held_off_listener_is_watched_again_as_soon_as_a_connection_closes() -
         listener.close()
 
 
+def test_a_stop_waits_for_the_connections_already_accepted_to_become_transports() -> None:
+    """A wake-up accepts a burst and makes each protocol in a task; a stop right after must not end
+    the loop before those exist, or their clients (requests already sent) see a closed connection."""
+    fd, _words = make_board()
+    board = Board(fd, 1)
+    listener = tcp_listener()
+    clients = [socket.create_connection(listener.getsockname()) for _ in range(3)]
+    made: list[asyncio.BaseTransport] = []
+
+    class Recording(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            made.append(transport)
+
+    loop = asyncio.new_event_loop()
+    try:
+        acceptor = Acceptor(loop, [listener], Recording, board, lambda: len(made))
+        acceptor.start()
+        deadline = time.monotonic() + 5
+        while queued_connections(listener) != 3:
+            assert time.monotonic() < deadline, queued_connections(listener)
+            time.sleep(0.01)
+        acceptor._on_acceptable(listener)  # accepted; their protocols are made by tasks not run yet
+        assert acceptor.accepting == 3 and not made
+        acceptor.stop()
+        loop.run_until_complete(acceptor.settle())
+        assert len(made) == 3 and acceptor.accepting == 0
+        for transport in made:
+            transport.close()
+        loop.run_until_complete(asyncio.sleep(0))
+    finally:
+        loop.close()
+        for client in clients:
+            client.close()
+        listener.close()
+
+
 def test_worker_publishes_its_connections_serving_and_ticks() -> None:
     fd, words = make_board()
     listener = tcp_listener()
