@@ -298,7 +298,15 @@ print(("ok" if ok else "bad"), "generation", s["generation"], [(w["pid"], w["sta
 
 test_watchdog_restarts_stopped_arbiter() {
     local pid t0
+    # The test before may have restarted the unit: between two instances MainPID is 0, and
+    # `kill -STOP 0` would stop this script's own process group (nsenter keeps the host's).
+    wait_until 30 ct_sh "[ \"\$(systemctl show -p MainPID --value arbiter@app.service)\" -gt 1 ] \
+            && systemctl show -p StatusText --value arbiter@app.service | grep -q '^2/2 workers ready'" || true
     pid="$(main_pid arbiter@app.service)"
+    if ! [ "${pid:-0}" -gt 1 ] 2>/dev/null; then
+        fail "systemd: watchdog restart" "arbiter@app.service has no main process to stop (MainPID '$pid')"
+        return
+    fi
     t0=$(now_ms)
     ct kill -STOP "$pid"
     # WatchdogSec=10, then SIGABRT, TimeoutAbortSec=5 -> SIGKILL, RestartSec=1, then the workers boot.
