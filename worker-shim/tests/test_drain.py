@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import concurrent.futures
+import fcntl
 import shutil
 import signal
 import socket
+import struct
+import termios
 import time
 
 import httpx
@@ -86,6 +89,11 @@ def test_idle_keepalive_connection_is_closed_only_after_a_quiet_grace(http: str)
     assert worker.finish()[0] == 0
 
 
+def unsent_bytes(conn: socket.socket) -> int:
+    """Bytes still in our send queue (SIOCOUTQ): 0 once the peer's socket holds all of them."""
+    return struct.unpack("i", fcntl.ioctl(conn.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+
+
 def test_pipelined_requests_are_all_answered_and_only_the_last_says_close() -> None:
     worker, listener = ready_worker("--http", "httptools")
     with socket.create_connection(listener.getsockname()) as conn:
@@ -94,7 +102,9 @@ def test_pipelined_requests_are_all_answered_and_only_the_last_says_close() -> N
         while worker.wait_for("heartbeat", after=len(worker.messages))["in_flight"] != 1:
             assert time.monotonic() < deadline
         conn.sendall(REQUEST * 2)
-        time.sleep(0.05)  # let the pipelined bytes reach the worker before the signal (ordering, not waiting)
+        while unsent_bytes(conn):  # the pipelined bytes are in the worker's socket before the signal
+            assert time.monotonic() < deadline, unsent_bytes(conn)
+            time.sleep(0.001)
         worker.signal(signal.SIGTERM)
         heads = [read_response(conn) for _ in range(3)]
         assert all(head.startswith(b"HTTP/1.1 200") for head in heads)
