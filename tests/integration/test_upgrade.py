@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -58,10 +57,13 @@ def open_fds(pid: int) -> int:
 
 def settled_fds(pid: int) -> int:
     """The fd count once a control connection just used (ours) has been closed on the arbiter's side."""
-    def stable():
-        first = open_fds(pid)
-        time.sleep(0.05)  # a poll interval: a client's close reaches the arbiter's loop within it
-        return first if open_fds(pid) == first else None
+    previous: list[int] = []
+
+    def stable():  # the same count on two polls in a row (wait_until's interval apart)
+        now = open_fds(pid)
+        same = previous == [now]
+        previous[:] = [now]
+        return now if same else None
     return wait_until(stable, 10, "a stable fd count")
 
 
