@@ -33,7 +33,6 @@ import io
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
@@ -46,7 +45,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 from bench import (  # noqa: E402
-    APPS, LOADS, Arbiter, GunicornUvicorn, Instance, http_get, log, percentile, run_wrk, wait_cpu_quiet,
+    APPS, LOADS, Arbiter, GunicornUvicorn, Instance, http_get, log, percentile, run_then_clean_up, run_wrk,
+    wait_cpu_quiet,
 )
 
 TEST_APPS = ROOT / "tests" / "apps"
@@ -503,16 +503,7 @@ def main() -> None:
         name = "balance-smoke" if args.smoke else "balance"
         report(json.loads((Path(args.out) / f"{name}.json").read_text()), Path(args.out), args.smoke)
         return
-    bench = Bench(args)
-
-    def on_signal(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        bench.run()
-    finally:
-        bench.cleanup()
+    run_then_clean_up(Bench(args))
 
 
 if __name__ == "__main__":

@@ -1069,16 +1069,19 @@ def main() -> None:
     ap.add_argument("--with-close", action="store_true", help="also 3 reloads under Connection: close load")
     ap.add_argument("--rate", type=int, help="open-loop rate per worker instead of the calibrated one")
     args = ap.parse_args()
-    h = Harness(args)
+    run_then_clean_up(Harness(args))
 
+
+def run_then_clean_up(bench) -> None:
+    """bench.run(), then bench.cleanup() however it ends: a SIGTERM (a CI timeout) included."""
     def on_signal(signum, frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        h.run()
+        bench.run()
     finally:
-        h.cleanup()
+        bench.cleanup()
 
 
 if __name__ == "__main__":
