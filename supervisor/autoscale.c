@@ -24,12 +24,9 @@
 
 #include <errno.h>
 #include <math.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "arbiter.h"
 #include "log.h"
@@ -203,25 +200,22 @@ struct autoscale_decision autoscale_decide(const struct autoscale_policy *p, str
 
 static uint64_t monotonic_ms(void) { return uv_hrtime() / 1000000u; }
 
-/* Connections completed by the kernel and not yet accepted: tcpi_unacked of a listening socket. */
-static unsigned listener_queue(int fd) {
-    struct tcp_info info;
-    socklen_t length = sizeof info;
-    if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) != 0)
-        return 0; /* not TCP (a unix socket): the kernel does not say */
-    return info.tcpi_unacked;
+/* Connections waiting in a listener's accept queue; 0 where the kernel does not say (unix:). */
+static unsigned queue_length(int fd) {
+    unsigned waiting, size;
+    return listener_queue(fd, &waiting, &size) == 0 ? waiting : 0;
 }
 
 static unsigned pool_queue(const struct arbiter *a) {
     unsigned total = 0;
     if (!a->config->reuse_port) {
         for (size_t i = 0; i < a->listeners.count; i++)
-            total += listener_queue(a->listeners.items[i].fd);
+            total += queue_length(a->listeners.items[i].fd);
         return total;
     }
     for (size_t s = 0; s < a->pool.slot_count; s++)
         for (size_t i = 0; i < a->pool.listen_fd_count; i++)
-            total += listener_queue(a->pool.slots[s]->listen_fds[i]);
+            total += queue_length(a->pool.slots[s]->listen_fds[i]);
     return total;
 }
 

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -523,5 +524,15 @@ int listener_open_all_reusing(struct listener_set *set, const struct bind_addres
         listener_describe(l->fd, l->name, sizeof l->name);
         stored[match] = -1;
     }
+    return 0;
+}
+
+int listener_queue(int fd, unsigned *waiting, unsigned *size) {
+    struct tcp_info info;
+    socklen_t length = sizeof info;
+    if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) != 0)
+        return -1;
+    *waiting = info.tcpi_unacked; /* on a listener: completed connections not yet accepted */
+    *size = info.tcpi_sacked;     /* on a listener: the backlog */
     return 0;
 }

@@ -85,6 +85,11 @@ void listener_describe(int fd, char *out, size_t size);
  * slot. Returns the new fd; -1 with err set on failure; -2 when fd is not TCP (the slot shares it). */
 int listener_open_sibling(int fd, int backlog, char *err, size_t err_size);
 
+/* A TCP listener's accept queue from TCP_INFO: connections waiting to be accepted and the queue's
+ * size (the backlog). -1 for a closed fd or a socket that is not TCP (unix:), where the kernel does
+ * not say. */
+int listener_queue(int fd, unsigned *waiting, unsigned *size);
+
 /* systemd socket activation: how many fds (from fd 3) LISTEN_PID/LISTEN_FDS hand to process self.
  * Sets *count to 0 when the variables are absent or meant for another pid; -1 when malformed. */
 int listener_systemd_count(const char *listen_pid, const char *listen_fds, int self, unsigned *count, char *err,

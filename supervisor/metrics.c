@@ -18,7 +18,6 @@
 
 #include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -275,16 +274,15 @@ void metrics_render(struct arbiter *a, struct text_buffer *b) {
     header(b, "arbiter_listen_queue_length", "gauge", "Connections waiting in the listener's accept queue (TCP_INFO).");
     struct text_buffer maxima = {.limit = 1 << 20};
     for (size_t i = 0; i < a->listeners.count; i++) {
-        struct tcp_info info;
-        socklen_t len = sizeof info;
-        if (a->listeners.items[i].fd < 0 || getsockopt(a->listeners.items[i].fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0)
+        unsigned waiting, size;
+        if (listener_queue(a->listeners.items[i].fd, &waiting, &size) != 0)
             continue; /* closed at the end of a lame duck, or not TCP */
         text_buffer_printf(b, "arbiter_listen_queue_length{listener=\"");
         metrics_escape_label(b, a->listeners.items[i].name);
-        text_buffer_printf(b, "\"} %u\n", info.tcpi_unacked);
+        text_buffer_printf(b, "\"} %u\n", waiting);
         text_buffer_printf(&maxima, "arbiter_listen_queue_max{listener=\"");
         metrics_escape_label(&maxima, a->listeners.items[i].name);
-        text_buffer_printf(&maxima, "\"} %u\n", info.tcpi_sacked);
+        text_buffer_printf(&maxima, "\"} %u\n", size);
     }
     header(b, "arbiter_listen_queue_max", "gauge", "Size of the listener's accept queue (backlog).");
     if (maxima.data)
