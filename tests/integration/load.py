@@ -33,7 +33,6 @@ import select
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -207,11 +206,19 @@ async def run_load(options: argparse.Namespace) -> dict:
     loop.call_later(options.seconds, stop.set)
 
     def stop_on_stdin() -> None:
-        sys.stdin.buffer.readline()  # any line, or EOF when the parent goes away
-        loop.call_soon_threadsafe(stop.set)
+        # Any bytes, or EOF when the parent goes away. Read by the loop, not by a thread: a daemon thread
+        # blocked in stdin's readline when the run ends by --seconds made the interpreter's shutdown abort
+        # ("could not acquire lock for <_io.BufferedReader name='<stdin>'>", exit -6).
+        try:
+            os.read(stdin_fd, 4096)
+        except OSError:
+            pass
+        loop.remove_reader(stdin_fd)
+        stop.set()
 
+    stdin_fd = sys.stdin.fileno() if options.stop_on_stdin else -1
     if options.stop_on_stdin:
-        threading.Thread(target=stop_on_stdin, daemon=True).start()
+        loop.add_reader(stdin_fd, stop_on_stdin)
     budget = [options.max_requests]
     progress = asyncio.ensure_future(write_progress(tally, Path(options.progress), stop)) if options.progress else None
     await asyncio.gather(*(
@@ -219,6 +226,8 @@ async def run_load(options: argparse.Namespace) -> dict:
         for index in range(options.connections)
     ))
     stop.set()
+    if options.stop_on_stdin:
+        loop.remove_reader(stdin_fd)
     if progress is not None:
         await progress
     return tally.report(with_samples=True)

@@ -18,6 +18,7 @@ from conftest import wait_until
 from test_zero_drop import ctl, start_load  # noqa: F401  (start_load is a fixture)
 
 SOAK_SECONDS = 60.0
+SETTLE_SECONDS = 120.0
 KILL_EVERY = 0.2
 CONNECTIONS = 32
 RSS_SLACK_KIB = 1024  # allocator noise; a leak of one handle per restart would be far more over ~300 restarts
@@ -74,7 +75,8 @@ def test_chaos_soak_keeps_serving_and_leaks_nothing(arbiter, start_load):
     arbiter.run(workers=4, extra=["--no-access-log"])
     arbiter.wait_ready(4)
     port = int(arbiter.bind.rsplit(":", 1)[1])
-    load = start_load(arbiter, connections=CONNECTIONS)
+    # Long enough to outlast the soak and the settle wait below, so the test is what stops it.
+    load = start_load(arbiter, connections=CONNECTIONS, seconds=SOAK_SECONDS + SETTLE_SECONDS + 60)
     load.wait_answered(1000)
     fds_before, rss_before = open_fds(arbiter.pid), rss_kib(arbiter.pid)
 
@@ -106,7 +108,7 @@ def test_chaos_soak_keeps_serving_and_leaks_nothing(arbiter, start_load):
         return (current["target_workers"] == 4 and current["ready_workers"] == 4 and len(current["workers"]) == 4
                 and current["state"] == "running")
 
-    wait_until(settled, 120, "4 ready workers and nothing else after the chaos")
+    wait_until(settled, SETTLE_SECONDS, "4 ready workers and nothing else after the chaos")
     report = load.stop()
     fds_after, rss_after = open_fds(arbiter.pid), rss_kib(arbiter.pid)
     restarts = status(arbiter)["restarts"]

@@ -37,9 +37,10 @@ def start_load(workdir):
     """Start load.py against an arbiter; every load still running at teardown is killed."""
     runs: list[LoadRun] = []
 
-    def start(arbiter: Arbiter, close_connections: int = 0, connections: int = CONNECTIONS, path: str = "/") -> LoadRun:
+    def start(arbiter: Arbiter, close_connections: int = 0, connections: int = CONNECTIONS, path: str = "/",
+              seconds: float = 90) -> LoadRun:
         run = LoadRun(str(TEST_PYTHON), arbiter.base_url() + path, workdir, connections=connections,
-                      close_connections=close_connections, seconds=90)
+                      close_connections=close_connections, seconds=seconds)
         runs.append(run)
         return run
 
