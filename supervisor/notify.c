@@ -104,8 +104,10 @@ int notify_init(struct notify *notify, uv_loop_t *loop) {
         uv_timer_init(loop, &notify->watchdog_timer);
         notify->watchdog_timer.data = notify;
         notify->timer_initialised = true;
-        uv_timer_start(&notify->watchdog_timer, notify_on_watchdog, interval_ms ? interval_ms : 1,
-                       interval_ms ? interval_ms : 1);
+        /* Due at once, then every half period: after a re-exec in place (ctl upgrade) the ping before
+         * the exec is the last one systemd saw, and waiting a whole interval here could let the
+         * watchdog expire (two upgrades a few seconds apart did, in the e2e run). */
+        uv_timer_start(&notify->watchdog_timer, notify_on_watchdog, 0, interval_ms ? interval_ms : 1);
         log_info("watchdog", "systemd watchdog every %llu ms", (unsigned long long)(interval_ms ? interval_ms : 1));
     }
     return 0;

@@ -430,8 +430,9 @@ static void upgrade_exec(uv_timer_t *timer) {
         env[env_count++] = notify_env[i];
     }
     state_set_inheritable(state, true, false);
-    notify_send(&a->notify, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=upgrading in place",
-                (unsigned long long)notify_monotonic_usec());
+    /* A fresh watchdog ping: the new image's own first ping comes once it has started. */
+    notify_send(&a->notify, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=upgrading in place%s",
+                (unsigned long long)notify_monotonic_usec(), a->notify.watchdog_usec ? "\nWATCHDOG=1" : "");
     log_info("upgrade_exec", "re-executing %s in place (pid %d stays)", u->exe_path, (int)getpid());
     fflush(NULL);
     sigset_t none;

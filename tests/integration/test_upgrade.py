@@ -11,7 +11,9 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -150,6 +152,52 @@ def test_sigusr2_upgrades_in_place(arbiter, installed):
 
     wait_until(lambda: status(arbiter)["upgrades"] == 1, 30, "the upgrade after SIGUSR2")
     assert {w["pid"] for w in status(arbiter)["workers"]} == workers
+
+
+class NotifySocket:
+    """A stand-in for systemd's notify socket: every datagram the arbiter sends, with when it was read."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.setblocking(False)
+        self.messages: list[tuple[float, set[str]]] = []
+
+    def read(self) -> list[tuple[float, set[str]]]:
+        while True:
+            try:
+                data = self.sock.recv(4096)
+            except BlockingIOError:
+                return self.messages
+            self.messages.append((time.monotonic(), set(data.decode().split("\n"))))
+
+    def first_after(self, since: float, line: str, timeout: float) -> float:
+        def found():
+            return next((at for at, lines in self.read() if at >= since and line in lines), None)
+        return wait_until(found, timeout, f"{line} from the arbiter")
+
+
+def test_the_systemd_watchdog_is_pinged_at_once_after_an_upgrade(arbiter, installed, workdir):
+    """Each image pings at once, not one interval after it starts: the ping before the exec is the
+    last systemd saw, so waiting a whole interval after it let two upgrades 5 s apart overrun
+    WatchdogSec (the e2e run's watchdog fired 0.6 s after its SIGSTOP, 10 s after the last ping)."""
+    notify = NotifySocket(workdir / "notify.sock")
+    interval = 5.0  # WATCHDOG_USEC / 2
+    started = time.monotonic()
+    run_installed(arbiter, installed, env={"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": str(int(2 * interval * 1e6))})
+    arbiter.wait_ready(2)
+    assert notify.first_after(started, "WATCHDOG=1", 5) - started < interval / 2
+    notify.first_after(started, "READY=1", 5)
+
+    install_new_build(installed, b"watchdog")
+    before = time.monotonic()
+    assert upgrade(arbiter).returncode == 0
+    reloading = notify.first_after(before, "RELOADING=1", 5)
+    assert any("WATCHDOG=1" in lines for at, lines in notify.read() if at == reloading)  # pinged right before the exec
+    after_exec = notify.first_after(reloading + 1e-6, "WATCHDOG=1", interval)
+    assert after_exec - reloading < interval / 2, "the new image waited for its timer before its first ping"
+    notify.first_after(reloading, "READY=1", 10)
 
 
 def test_upgrade_during_a_reload_is_refused_as_busy(arbiter, installed):
