@@ -18,10 +18,13 @@ Scenarios, each measured the same way for every server it compares:
   rounds. Servers: even, kernel, gunicorn + UvicornWorker, in a rotating order.
 - autoscale step: tests/apps/sync_driver.py (each request blocks its worker's loop 20 ms, so one
   worker answers ~50/s), vegeta at 20/s, then 160/s, then 20/s again (STEP phases). Configurations:
-  --autoscale 1:8 (exec), --autoscale 1:8 --preload, and a fixed -w 8. Workers are sampled from
+  --autoscale 1:8 (exec), --autoscale 1:8 --preload, the same with --autoscale-up-after 0.25 (the
+  knob for a sharper reaction), and a fixed -w 8. Workers are sampled from
   `ctl status` every 0.25 s; p99 in 1-second windows by request start. Figures: worker-seconds, p99
   of the whole run, time from the step until the windowed p99 stays under twice its steady value
   (the last third of the 160/s phase), and a chart of workers and p99 over time.
+`--only step` (or any subset) reruns those scenarios and keeps the others from the saved JSON; the
+report says which parts were rerun when.
 Benchmarks never fail on a timing: they print figures. Everything runs on 127.0.0.1.
 """
 
@@ -271,6 +274,8 @@ class Bench:
         configs = [
             ("autoscale", "--autoscale 1:8", 1, ["--autoscale", "1:8", *idle]),
             ("autoscale-preload", "--autoscale 1:8 --preload", 1, ["--autoscale", "1:8", "--preload", *idle]),
+            ("autoscale-preload-fast", "--autoscale 1:8 --preload --autoscale-up-after 0.25", 1,
+             ["--autoscale", "1:8", "--preload", "--autoscale-up-after", "0.25", *idle]),
             ("fixed-8", "-w 8 (fixed, = MAX)", 8, []),
         ]
         for key, label, workers, flags in configs:
@@ -348,13 +353,33 @@ class Bench:
         }
 
     def run(self) -> None:
-        wanted = self.args.only.split(",") if self.args.only else ["fairness", "throughput", "mixed", "step"]
+        everything = ["fairness", "throughput", "mixed", "step"]
+        wanted = self.args.only.split(",") if self.args.only else everything
+        unknown = [name for name in wanted if name not in everything]
+        if unknown:
+            raise SystemExit(f"balance.py: --only {','.join(unknown)}: choose from {','.join(everything)}")
+        saved = self.out / ("balance-smoke.json" if self.smoke else "balance.json")
+        if self.args.only and saved.exists():  # a partial rerun: keep the other scenarios' figures
+            previous = json.loads(saved.read_text())
+            for name in everything:
+                if name not in wanted:
+                    self.results[name] = previous.get(name, [])
+                    if name == "mixed":
+                        self.results["mixed_capacity"] = previous.get("mixed_capacity")
+                        self.results["mixed_rates"] = previous.get("mixed_rates")
+            self.results["reruns"] = previous.get("reruns", []) + [
+                {"parts": wanted, "date_utc": self.results["meta"]["date_utc"], "command": self.results["meta"]["command"]}]
+            self.results["meta"] = previous["meta"]
+            self.results["duration_s"] = previous.get("duration_s", 0)
         began = time.monotonic()
         for name in wanted:
             log(f"=== {name}")
             getattr(self, name)()
-        self.results["duration_s"] = round(time.monotonic() - began, 1)
-        self.results["meta"]["loadavg_at_end"] = open("/proc/loadavg").read().split()[:3]
+        if self.results.get("reruns"):
+            self.results["reruns"][-1]["duration_s"] = round(time.monotonic() - began, 1)
+        else:
+            self.results["duration_s"] = round(time.monotonic() - began, 1)
+            self.results["meta"]["loadavg_at_end"] = open("/proc/loadavg").read().split()[:3]
         self.save()
         report(self.results, self.out, self.smoke)
         log(f"done in {self.results['duration_s']} s")
@@ -381,6 +406,9 @@ def report(d: dict, out: Path, smoke: bool) -> None:
               f"gunicorn {m['versions'].get('gunicorn')} + uvicorn-worker {m['versions'].get('uvicorn-worker')}. "
               f"Load average {' '.join(m['loadavg_at_start'])} at the start, {' '.join(m.get('loadavg_at_end', []))} at the end; "
               f"{f(d.get('duration_s', 0) / 60, 1)} min. Method: the docstring of `tests/bench/balance.py`.", ""]
+    for rerun in d.get("reruns", []):
+        lines += [f"Rerun of {', '.join(rerun['parts'])} only: `{rerun['command']} --only {','.join(rerun['parts'])}` "
+                  f"on {rerun['date_utc']} ({f(rerun.get('duration_s', 0) / 60, 1)} min); the other figures are from the run above.", ""]
     if smoke:
         lines += ["**Smoke run: short and single; not figures to quote.**", ""]
 
@@ -404,8 +432,8 @@ def report(d: dict, out: Path, smoke: bool) -> None:
     def p99(key, load):
         return med([r["fast_p99_ms"] for r in mx if r["server"] == key and r.get("load", "heavy") == load])
 
-    step = {r["config"]: r for r in d["step"]}
-    auto, pre, fixed = step.get("autoscale"), step.get("autoscale-preload"), step.get("fixed-8")
+    fixed = next((r for r in d["step"] if r["config"] == "fixed-8"), None)
+    scaled = [r for r in d["step"] if r["config"] != "fixed-8"]
 
     def ratio(a, b):
         return a / b if a is not None and b else None
@@ -431,22 +459,22 @@ def report(d: dict, out: Path, smoke: bool) -> None:
                      f"| {f(p99('gunicorn', load), 1)} |")
     lines += ["", "Autoscaling, step load 20 → 160 → 20 req/s on `tests/apps/sync_driver.py` (20 ms of blocked loop per "
               "request); `--autoscale 1:8`, `--autoscale-idle " + str(d["config"]["idle_s"]) + "`, other knobs at their defaults:", "",
-              "| figure | target | --autoscale 1:8 | --autoscale 1:8 --preload | fixed -w 8 |", "|---|---|---:|---:|---:|"]
+              "| figure | target | " + " | ".join(r["label"] for r in scaled) + " | fixed -w 8 |",
+              "|---|---|" + "---:|" * (len(scaled) + 1)]
+
+    def versus_fixed(key, digits):
+        cells = [f"{f(r[key], digits)} (**{f(ratio(r[key], fixed[key]))}×**)" for r in scaled]
+        return " | ".join(cells) + f" | {f(fixed[key], digits)} |"
     if fixed:
-        lines.append(f"| worker-seconds | ≤ 0.6× fixed | {f(auto and auto['worker_seconds'], 0)} "
-                     f"(**{f(ratio(auto and auto['worker_seconds'], fixed['worker_seconds']))}×**) | "
-                     f"{f(pre and pre['worker_seconds'], 0)} (**{f(ratio(pre and pre['worker_seconds'], fixed['worker_seconds']))}×**) "
-                     f"| {f(fixed['worker_seconds'], 0)} |")
-        lines.append(f"| p99 of the whole run (ms) | ≤ 1.5× fixed | {f(auto and auto['p99_ms'], 0)} "
-                     f"(**{f(ratio(auto and auto['p99_ms'], fixed['p99_ms']))}×**) | {f(pre and pre['p99_ms'], 0)} "
-                     f"(**{f(ratio(pre and pre['p99_ms'], fixed['p99_ms']))}×**) | {f(fixed['p99_ms'], 0)} |")
+        lines.append("| worker-seconds | ≤ 0.6× fixed | " + versus_fixed("worker_seconds", 0))
+        lines.append("| p99 of the whole run (ms) | ≤ 1.5× fixed | " + versus_fixed("p99_ms", 0))
     for name, key, digits in (("p99 during the 160/s phase (ms)", "p99_high_ms", 0),
                               ("steady p99, last third of the 160/s phase (ms)", "steady_p99_ms", 0),
                               ("time from the step until p99 stays under 2× steady (s)", "recovery_s", 1),
                               ("time from the step to the first scale-up (s)", "first_scale_up_s", 2),
                               ("most workers at once", "max_workers", 0), ("failed requests", "failed", 0),
                               ("requests", "requests", 0)):
-        cells = [f(r[key], digits) if r else "–" for r in (auto, pre, fixed)]
+        cells = [f(r[key], digits) if r else "–" for r in (*scaled, fixed)]
         lines.append(f"| {name} | {'report it' if key == 'recovery_s' else '–'} | {' | '.join(cells)} |")
     lines += ["", "![workers and p99 over time](balance.png)" if not smoke else "", "",
               "Per run: fairness (max/mean, min/mean of the per-worker request counts):", ""]
