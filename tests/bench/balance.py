@@ -407,7 +407,7 @@ def report(d: dict, out: Path, smoke: bool) -> None:
               f"Load average {' '.join(m['loadavg_at_start'])} at the start, {' '.join(m.get('loadavg_at_end', []))} at the end; "
               f"{f(d.get('duration_s', 0) / 60, 1)} min. Method: the docstring of `tests/bench/balance.py`.", ""]
     for rerun in d.get("reruns", []):
-        lines += [f"Rerun of {', '.join(rerun['parts'])} only: `{rerun['command']} --only {','.join(rerun['parts'])}` "
+        lines += [f"Rerun of {', '.join(rerun['parts'])} only: `{rerun['command']}` "
                   f"on {rerun['date_utc']} ({f(rerun.get('duration_s', 0) / 60, 1)} min); the other figures are from the run above.", ""]
     if smoke:
         lines += ["**Smoke run: short and single; not figures to quote.**", ""]
