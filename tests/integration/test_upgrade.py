@@ -172,30 +172,37 @@ class NotifySocket:
                 return self.messages
             self.messages.append((time.monotonic(), set(data.decode().split("\n"))))
 
-    def first_after(self, since: float, line: str, timeout: float) -> float:
+    def first_after(self, since: float, line: str, timeout: float) -> tuple[float, set[str]]:
+        """The first datagram read at or after `since` with this line: when it was read, and its lines."""
         def found():
-            return next((at for at, lines in self.read() if at >= since and line in lines), None)
+            return next(((at, lines) for at, lines in self.read() if at >= since and line in lines), None)
         return wait_until(found, timeout, f"{line} from the arbiter")
 
 
-def test_the_systemd_watchdog_is_pinged_at_once_after_an_upgrade(arbiter, installed, workdir):
+@pytest.fixture
+def notify(workdir):
+    stand_in = NotifySocket(workdir / "notify.sock")
+    yield stand_in
+    stand_in.sock.close()
+
+
+def test_the_systemd_watchdog_is_pinged_at_once_after_an_upgrade(arbiter, installed, notify):
     """Each image pings at once, not one interval after it starts: the ping before the exec is the
     last systemd saw, so waiting a whole interval after it let two upgrades 5 s apart overrun
     WatchdogSec (the e2e run's watchdog fired 0.6 s after its SIGSTOP, 10 s after the last ping)."""
-    notify = NotifySocket(workdir / "notify.sock")
     interval = 5.0  # WATCHDOG_USEC / 2
     started = time.monotonic()
     run_installed(arbiter, installed, env={"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": str(int(2 * interval * 1e6))})
     arbiter.wait_ready(2)
-    assert notify.first_after(started, "WATCHDOG=1", 5) - started < interval / 2
+    assert notify.first_after(started, "WATCHDOG=1", 5)[0] - started < interval / 2
     notify.first_after(started, "READY=1", 5)
 
     install_new_build(installed, b"watchdog")
     before = time.monotonic()
     assert upgrade(arbiter).returncode == 0
-    reloading = notify.first_after(before, "RELOADING=1", 5)
-    assert any("WATCHDOG=1" in lines for at, lines in notify.read() if at == reloading)  # pinged right before the exec
-    after_exec = notify.first_after(reloading + 1e-6, "WATCHDOG=1", interval)
+    reloading, lines = notify.first_after(before, "RELOADING=1", 5)
+    assert "WATCHDOG=1" in lines  # pinged right before the exec
+    after_exec, _ = notify.first_after(reloading + 1e-6, "WATCHDOG=1", interval)
     assert after_exec - reloading < interval / 2, "the new image waited for its timer before its first ping"
     notify.first_after(reloading, "READY=1", 10)
 
