@@ -102,3 +102,56 @@ def test_blocked_worker_is_still_killed_after_the_arbiter_was_paused(arbiter):
     detected_after = time.monotonic() - blocked_at
     assert detected_after <= TIMEOUT + heartbeat_interval, f"detected only {detected_after:.2f}s after the loop blocked"
     wait_until(lambda: not pid_alive(victim), 10, f"blocked worker {victim} to be killed")
+
+
+# --------------------------------------------------------------------------------------------------
+# A crowded control socket
+
+
+def timed_ctl(arbiter, *command: str) -> tuple[subprocess.CompletedProcess, float]:
+    started = time.monotonic()
+    result = subprocess.run([str(ARBITER_BIN), "ctl", "--control", str(arbiter.control_path), *command],
+                            capture_output=True, text=True, timeout=30)
+    return result, time.monotonic() - started
+
+
+def test_ctl_status_and_health_answer_within_1s_beside_200_idle_control_connections(arbiter, start_load):
+    arbiter.run(workers=2, extra=QUIET)
+    arbiter.wait_ready(2)
+    load = start_load(arbiter, connections=8, seconds=60)
+    load.wait_answered(100)
+    idle = []
+    try:
+        for _ in range(200):  # a buggy client, a HEALTHCHECK that hangs: connected, silent
+            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            client.connect(str(arbiter.control_path))
+            idle.append(client)
+
+        for command in (["status"], ["health"]):
+            result, took = timed_ctl(arbiter, *command)
+            assert result.returncode == 0, f"ctl {command[0]} exited {result.returncode}: {result.stderr}"
+            assert "Broken pipe" not in result.stderr and "busy" not in result.stderr
+            assert took < 1.0, f"ctl {command[0]} took {took:.2f} s"
+    finally:
+        for client in idle:
+            client.close()
+    assert_no_failed_request(load.stop(), arbiter)
+
+
+def test_idle_control_connections_are_closed_after_about_a_second(arbiter):
+    arbiter.run(workers=1)
+    arbiter.wait_ready(1)
+    idle = []
+    try:
+        for _ in range(50):
+            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            client.connect(str(arbiter.control_path))
+            client.settimeout(10)
+            idle.append(client)
+        connected = time.monotonic()
+        for client in idle:
+            assert client.recv(4096) == b""  # closed by the arbiter, nothing said
+        assert time.monotonic() - connected < 5
+    finally:
+        for client in idle:
+            client.close()
