@@ -117,6 +117,7 @@ static void arbiter_on_stall(struct stall *stall, uint64_t stalled_ms) {
 static void arbiter_finish(struct arbiter *a) {
     log_info("stopped", "all workers stopped; exiting with %d", a->exit_code);
     stall_close(&a->stall);
+    leftovers_close(&a->leftovers);
     autoscale_close(&a->autoscale);
     uv_close((uv_handle_t *)&a->lame_duck_timer, NULL); /* embedded in struct arbiter */
     control_close(&a->control);
@@ -130,10 +131,15 @@ static void arbiter_finish(struct arbiter *a) {
     board_close(&a->board);
 }
 
+static void arbiter_on_swept(struct leftovers *leftovers) {
+    arbiter_finish(leftovers->data);
+}
+
+/* The workers are gone; what the app started and left with the arbiter goes before it exits. */
 static void arbiter_on_pool_empty(struct pool *pool) {
     struct arbiter *a = pool->events.data;
     if (a->state == ARBITER_STOPPING)
-        arbiter_finish(a);
+        leftovers_sweep(&a->leftovers, arbiter_on_swept, a);
 }
 
 static void arbiter_on_boot_failed(struct pool *pool, int exit_code) {
@@ -480,6 +486,8 @@ int arbiter_run(struct config *config) {
     uv_timer_init(a->loop, &a->lame_duck_timer);
     a->lame_duck_timer.data = a;
     stall_start(&a->stall, a->loop, config->timeout, arbiter_on_stall, a); /* arbiter_finish closes it */
+    leftovers_init(&a->leftovers, a->loop);
+    a->pool.leftovers = &a->leftovers;
     notify_init(&a->notify, a->loop);
     a->pool.reaper = &a->reaper;
     a->exec_spawner = (struct spawner){.ops = &spawner_exec_ops, .pool = &a->pool};

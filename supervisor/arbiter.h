@@ -11,6 +11,7 @@
 #include "board.h"
 #include "config.h"
 #include "control.h"
+#include "leftovers.h"
 #include "listener.h"
 #include "metrics.h"
 #include "notify.h"
@@ -61,6 +62,7 @@ struct arbiter {
     struct metrics metrics;
     struct board board;         /* the workers' shared gauges (board.h) */
     struct autoscale autoscale; /* --autoscale, `ctl autoscale` */
+    struct leftovers leftovers; /* a worker's group after it exited; adopted processes at stop */
     struct stall stall;         /* the loop's own lateness: a stall re-arms the liveness deadlines */
     uv_signal_t signals[ARBITER_SIGNAL_COUNT];
     size_t signal_count;

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "handshake.h"
+#include "leftovers.h"
 #include "log.h"
 #include "pool.h"
 #include "procstat.h"
@@ -313,8 +314,11 @@ static void worker_on_deadline(uv_timer_t *timer) {
 static void worker_exited(struct worker *w, int64_t exit_status, int term_signal) {
     w->exit_status = exit_status;
     w->term_signal = term_signal;
-    if (term_signal == SIGKILL && w->pid > 0)
-        kill(-w->pid, SIGKILL); /* killed hard: the app's children in its group go with it */
+    /* What the app started in the worker's group goes with it: at once when it was killed hard. */
+    if (w->pid > 0 && w->pool->leftovers)
+        leftovers_group_exited(w->pool->leftovers, w->pid, w->slot_id, term_signal == SIGKILL);
+    else if (term_signal == SIGKILL && w->pid > 0)
+        kill(-w->pid, SIGKILL);
     worker_transition(w, WORKER_EXITED);
     pool_worker_exited(w); /* detaches the worker from its slot and decides what comes next */
     worker_close(w);

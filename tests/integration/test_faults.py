@@ -19,8 +19,9 @@ import threading
 import time
 
 import httpx
+import pytest
 
-from conftest import ARBITER_BIN, pid_alive, wait_until
+from conftest import ARBITER_BIN, children_of, pid_alive, wait_until
 from test_zero_drop import QUIET, assert_no_failed_request, start_load  # noqa: F401  (start_load is a fixture)
 
 PAUSE_SECONDS = 6.0
@@ -155,3 +156,52 @@ def test_idle_control_connections_are_closed_after_about_a_second(arbiter):
     finally:
         for client in idle:
             client.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# What the app started
+
+
+def group_of(pid: int) -> int:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return -1
+
+
+@pytest.mark.parametrize("spawner_args", [pytest.param([], id="exec"), pytest.param(["--preload"], id="preload")])
+def test_term_of_the_arbiter_leaves_neither_a_child_nor_a_daemon_of_the_app_running(arbiter, spawner_args):
+    arbiter.run(app="orphans:app", workers=2, extra=spawner_args)
+    (worker, _) = arbiter.wait_ready(2)
+    child = arbiter.get("/child", timeout=10).json()["child"]
+    daemon = arbiter.get("/daemon", timeout=10).json()["daemon"]
+    wait_until(lambda: daemon in children_of(arbiter.pid) and group_of(daemon) == daemon, 10,
+               "the daemon to be adopted by the arbiter, in a process group of its own")
+    assert pid_alive(child) and pid_alive(daemon)
+
+    arbiter.signal(signal.SIGTERM)
+    assert arbiter.wait_exit(60) == 0
+
+    wait_until(lambda: not pid_alive(child) and not pid_alive(daemon), 5, "the child and the daemon to be gone")
+    output = arbiter.output()
+    assert f"pid {daemon} (sleep 300)" in output, output[-3000:]
+    assert f"pid {child} (" in output, output[-3000:]
+
+
+def test_a_recycled_worker_takes_the_child_it_started_with_it_under_load(arbiter, start_load):
+    arbiter.run(app="orphans:app", workers=2, extra=QUIET)
+    arbiter.wait_ready(2)
+    load = start_load(arbiter, connections=8, seconds=90)
+    load.wait_answered(100)
+    answer = arbiter.get("/child", timeout=10).json()
+    child, worker = answer["child"], answer["pid"]
+    slot = next(w["id"] for w in status(arbiter)["workers"] if w["pid"] == worker)
+
+    result = subprocess.run([str(ARBITER_BIN), "ctl", "--control", str(arbiter.control_path), "recycle", str(slot)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+    wait_until(lambda: not pid_alive(worker), 30, f"the replaced worker {worker} to exit")
+    wait_until(lambda: not pid_alive(child), 5, f"its child {child} to go with it")
+    assert_no_failed_request(load.stop(), arbiter)
+    assert f"pid {child} (" in arbiter.output()
