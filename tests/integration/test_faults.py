@@ -21,7 +21,7 @@ import time
 import httpx
 import pytest
 
-from conftest import ARBITER_BIN, children_of, pid_alive, wait_until
+from conftest import ARBITER_BIN, children_of, cmdline, pid_alive, wait_until
 from test_zero_drop import QUIET, assert_no_failed_request, start_load  # noqa: F401  (start_load is a fixture)
 
 PAUSE_SECONDS = 6.0
@@ -162,6 +162,13 @@ def test_idle_control_connections_are_closed_after_about_a_second(arbiter):
 # What the app started
 
 
+def end_if_left(*pids: int) -> None:
+    """Teardown for a failed run: the app's sleeps must not outlive the test."""
+    for pid in pids:
+        if pid_alive(pid) and "sleep" in cmdline(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 def group_of(pid: int) -> int:
     try:
         return os.getpgid(pid)
@@ -178,11 +185,13 @@ def test_term_of_the_arbiter_leaves_neither_a_child_nor_a_daemon_of_the_app_runn
     wait_until(lambda: daemon in children_of(arbiter.pid) and group_of(daemon) == daemon, 10,
                "the daemon to be adopted by the arbiter, in a process group of its own")
     assert pid_alive(child) and pid_alive(daemon)
+    try:
+        arbiter.signal(signal.SIGTERM)
+        assert arbiter.wait_exit(60) == 0
 
-    arbiter.signal(signal.SIGTERM)
-    assert arbiter.wait_exit(60) == 0
-
-    wait_until(lambda: not pid_alive(child) and not pid_alive(daemon), 5, "the child and the daemon to be gone")
+        wait_until(lambda: not pid_alive(child) and not pid_alive(daemon), 5, "the child and the daemon to be gone")
+    finally:
+        end_if_left(child, daemon)
     output = arbiter.output()
     assert f"pid {daemon} (sleep 300)" in output, output[-3000:]
     assert f"pid {child} (" in output, output[-3000:]
@@ -201,7 +210,10 @@ def test_a_recycled_worker_takes_the_child_it_started_with_it_under_load(arbiter
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
 
-    wait_until(lambda: not pid_alive(worker), 30, f"the replaced worker {worker} to exit")
-    wait_until(lambda: not pid_alive(child), 5, f"its child {child} to go with it")
+    try:
+        wait_until(lambda: not pid_alive(worker), 30, f"the replaced worker {worker} to exit")
+        wait_until(lambda: not pid_alive(child), 5, f"its child {child} to go with it")
+    finally:
+        end_if_left(child)
     assert_no_failed_request(load.stop(), arbiter)
     assert f"pid {child} (" in arbiter.output()
