@@ -211,6 +211,10 @@ void arbiter_reload(struct arbiter *a, const char *why) {
         log_info("reload_queued", "reload (%s) requested while starting: it runs once the workers are ready", why);
         return;
     }
+    if (reload_joins(&a->pool.reload, uv_now(a->loop))) {
+        reload_join(&a->pool.reload, why);
+        return;
+    }
     notify_send(&a->notify, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)notify_monotonic_usec());
     log_info("reload", "reload requested (%s)", why);
     pool_reload(&a->pool); /* reports the change, which finishes at once when there is nothing to replace */

@@ -438,6 +438,10 @@ static int control_prepare_path(const char *path, char *err, size_t err_size) {
     switch (listener_clear_stale_unix(path)) {
     case STALE_SOCKET_FREE:
         return 0;
+    case STALE_SOCKET_REPLACED:
+        log_info("stale_socket_replaced", "replacing the stale control socket %s: nobody listened on it (left by an "
+                 "arbiter that did not exit cleanly)", path);
+        return 0;
     case STALE_SOCKET_NOT_A_SOCKET:
         snprintf(err, err_size, "control socket %s: the path exists and is not a socket; remove it or pass --control", path);
         return -1;
