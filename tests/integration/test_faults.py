@@ -217,3 +217,68 @@ def test_a_recycled_worker_takes_the_child_it_started_with_it_under_load(arbiter
         end_if_left(child)
     assert_no_failed_request(load.stop(), arbiter)
     assert f"pid {child} (" in arbiter.output()
+
+
+# --------------------------------------------------------------------------------------------------
+# Smaller findings of the same run
+
+
+def test_a_burst_of_100_sighups_is_one_reload(arbiter, start_load):
+    arbiter.run(workers=2, extra=QUIET)
+    arbiter.wait_ready(2)
+    load = start_load(arbiter, connections=8, seconds=120)
+    load.wait_answered(100)
+    before = status(arbiter)["reloads"]
+
+    # Paced (a deploy script in a loop, not one kernel-coalesced burst): each arrives on its own.
+    for _ in range(100):
+        arbiter.signal(signal.SIGHUP)
+        time.sleep(0.003)
+
+    wait_until(lambda: status(arbiter)["reload"]["state"] == "done", 60, "the reload to be done")
+    assert status(arbiter)["reloads"] == before + 1
+    assert arbiter.output().count("rolling reload to generation") == 1
+    assert_no_failed_request(load.stop(), arbiter)
+
+
+def test_a_scale_overtaken_by_another_says_so_and_exits_1(arbiter):
+    arbiter.run(workers=2, app="slow_boot:app", env={"SLOW_BOOT_SECONDS": "3"})
+    arbiter.wait_ready(2, timeout=60)
+    command = [str(ARBITER_BIN), "ctl", "--control", str(arbiter.control_path), "scale"]
+    first = subprocess.Popen([*command, "6"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: "scale to 6 workers" in arbiter.output(), 30, "the scale to 6 to begin")
+        second = subprocess.run([*command, "2"], capture_output=True, text=True, timeout=120)
+        out, err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert second.returncode == 0, second.stderr
+    assert first.returncode == 1, (out, err)
+    assert "overtaken" in err and "6" in err and "2" in err, err
+
+
+def test_address_in_use_is_said_once(arbiter):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        arbiter.run(workers=1, bind=f"127.0.0.1:{holder.getsockname()[1]}")
+        assert arbiter.wait_exit(20) == 2
+    assert arbiter.output().lower().count("address already in use") == 1, arbiter.output()
+
+
+def test_a_config_file_type_error_names_the_file_and_the_key(arbiter, workdir):
+    config = workdir / "arbiter.json"
+    config.write_text('{"timeout": "soon"}')
+    arbiter.run(workers=1, extra=["--config", str(config)])
+    assert arbiter.wait_exit(20) == 2
+    assert f"--config {config}: 'timeout': 'soon'" in arbiter.output(), arbiter.output()
+
+
+def test_replacing_a_stale_control_socket_is_logged(arbiter):
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(arbiter.control_path))  # bound, never listening, closed: what a killed arbiter leaves
+    stale.close()
+    arbiter.run(workers=1)
+    arbiter.wait_ready(1)
+    assert f"replacing the stale control socket {arbiter.control_path}" in arbiter.output()
