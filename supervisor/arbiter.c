@@ -212,7 +212,7 @@ void arbiter_reload(struct arbiter *a, const char *why) {
         return;
     }
     if (reload_joins(&a->pool.reload, uv_now(a->loop))) {
-        reload_join(&a->pool.reload, why);
+        reload_join(&a->pool.reload, uv_now(a->loop), why);
         return;
     }
     notify_send(&a->notify, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)notify_monotonic_usec());

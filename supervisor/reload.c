@@ -23,13 +23,14 @@ const char *reload_state_name(enum reload_state state) {
 bool reload_running(const struct reload *reload) { return reload->state == RELOAD_RUNNING; }
 
 bool reload_joins(const struct reload *reload, uint64_t now_ms) {
-    return reload_running(reload) && now_ms >= reload->started_ms && now_ms - reload->started_ms < RELOAD_JOIN_MS;
+    return reload_running(reload) && now_ms >= reload->last_request_ms && now_ms - reload->last_request_ms < RELOAD_JOIN_MS;
 }
 
-void reload_join(struct reload *reload, const char *why) {
+void reload_join(struct reload *reload, uint64_t now_ms, const char *why) {
     reload->joined++;
-    log_debug("reload_joined", "reload (%s) joins the reload to generation %u, started less than %.1f s ago", why,
-              reload->generation, RELOAD_JOIN_MS / 1000.0);
+    reload->last_request_ms = now_ms;
+    log_debug("reload_joined", "reload (%s) joins the reload to generation %u: less than %.1f s after the previous "
+              "request", why, reload->generation, RELOAD_JOIN_MS / 1000.0);
 }
 
 uint64_t reload_bound_ms(unsigned slots, unsigned surge, double boot_timeout) {
@@ -79,7 +80,7 @@ void reload_start(struct pool *pool) {
     r->id++;
     r->generation = pool->generation;
     r->queued = false;
-    r->started_ms = uv_now(pool->loop);
+    r->started_ms = r->last_request_ms = uv_now(pool->loop);
     r->finished_ms = 0;
     r->failure[0] = '\0';
     r->joined = 0;
