@@ -200,7 +200,7 @@ SETTINGS: Dict[str, Tuple[Any, Convert]] = {
     "sendfile": (None, note(UVICORN_IGNORED)),
     "reuse_port": (False, flag("reuse-port")),
     "chdir": (UNSET, option("chdir")),
-    "daemon": (False, unmapped("arbiter does not daemonize: run it under systemd (Type=notify) or as a container's "
+    "daemon": (False, unmapped("arbiter does not daemonize: use systemd (Type=notify) or a container's "
                                "command")),
     "raw_env": ([], convert_raw_env),
     "pidfile": (None, option("pid")),
@@ -282,27 +282,29 @@ SETTINGS: Dict[str, Tuple[Any, Convert]] = {
                                            "change anything")),
 }
 
-LIFESPAN = ("lifespan startup (runs in each worker before it serves: pools, clients, OpenTelemetry) or "
+LIFESPAN = ("use lifespan startup (runs in each worker before it serves: pools, clients, OpenTelemetry), or "
             "os.register_at_fork(after_in_child=...) for what must follow a fork under --preload")
 HOOKS: Dict[str, str] = {
-    "on_starting": "systemd's ExecStartPre= in the unit (runs before arbiter starts)",
-    "on_reload": "arbiter runs no Python of yours on a reload: the new workers' lifespan startup runs instead",
-    "when_ready": "systemd's Type=notify (arbiter sends READY=1 once the workers are ready) and ExecStartPost=",
-    "pre_fork": "nothing runs in the arbiter before a fork: lifespan startup in the worker",
+    "on_starting": "use systemd's ExecStartPre= in the unit (runs before arbiter starts)",
+    "on_reload": "use lifespan startup in the new workers: arbiter runs no Python of yours on a reload",
+    "when_ready": "use systemd's Type=notify (arbiter sends READY=1 once the workers are ready) and ExecStartPost=",
+    "pre_fork": "use lifespan startup in the worker: nothing of yours runs in the arbiter before a fork",
     "post_fork": LIFESPAN,
     "post_worker_init": LIFESPAN,
-    "worker_int": "lifespan shutdown (arbiter drains and stops the worker itself)",
-    "worker_abort": "arbiter already logs the hung worker's Python stack (faulthandler) before it kills it",
-    "pre_exec": "`arbiter ctl upgrade` re-executes the arbiter with no Python of yours in it",
-    "pre_request": "an ASGI middleware in the app",
-    "post_request": "an ASGI middleware in the app",
-    "child_exit": ("arbiter's own /metrics (\"metrics\": ADDR) counts requests by status and their durations with "
-                   "no code; a prometheus_client multiprocess setup must clear a dead worker's files itself "
-                   "(--app-metrics, which will manage PROMETHEUS_MULTIPROC_DIR, is not built yet)"),
-    "worker_exit": "lifespan shutdown in the worker",
-    "nworkers_changed": "`arbiter ctl status --json` and the arbiter_workers metric report the count",
-    "on_exit": "systemd's ExecStopPost= in the unit",
-    "ssl_context": TLS,
+    "worker_int": "use lifespan shutdown: arbiter drains and stops the worker itself",
+    "worker_abort": "nothing to write: arbiter already logs the hung worker's Python stack (faulthandler) before "
+                    "it kills it",
+    "pre_exec": "nothing runs there: `arbiter ctl upgrade` re-executes the arbiter with no Python of yours in it",
+    "pre_request": "use an ASGI middleware in the app",
+    "post_request": "use an ASGI middleware in the app",
+    "child_exit": ("for prometheus_client's mark_process_dead: arbiter's own /metrics (\"metrics\": ADDR) counts "
+                   "requests by status and their durations with no code; --app-metrics, which will manage "
+                   "PROMETHEUS_MULTIPROC_DIR, is not built yet, so a multiprocess setup must clear a dead "
+                   "worker's files itself"),
+    "worker_exit": "use lifespan shutdown in the worker",
+    "nworkers_changed": "read `arbiter ctl status --json` or the arbiter_workers metric",
+    "on_exit": "use systemd's ExecStopPost= in the unit",
+    "ssl_context": "terminate TLS at the proxy in front (nginx, HAProxy: examples/)",
     "on_dirty_starting": DIRTY,
     "dirty_post_fork": DIRTY,
     "dirty_worker_init": DIRTY,
@@ -328,7 +330,7 @@ def convert(namespace: Dict[str, Any]) -> Conversion:
             continue
         if name in HOOKS:
             if callable(value):
-                out.unmapped(name, f"hook: use {HOOKS[name]}")
+                out.unmapped(name, f"hook: {HOOKS[name]}")
             continue
         if name not in SETTINGS:
             defined_here = getattr(value, "__module__", None) == "__config__"
