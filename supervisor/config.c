@@ -293,7 +293,11 @@ static int apply_nothing(struct config *c, const struct option_spec *o, const ch
 
 /* Another server's name for an arbiter option: applied (and forwarded) as that option. */
 static int apply_alias(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
-    return option_apply(c, option_find(o->choices), v, err, n);
+    char reason[CONFIG_ERROR_MAX];
+    if (option_apply(c, option_find(o->choices), v, reason, sizeof reason) == 0)
+        return 0;
+    snprintf(err, n, "%s (given as --%s)", reason, o->name);
+    return -1;
 }
 
 /* A flag arbiter will not honour: the row's help line is the reason and what to use instead. */
@@ -484,7 +488,7 @@ static const struct option_spec option_table[] = {
     {"worker-tmp-dir", 0, "DIR", apply_ignored, 0, 0, 0, NULL, 0,
      "ignored: gunicorn's heartbeat file; arbiter's heartbeat goes over each worker's channel and needs no file"},
     {"daemon", 'D', NULL, apply_refused, 0, 0, 0, NULL, 0,
-     "refused: arbiter stays in the foreground for its supervisor: run it under systemd (Type=notify; "
+     "refused: arbiter stays in the foreground for its supervisor: use systemd (Type=notify; "
      "packaging/systemd/arbiter@.service) or as a container's command"},
     {"reload", 0, NULL, apply_refused, 0, 0, 0, NULL, 0,
      "refused: uvicorn's --reload watches files, for development; in production deploy the code, then `arbiter ctl reload` "

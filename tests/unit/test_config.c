@@ -1026,6 +1026,11 @@ START_TEST(test_access_logfile_to_a_file_is_refused_naming_log_file) {
 }
 END_TEST
 
+START_TEST(test_bad_value_of_an_alias_names_the_alias_given) {
+    ASSERT_REFUSED("(given as --keep-alive)", "run", "--python", PYTHON, "--keep-alive", "soon", "app:app");
+}
+END_TEST
+
 START_TEST(test_gunicorn_config_is_refused_without_a_python_loader) {
     char *path = write_scratch("g.py", "workers = 2\n");
     ASSERT_USAGE_ERROR(PARSE("run", "--python", PYTHON, "-c", path, "app:app"), "arbiter migrate");
@@ -1095,7 +1100,8 @@ Suite *config_suite(void) {
          {test_every_gunicorn_and_uvicorn_alias_parses_to_its_arbiter_option,
           test_uvicorn_worker_class_is_accepted_with_a_notice,
           test_other_worker_classes_are_refused_naming_the_class_and_why, test_daemon_and_reload_are_refused_with_the_reason,
-          test_access_logfile_to_a_file_is_refused_naming_log_file, test_gunicorn_config_is_refused_without_a_python_loader}},
+          test_access_logfile_to_a_file_is_refused_naming_log_file, test_bad_value_of_an_alias_names_the_alias_given,
+          test_gunicorn_config_is_refused_without_a_python_loader}},
         {"help", {test_help_exits_successfully, test_help_wins_over_a_missing_app}},
         {"usage_errors",
          {test_unknown_long_option_is_refused, test_unknown_short_option_is_refused,
