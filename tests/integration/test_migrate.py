@@ -250,3 +250,18 @@ def test_pid_file_stays_through_an_in_place_upgrade(arbiter, installed, workdir)
     arbiter.signal(15)
     assert arbiter.wait_exit(60) == 0
     assert not pid_file.exists()
+
+
+def test_run_with_a_gunicorn_config_upgrades_in_place(arbiter, installed):
+    """The pre-flight and the new image parse the same command line: the gunicorn config again."""
+    bind = f"127.0.0.1:{free_port()}"
+    run_installed(arbiter, installed, extra=["-c", str(CONFIGS / "serves.conf.py")], bind=bind,
+                  env={"TEST_BIND": bind})
+    workers = arbiter.wait_ready(2)
+    install_new_build(installed, b"gunicorn-conf")
+
+    result = upgrade(arbiter)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    wait_until(lambda: status(arbiter)["upgrades"] == 1, 30, "the upgrade")
+    assert {w["pid"] for w in status(arbiter)["workers"]} == workers
