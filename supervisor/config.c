@@ -489,7 +489,7 @@ static const struct option_spec option_table[] = {
      "ignored: gunicorn's heartbeat file; arbiter's heartbeat goes over each worker's channel and needs no file"},
     {"daemon", 'D', NULL, apply_refused, 0, 0, 0, NULL, 0,
      "refused: arbiter stays in the foreground for its supervisor: use systemd (Type=notify; "
-     "packaging/systemd/arbiter@.service) or as a container's command"},
+     "packaging/systemd/arbiter@.service), or run it as a container's command"},
     {"reload", 0, NULL, apply_refused, 0, 0, 0, NULL, 0,
      "refused: uvicorn's --reload watches files, for development; in production deploy the code, then `arbiter ctl reload` "
      "(or SIGHUP) replaces the workers with the new code, overlapped"},
