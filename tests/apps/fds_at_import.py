@@ -13,6 +13,9 @@ from fastapi import FastAPI
 DIRECTORY = os.environ["FDS_AT_IMPORT_DIR"]
 IMPORTED_BY = os.getpid()
 
+# The data file first: it takes the lowest free fd, the one an arbiter fd would most likely be put on.
+data_fd = os.open(os.path.join(DIRECTORY, "data.bin"), os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+data_owner = IMPORTED_BY
 audit = open(os.path.join(DIRECTORY, "audit.log"), "a", buffering=1)
 handler = logging.FileHandler(os.path.join(DIRECTORY, "handler.log"), mode="w")
 handler.setFormatter(logging.Formatter("%(process)d %(message)s"))
@@ -20,8 +23,6 @@ events = logging.getLogger("app.events")
 events.addHandler(handler)
 events.setLevel(logging.INFO)
 events.propagate = False
-data_fd = os.open(os.path.join(DIRECTORY, "data.bin"), os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-data_owner = IMPORTED_BY
 IMPORT_FDS = {"audit": audit.fileno(), "handler": handler.stream.fileno(), "data": data_fd}
 
 app = FastAPI()

@@ -307,3 +307,14 @@ def test_forked_workers_command_line_says_worker_not_zygote(arbiter):
         line = cmdline(worker["pid"])
         assert "--zygote" not in line and f"worker {worker['id']} (forked from zygote {zygote})" in line, line
     assert "--zygote" in cmdline(zygote)
+
+
+def test_unknown_native_thread_at_import_is_warned_about_with_its_count_and_forked(workdir):
+    """`check --preload` goes the way `run` goes (the same zygote): a warning, then serving."""
+    result = subprocess.run(
+        [str(ARBITER_BIN), "check", "--preload", "--python", str(TEST_PYTHON), "--chdir", str(APPS_DIR),
+         "native_thread_at_import:app"],
+        capture_output=True, text=True, timeout=60, cwd=workdir,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "left 1 native thread(s) that no fork handler stops or restarts" in result.stderr, result.stderr
