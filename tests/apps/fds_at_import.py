@@ -5,6 +5,7 @@ the zygote, so a forked worker must find them untouched: nothing of the arbiter'
 
 FDS_AT_IMPORT_DIR names the directory the files go to."""
 
+import atexit
 import logging
 import os
 
@@ -23,6 +24,8 @@ events = logging.getLogger("app.events")
 events.addHandler(handler)
 events.setLevel(logging.INFO)
 events.propagate = False
+# At exit, as OpenTelemetry flushes its spans: runs in every worker that exits, forked or exec'd.
+atexit.register(lambda: audit.write(f"{os.getpid()} atexit\n"))
 IMPORT_FDS = {"audit": audit.fileno(), "handler": handler.stream.fileno(), "data": data_fd}
 
 app = FastAPI()

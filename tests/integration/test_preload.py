@@ -227,6 +227,17 @@ def test_preloaded_workers_write_to_the_files_the_app_opened_at_import(arbiter, 
     assert arbiter.try_get_json() is not None, "a worker died after the app closed its import-time fd"
 
 
+def test_app_atexit_handlers_run_when_a_preloaded_worker_stops(arbiter, workdir):
+    arbiter.run(app="fds_at_import:app", workers=2, extra=PRELOAD, env={"FDS_AT_IMPORT_DIR": str(workdir)})
+    arbiter.wait_ready(2)
+    answers = write_through_every_worker(arbiter, 2)
+    arbiter.signal(signal.SIGTERM)
+    assert arbiter.wait_exit(60) == 0
+    audit = (workdir / "audit.log").read_text()
+    for pid in answers:
+        assert f"{pid} atexit" in audit, f"worker {pid}'s atexit handler did not run:\n{audit}"
+
+
 def test_app_closing_its_import_time_fd_after_the_fork_leaves_the_worker_serving(arbiter, workdir):
     """prometheus_client's multiprocess mode closes its inherited files in a new pid: those are the
     app's, never the worker's channel or board."""
@@ -318,3 +329,13 @@ def test_unknown_native_thread_at_import_is_warned_about_with_its_count_and_fork
     )
     assert result.returncode == 0, result.stderr
     assert "left 1 native thread(s) that no fork handler stops or restarts" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("mode", [pytest.param([], id="exec"), pytest.param(["--preload"], id="preload")])
+def test_worker_and_zygote_exit_without_a_resource_warning(workdir, mode):
+    result = subprocess.run(
+        [str(ARBITER_BIN), "check", *mode, "--python", str(TEST_PYTHON), "--chdir", str(APPS_DIR), "hello:app"],
+        capture_output=True, text=True, timeout=60, cwd=workdir, env={**os.environ, "PYTHONWARNINGS": "default"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ResourceWarning" not in result.stderr, result.stderr

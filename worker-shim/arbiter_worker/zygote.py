@@ -34,6 +34,7 @@ is, PR_SET_PDEATHSIG armed once the arbiter is its parent, a reseeded ``random``
 from __future__ import annotations
 
 import array
+import atexit
 import dataclasses
 import gc
 import json
@@ -158,7 +159,10 @@ def become_worker(
     channel = Channel.from_fd(fds.channel)
     send_hello(channel)  # the first line on this worker's own channel, as from an exec'd shim
     max_requests = int(str(request.get("max_requests", 0)))
-    return run(dataclasses.replace(options, max_requests=max_requests), environment, channel, forked=True)
+    try:
+        return run(dataclasses.replace(options, max_requests=max_requests), environment, channel, forked=True)
+    finally:
+        channel.close()
 
 
 def fork_worker(
@@ -179,10 +183,16 @@ def fork_worker(
                 os.close(write_end)
                 try:
                     code = become_worker(zygote_sock, request, fds, options, zygote_pid)
+                except SystemExit as stop:
+                    code = stop.code if isinstance(stop.code, int) else exits.STOPPED
                 except BaseException:
                     traceback.print_exc()
                     code = exits.BOOT_FAILED
                 finally:
+                    # The exit an exec'd worker's interpreter makes: the app's atexit handlers run
+                    # (OpenTelemetry flushes its spans there), then stdio is flushed. os._exit, not
+                    # sys.exit: the zygote's frames below this one must not run in the worker.
+                    atexit._run_exitfuncs()
                     sys.stdout.flush()
                     sys.stderr.flush()
                     os._exit(code)
@@ -264,6 +274,13 @@ def run_zygote(options: Options, environment: WorkerEnvironment, channel: Channe
         print("arbiter_worker: --zygote needs ARBITER_CHANNEL_FD (it is started by the arbiter)", file=sys.stderr)
         return exits.USAGE
     zygote_sock.set_inheritable(False)
+    try:
+        return zygote_main(options, environment, zygote_sock)
+    finally:
+        zygote_sock.close()
+
+
+def zygote_main(options: Options, environment: WorkerEnvironment, zygote_sock: socket.socket) -> int:
     set_process_name("arbiter-zygote")
     # As an exec'd worker's uvicorn.Config does, but once, before the app: its handlers come after ours.
     logging.config.dictConfig(logging_config(environment.log_format, environment.worker_id, label="zygote"))
