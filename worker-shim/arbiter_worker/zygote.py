@@ -61,10 +61,6 @@ MAX_FDS = 1 + 64 + 1
 REPARENT_WAIT_SECONDS = 5.0
 
 
-class ZygoteRefused(Exception):
-    """The app cannot be forked safely; the message says why and what to do."""
-
-
 def import_app(options: Options) -> None:
     """Import the app and everything a worker imports before serving, so the workers share it."""
     from uvicorn.importer import import_from_string
