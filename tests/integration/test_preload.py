@@ -339,3 +339,23 @@ def test_worker_and_zygote_exit_without_a_resource_warning(workdir, mode):
     )
     assert result.returncode == 0, result.stderr
     assert "ResourceWarning" not in result.stderr, result.stderr
+
+
+def check_preload(app: str, workdir, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(ARBITER_BIN), "check", "--preload", "--python", str(TEST_PYTHON), "--chdir", str(APPS_DIR), app],
+        capture_output=True, text=True, timeout=60, cwd=workdir, env={**os.environ, **env},
+    )
+
+
+def test_openmp_used_at_import_is_refused_naming_openmp_and_both_fixes(workdir):
+    result = check_preload("openmp_at_import:app", workdir, {"OMP_NUM_THREADS": "2"})
+    assert result.returncode == 3, result.stderr
+    assert "OpenMP (libgomp)" in result.stderr and "OMP_NUM_THREADS=1" in result.stderr, result.stderr
+    assert "lifespan startup" in result.stderr, result.stderr
+    assert "traceback is above" not in result.stderr, result.stderr
+
+
+def test_openmp_app_imported_with_omp_num_threads_1_is_forked(workdir):
+    result = check_preload("openmp_at_import:app", workdir, {"OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
