@@ -14,9 +14,9 @@ from fastapi import FastAPI
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 rng = np.random.default_rng(18)
-features = rng.standard_normal((4000, 2))
+features = rng.standard_normal((2000, 2))
 labels = (features[:, 0] + features[:, 1] > 0).astype(int)
-model = HistGradientBoostingClassifier(max_iter=30, random_state=18).fit(features, labels)
+model = HistGradientBoostingClassifier(max_iter=10, random_state=18).fit(features, labels)
 
 app = FastAPI()
 
