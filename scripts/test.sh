@@ -49,6 +49,8 @@ TEST_PACKAGES=(
 )
 export ARBITER_BIN="$REPO/build/arbiter"
 export ARBITER_TEST_PYTHON="$VENV/bin/python"
+APPS_VENV="$REPO/.venv-apps"
+export ARBITER_APPS_PYTHON="$APPS_VENV/bin/python"
 export CK_VERBOSITY=normal          # check prints its "Checks: N, Failures: F" line, which we count
 
 TOTAL_PASSED=0 TOTAL_FAILED=0 TOTAL_SKIPPED=0
@@ -109,10 +111,13 @@ skip_stage() {
 }
 
 # The Python programs the tests run (pytest, kubernetes-validate, mypy's checks, …) come from
-# tests/requirements.txt, installed into .venv here.
+# tests/requirements.txt, installed into .venv here; the real-apps matrix's third-party packages
+# (numpy, pandas, scikit-learn, datasette, …) from tests/requirements-apps.txt into .venv-apps, the
+# workers' --python in tests/integration/test_real_apps.py.
 stage_install() {
     ensure_apt_packages "${TEST_PACKAGES[@]}" || return 1
-    ensure_venv "$REPO/tests/requirements.txt"
+    ensure_venv "$REPO/tests/requirements.txt" || return 1
+    ensure_venv "$REPO/tests/requirements-apps.txt" "$APPS_VENV"
 }
 
 stage_build() { build_tree build; }

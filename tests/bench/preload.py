@@ -123,6 +123,9 @@ class Server:
         seen: set[int] = set()
 
         def all_serving():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.key}: exited with {self.proc.returncode} before {W} workers answered; "
+                                   f"see {self.workdir}/{self.key}.log")
             pid = get_pid(self.port, timeout=1)
             if pid:
                 seen.add(pid)

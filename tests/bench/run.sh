@@ -5,6 +5,8 @@
 #   tests/bench/run.sh --smoke    every scenario once, short (~1-2 min; peers only in the speed test): .cache/bench-smoke/
 #   tests/bench/run.sh preload    the fork server (--preload) with a big app vs gunicorn --preload (~5 min):
 #                                 docs/benchmarks/preload.{md,json}
+#   tests/bench/run.sh preload-ml the fork server with a numpy + pandas + scikit-learn app (128 MiB at import)
+#                                 vs gunicorn --preload (~6 min): docs/benchmarks/preload-ml.{md,json}
 #   tests/bench/run.sh balance    even accepts vs the kernel's and gunicorn's, and --autoscale on a step load
 #                                 (~30 min): docs/benchmarks/balance.{md,json,png}; with --smoke ~3 min into
 #                                 .cache/bench-smoke/
@@ -34,7 +36,7 @@ fi
 VEGETA="$CACHE/go-bin/vegeta"
 VEGETA_VERSION=v12.13.0
 export BENCH_VEGETA_VERSION="$VEGETA_VERSION"
-if [[ ! -x "$VEGETA" ]]; then
+if [[ ! -x "$VEGETA" ]] && [[ "${1:-}" != preload* ]]; then   # the preload benchmarks do not use it
     if command -v vegeta >/dev/null; then
         VEGETA="$(command -v vegeta)"
     else
@@ -57,6 +59,15 @@ ARBITER_BUILD="$CACHE/bench-build"
 cmake -S "$ROOT" -B "$ARBITER_BUILD" -DARBITER_TESTS=OFF -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$ARBITER_BUILD" -j"$(nproc)" >/dev/null
 
+if [[ "${1:-}" == preload-ml ]]; then
+    shift
+    # The real data-science app's packages (tests/apps/real/ml_app.py), newest from PyPI, into the same venv:
+    # gunicorn --preload imports the app in its own interpreter.
+    "$VENV/bin/python" -c 'import numpy, pandas, sklearn' 2>/dev/null \
+        || "$VENV/bin/pip" install -q --upgrade numpy pandas scikit-learn
+    exec "$VENV/bin/python" "$ROOT/tests/bench/preload_ml.py" --arbiter "$ARBITER_BUILD/arbiter" --python "$VENV/bin/python" \
+        --gunicorn "$VENV/bin/gunicorn" --out "$ROOT/docs/benchmarks" "$@"
+fi
 if [[ "${1:-}" == preload ]]; then
     shift
     exec "$VENV/bin/python" "$ROOT/tests/bench/preload.py" --arbiter "$ARBITER_BUILD/arbiter" --python "$VENV/bin/python" \
