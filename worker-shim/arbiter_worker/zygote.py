@@ -41,6 +41,7 @@ from arbiter_worker.channel import Channel
 from arbiter_worker.cli import Options
 from arbiter_worker.environment import WorkerEnvironment, parse_environment
 from arbiter_worker.handshake import send_hello
+from arbiter_worker.logs import adopt_stdio
 from arbiter_worker.parent import arm_parent_death_signal, set_process_name
 
 MAX_REQUEST_BYTES = 4096
@@ -129,6 +130,8 @@ def become_worker(zygote_sock: socket.socket, request: dict[str, object], receiv
     os.setsid()
     set_process_name("arbiter-worker")
     zygote_sock.close()
+    if request.get("stdio"):  # the last fd: this worker's own stdout and stderr pipe to the arbiter
+        adopt_stdio(received.pop())
     listen_count = int(str(request.get("listen_fds", 0)))
     board_index = int(str(request.get("board_index", 0)))
     channel_fd = place_fds(received, listen_count, with_board=board_index > 0)
