@@ -182,8 +182,7 @@ static void sink_maybe_resumed(void) {
     sink.stalled_since_ns = 0;
     sink.failure = 0;
     sink.dropped_unreported = 0;
-    if (sink.loop)
-        uv_timer_stop(&sink.retry);
+    /* The retry timer stays armed if it is: this very flush may have ended on EAGAIN again. */
     if ((dropped || failure) && sink.on_resumed)
         sink.on_resumed(dropped, seconds, failure); /* queues the notice and flushes again */
 }
@@ -192,7 +191,7 @@ static void sink_flush(void) {
     if (sink.flushing)
         return;
     sink.flushing = true;
-    bool wrote = false;
+    bool wrote = false, failed = false;
     while (sink.length > 0) {
         size_t first = LOG_SINK_CAPACITY - sink.head < sink.length ? LOG_SINK_CAPACITY - sink.head : sink.length;
         struct iovec iov[2] = {{sink.data + sink.head, first}, {sink.data, sink.length - first}};
@@ -204,6 +203,7 @@ static void sink_flush(void) {
             continue;
         if (n <= 0) {
             sink_stalled(n == 0 ? EAGAIN : error);
+            failed = n < 0 && error != EAGAIN && error != EWOULDBLOCK;
             break;
         }
         wrote = true;
@@ -213,7 +213,9 @@ static void sink_flush(void) {
     if (sink.length == 0)
         sink.head = 0;
     sink.flushing = false;
-    if (wrote || (sink.length == 0 && sink.stalled_since_ns && !sink.failure))
+    /* Moving again: it took bytes and did not fail (EAGAIN may have ended this flush: the retry
+     * timer is armed); a write that failed after a partial one is still a failure. */
+    if (!failed && (wrote || (sink.length == 0 && sink.stalled_since_ns)))
         sink_maybe_resumed();
 }
 
