@@ -110,7 +110,7 @@ int log_sink_set_output(int fd, const char *name, char *err, size_t err_size) {
     sink.owns_fd = out_fd != fd || fd > STDERR_FILENO;
     sink.shared_fd = mode == LOG_SINK_SHARED_NONBLOCK ? fd : -1;
     sink.shared_flags = saved_flags;
-    sink.failure = 0; /* a new output: try it at once */
+    /* a new output: tried at once (sink_flush, not the failing-output guard of log_sink_flush) */
     sink_flush();
     return 0;
 }
