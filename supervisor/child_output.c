@@ -83,9 +83,10 @@ void child_output_start(struct child_output *output, const char *kind, unsigned 
         uv_read_start((uv_stream_t *)&output->pipe, child_output_on_alloc, child_output_on_read);
 }
 
-static void child_output_drain(struct child_output *output) {
+void child_output_drain(struct child_output *output) {
     uv_os_fd_t fd;
-    if (uv_fileno((uv_handle_t *)&output->pipe, &fd) != 0)
+    if (!output->opened || !output->source.prefix_length || uv_is_closing((uv_handle_t *)&output->pipe) ||
+        uv_fileno((uv_handle_t *)&output->pipe, &fd) != 0)
         return;
     size_t total = 0;
     while (total < CHILD_OUTPUT_DRAIN_MAX) {
@@ -107,8 +108,7 @@ void child_output_close(struct child_output *output, uv_close_cb close_cb) {
     if (!output->opened || uv_is_closing((uv_handle_t *)&output->pipe))
         return; /* never opened: write_fd means nothing (a calloc'd owner has 0 there) */
     child_output_close_write_end(output);
-    if (output->source.prefix_length) /* started: its lines are wanted */
-        child_output_drain(output);
+    child_output_drain(output);
     uv_close((uv_handle_t *)&output->pipe, close_cb);
 }
 

@@ -35,6 +35,10 @@ void child_output_close_write_end(struct child_output *output);
 /* The child exists: its lines are read from now on, tagged with kind, id and pid. */
 void child_output_start(struct child_output *output, const char *kind, unsigned worker_id, int pid);
 
+/* The child exited: logs what it left in the pipe now (bounded: grandchildren may still hold it),
+ * so its last words come before the arbiter's line about its exit. */
+void child_output_drain(struct child_output *output);
+
 /* The child exited: reads what it left in the pipe (bounded: grandchildren may still hold it), logs
  * the last unfinished line, and closes the pipe with close_cb. */
 void child_output_close(struct child_output *output, uv_close_cb close_cb);

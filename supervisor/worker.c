@@ -275,6 +275,7 @@ static void worker_on_deadline(uv_timer_t *timer) {
 /* Every way a worker ends arrives here exactly once: the reaper's waitpid(-1), libuv's exit
  * callback for a process it spawned (whichever reaped it), or a spawn that failed. */
 static void worker_exited(struct worker *w, int64_t exit_status, int term_signal) {
+    child_output_drain(&w->output); /* its traceback before our line about its exit */
     w->exit_status = exit_status;
     w->term_signal = term_signal;
     if (term_signal == SIGKILL && w->pid > 0)
