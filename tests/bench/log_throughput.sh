@@ -9,7 +9,8 @@
 # Each round starts one binary with tests/apps/hello.py and the access log on, waits (bounded) until
 # it answers, warms up for 2 s, then runs wrk on loopback for SECONDS_PER_ROUND; rounds alternate
 # OLD, NEW, OLD, NEW... so that a noisy neighbour hurts both alike. Prints every round's requests/s,
-# the medians and NEW's change against OLD. Each binary serves with its own worker shim (the one
+# the medians and NEW's change against OLD, and the arbiter's own CPU time per request (the cost of
+# reading the workers' pipes and writing their lines, steadier than requests/s on a busy machine). Each binary serves with its own worker shim (the one
 # its build points at). Needs wrk (apt-get install wrk) and the test venv (.venv).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -43,6 +44,12 @@ def answers(port):
             return sock.recv(64).startswith(b"HTTP/1.1 200")
     except OSError:
         return False
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wrk(port, duration):
@@ -80,7 +87,10 @@ def one_round(binary):
             time.sleep(0.1)
         time.sleep(1.0)  # the other workers finish booting (bounded: -w is small)
         wrk(port, 2)     # warm-up
-        return wrk(port, seconds)
+        cpu_before = cpu_seconds(proc.pid)
+        rps = wrk(port, seconds)
+        # The supervisor's own CPU per request: what reading the workers' pipes and writing costs.
+        return rps, (cpu_seconds(proc.pid) - cpu_before) / (rps * seconds) * 1e6
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -95,15 +105,18 @@ def one_round(binary):
 
 
 figures = {"old": [], "new": []}
+cpu = {"old": [], "new": []}
 for r in range(rounds):
     for name, binary in (("old", old), ("new", new)):
-        rps = one_round(binary)
+        rps, us = one_round(binary)
         figures[name].append(rps)
-        print(f"round {r + 1}/{rounds} {name}: {rps:9.1f} requests/s", flush=True)
+        cpu[name].append(us)
+        print(f"round {r + 1}/{rounds} {name}: {rps:9.1f} requests/s, arbiter CPU {us:6.2f} us/request", flush=True)
 old_median, new_median = statistics.median(figures["old"]), statistics.median(figures["new"])
 print(f"access log to {'--log-file' if output == 'file' else 'stderr (a pipe)'}, -w {workers}, wrk -c{connections}, "
       f"{rounds} rounds of {seconds} s")
 print(f"old {old}: median {old_median:.1f} requests/s  ({', '.join(f'{x:.0f}' for x in figures['old'])})")
 print(f"new {new}: median {new_median:.1f} requests/s  ({', '.join(f'{x:.0f}' for x in figures['new'])})")
 print(f"change: {100.0 * (new_median - old_median) / old_median:+.1f} %")
+print(f"arbiter CPU per request, median: old {statistics.median(cpu['old']):.2f} us, new {statistics.median(cpu['new']):.2f} us")
 PY

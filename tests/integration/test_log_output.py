@@ -162,3 +162,24 @@ def test_a_full_log_filesystem_stops_neither_recycle_nor_restart_and_logging_res
                    and "after-space-returned" in log_file.read_text(errors="replace"), 30,
                    "a line written after space returned")
     assert "output failed for" in log_file.read_text(errors="replace")
+
+
+def test_a_print_from_the_app_carries_the_worker_prefix(arbiter, workdir):
+    log_file = workdir / "app.log"
+    arbiter.run(app="chatty:app", workers=1, extra=["--log-file", str(log_file)])
+    pid = next(iter(arbiter.wait_ready(1)))
+    assert arbiter.get("/print?text=printed-by-the-app").status_code == 200
+    wait_until(lambda: "printed-by-the-app" in log_file.read_text(), 10, "the print in the log")
+    line = next(line for line in log_file.read_text().splitlines() if line.endswith("printed-by-the-app"))
+    assert line == f"[worker 1 pid {pid}] printed-by-the-app"
+
+
+def test_a_print_from_the_app_is_a_json_object_with_log_format_json(arbiter, workdir):
+    log_file = workdir / "app.log"
+    arbiter.run(app="chatty:app", workers=1, extra=["--log-file", str(log_file), "--log-format", "json"])
+    pid = next(iter(arbiter.wait_ready(1)))
+    assert arbiter.get("/print?text=printed-by-the-app").status_code == 200
+    wait_until(lambda: "printed-by-the-app" in log_file.read_text(), 10, "the print in the log")
+    lines = [json.loads(line) for line in log_file.read_text().splitlines()]  # every line is JSON
+    printed = next(line for line in lines if line.get("message") == "printed-by-the-app")
+    assert (printed["worker"], printed["pid"]) == (1, pid)
