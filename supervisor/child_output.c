@@ -37,7 +37,7 @@ static void child_output_on_read(uv_stream_t *stream, ssize_t nread, const uv_bu
     struct child_output *output = (struct child_output *)((char *)stream - offsetof(struct child_output, pipe));
     if (nread > 0) {
         line_buffer_commit(&output->lines, (size_t)nread, child_output_on_line, output);
-        log_flush();
+        log_flush_soon();
     } else if (nread < 0) {
         /* EOF: every holder of the write end is gone. The handle closes with its owner. */
         line_buffer_finish(&output->lines, child_output_on_line, output);

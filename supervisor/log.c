@@ -292,6 +292,7 @@ int log_open_file(const char *path, char *err, size_t err_size) {
 void log_attach(uv_loop_t *loop) { log_sink_attach(loop); }
 void log_detach(void) { log_sink_detach(LOG_FINAL_FLUSH_MS); }
 void log_flush(void) { log_sink_flush(); }
+void log_flush_soon(void) { log_sink_flush_soon(); }
 uint64_t log_lines_dropped(void) { return log_sink_lines_dropped(); }
 uint64_t log_write_errors(void) { return log_sink_write_errors(); }
 

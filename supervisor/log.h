@@ -38,6 +38,8 @@ void log_attach(struct uv_loop_s *loop);
 void log_detach(void);
 /* Writes what log_output_line queued (log_event flushes by itself). */
 void log_flush(void);
+/* The same within a few milliseconds, batched with what comes meanwhile (a worker's read). */
+void log_flush_soon(void);
 uint64_t log_lines_dropped(void);
 uint64_t log_write_errors(void);
 

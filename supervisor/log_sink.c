@@ -21,7 +21,8 @@
  *   original flags are put back when the sink lets go of the fd.
  * There is no poll handle (uv_poll_init would set O_NONBLOCK on the shared description itself): a
  * blocked output is retried on the next line and by a timer (every 50 ms; a failing one every
- * second), which runs only while something waits. A failure other than EAGAIN (ENOSPC, EIO, EPIPE)
+ * second), which runs only while something waits. The same timer batches the workers' lines: they
+ * are written FLUSH_SOON_MS after they arrive, many in one write, instead of one write per line. A failure other than EAGAIN (ENOSPC, EIO, EPIPE)
  * is reported once, through the owner's callback, and the lines keep being buffered and then
  * dropped until a retry succeeds: logging resumes by itself when space returns. */
 #include "log_sink.h"
@@ -37,6 +38,10 @@
 #include <unistd.h>
 
 #define RETRY_BLOCKED_MS 50u
+/* Workers' lines are written in batches: at most this late, or at once past FLUSH_SOON_BYTES. One
+ * write per access line would cost the arbiter a write(2) per request. */
+#define FLUSH_SOON_MS 5u
+#define FLUSH_SOON_BYTES (32u * 1024u)
 #define RETRY_FAILING_MS 1000u
 
 static void sink_flush(void);
@@ -223,6 +228,13 @@ void log_sink_flush(void) {
     if (sink.failure && sink.loop)
         return; /* a failing output is probed by the retry timer alone: one failed write a second */
     sink_flush();
+}
+
+void log_sink_flush_soon(void) {
+    if (!sink.loop || sink.length >= FLUSH_SOON_BYTES)
+        log_sink_flush();
+    else if (!sink.failure)
+        sink_arm_retry(FLUSH_SOON_MS); /* a retry already armed writes them as well */
 }
 
 static void sink_on_retry(uv_timer_t *timer) {

@@ -40,6 +40,10 @@ bool log_sink_append(const struct iovec *pieces, size_t count);
 /* Writes what the buffer holds, as much as the output takes now, without ever waiting. */
 void log_sink_flush(void);
 
+/* Writes within a few milliseconds, in one write with whatever else comes meanwhile (at once when a
+ * lot is buffered, or without a loop). For the workers' lines; the arbiter's own flush at once. */
+void log_sink_flush_soon(void);
+
 /* Watches the output for writability and retries a failing one (every second) on loop: without a
  * loop the buffer waits for the next flush. The handles do not keep the loop alive. */
 void log_sink_attach(uv_loop_t *loop);
