@@ -32,13 +32,24 @@ static void child_output_on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_
     buf->len = size;
 }
 
+static void child_output_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+
+static void child_output_on_pause_end(uv_timer_t *timer) {
+    struct child_output *output = (struct child_output *)((char *)timer - offsetof(struct child_output, pause));
+    if (!output->ended && !uv_is_closing((uv_handle_t *)&output->pipe))
+        uv_read_start((uv_stream_t *)&output->pipe, child_output_on_alloc, child_output_on_read);
+}
+
 static void child_output_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     (void)buf;
     struct child_output *output = (struct child_output *)((char *)stream - offsetof(struct child_output, pipe));
     if (nread > 0) {
         line_buffer_commit(&output->lines, (size_t)nread, child_output_on_line, output);
         log_flush_soon();
+        uv_read_stop(stream);
+        uv_timer_start(&output->pause, child_output_on_pause_end, CHILD_OUTPUT_READ_PAUSE_MS, 0);
     } else if (nread < 0) {
+        output->ended = true;
         /* EOF: every holder of the write end is gone. The handle closes with its owner. */
         line_buffer_finish(&output->lines, child_output_on_line, output);
         log_flush();
@@ -56,7 +67,9 @@ int child_output_open(struct child_output *output, uv_loop_t *loop, char *err, s
         return -1;
     }
     uv_pipe_init(loop, &output->pipe, 0);
+    uv_timer_init(loop, &output->pause);
     output->opened = true;
+    output->ended = false;
     int rc = uv_pipe_open(&output->pipe, ends[0]); /* O_NONBLOCK on our read end only: the child's end is its own */
     if (rc != 0) {
         snprintf(err, err_size, "cannot watch the output pipe of a child: %s", uv_strerror(rc));
@@ -109,7 +122,9 @@ void child_output_close(struct child_output *output, uv_close_cb close_cb) {
         return; /* never opened: write_fd means nothing (a calloc'd owner has 0 there) */
     child_output_close_write_end(output);
     child_output_drain(output);
+    output->pause.data = output->pipe.data; /* the owner's, for its close callback */
     uv_close((uv_handle_t *)&output->pipe, close_cb);
+    uv_close((uv_handle_t *)&output->pause, close_cb);
 }
 
 int child_output_fd(const struct child_output *output) {
@@ -123,7 +138,9 @@ int child_output_adopt(struct child_output *output, uv_loop_t *loop, int fd, con
                        int pid, char *err, size_t err_size) {
     output->write_fd = -1;
     uv_pipe_init(loop, &output->pipe, 0);
+    uv_timer_init(loop, &output->pause);
     output->opened = true;
+    output->ended = false;
     int rc = uv_pipe_open(&output->pipe, fd);
     if (rc != 0) {
         snprintf(err, err_size, "cannot watch the output pipe handed over by the previous image: %s", uv_strerror(rc));

@@ -14,14 +14,25 @@
 /* At the child's exit, what is still in the pipe is read at once, up to this much. */
 #define CHILD_OUTPUT_DRAIN_MAX (256u * 1024u)
 
+/* After a read, the pipe rests this long before the next: a busy worker's lines are then read many
+ * at a time, instead of one wakeup of the arbiter per access line (the pipe holds 64 KiB meanwhile,
+ * 650 access lines). Measured with wrk, -w 2, access log to a file: 18 us of arbiter CPU per request
+ * at 2 ms, 4 us at 10 ms. */
+#define CHILD_OUTPUT_READ_PAUSE_MS 10u
+
 struct child_output {
     uv_pipe_t pipe;   /* our read end; pipe.data belongs to the owner (its close callback) */
+    uv_timer_t pause; /* CHILD_OUTPUT_READ_PAUSE_MS between reads; pause.data is the owner's too */
     int write_fd;     /* the child's end until it is handed over; -1 after */
-    bool opened;      /* pipe is initialised: the owner counts it among its handles */
+    bool opened;      /* pipe and pause are initialised: the owner counts both among its handles */
+    bool ended;       /* EOF: nothing more to read */
     struct log_source source;
     struct line_buffer lines;
     char line_storage[CHILD_OUTPUT_LINE_MAX];
 };
+
+/* The handles an opened output adds to its owner's count (close_cb runs once for each). */
+#define CHILD_OUTPUT_HANDLES 2u
 
 /* Makes the pipe (both ends close-on-exec) and watches the read end. Returns 0, or -1 with err set
  * and nothing open. The owner sets pipe.data before or after; reading starts in child_output_start. */

@@ -333,7 +333,7 @@ static int worker_open_handles(struct worker *w, uv_loop_t *loop, int channel_fd
     w->output.write_fd = -1;
     if (with_output) {
         rc = child_output_open(&w->output, loop, err, err_size);
-        w->open_handles += w->output.opened;
+        w->open_handles += w->output.opened ? CHILD_OUTPUT_HANDLES : 0;
         if (rc != 0)
             return -1;
     }
@@ -539,7 +539,7 @@ struct worker *worker_restore(struct pool *pool, struct slot *slot, json_t *save
         w->output.pipe.data = w;
         int rc = child_output_adopt(&w->output, pool->loop, (int)output_fd, "worker", (unsigned)slot_id, (int)pid, err,
                                     err_size);
-        w->open_handles += w->output.opened;
+        w->open_handles += w->output.opened ? CHILD_OUTPUT_HANDLES : 0;
         if (rc != 0) {
             worker_close(w);
             return NULL;

@@ -312,7 +312,7 @@ static struct zygote *zygote_start(struct fork_server *server, unsigned generati
     z->output.pipe.data = z;
     char output_err[160];
     rc = child_output_open(&z->output, pool->loop, output_err, sizeof output_err);
-    z->open_handles += z->output.opened;
+    z->open_handles += z->output.opened ? CHILD_OUTPUT_HANDLES : 0;
     if (rc != 0) {
         log_error("zygote_start_failed", "%s", output_err);
         close(pair[1]);
@@ -657,7 +657,7 @@ int fork_server_restore(struct fork_server *server, json_t *saved, char *err, si
         z->output.pipe.data = z;
         rc = child_output_adopt(&z->output, pool->loop, (int)json_integer_value(output_fd), "zygote", 0, z->pid, err,
                                 err_size);
-        z->open_handles += z->output.opened;
+        z->open_handles += z->output.opened ? CHILD_OUTPUT_HANDLES : 0;
         if (rc != 0) {
             zygote_close(z);
             return -1;
