@@ -62,6 +62,10 @@ static void find_shim_dir(char *out, size_t size) {
     out[0] = '\0';
 }
 
+void arbiter_find_shim_dir(char *out, size_t size) {
+    find_shim_dir(out, size);
+}
+
 static void arbiter_update_status(struct arbiter *a) {
     char status[sizeof a->status_line];
     snprintf(status, sizeof status, "%u/%u workers ready%s", pool_ready_count(&a->pool), a->pool.target,

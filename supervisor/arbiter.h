@@ -68,6 +68,9 @@ struct arbiter {
 /* "starting", "running", "reloading" or "stopping": what status and logs show. */
 const char *arbiter_state_name(const struct arbiter *arbiter);
 
+/* The directory holding the worker shim (arbiter_worker), or "" when it is installed in the venv. */
+void arbiter_find_shim_dir(char *out, size_t size);
+
 /* Runs `arbiter run` or `arbiter check` until the daemon stops; returns the exit code. */
 int arbiter_run(struct config *config);
 

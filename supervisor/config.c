@@ -29,6 +29,8 @@
 #define ENV_FILE_LINE_MAX 8192
 
 struct option_spec;
+static const struct option_spec *option_find(const char *name);
+static int option_apply(struct config *c, const struct option_spec *o, const char *value, char *err, size_t n);
 typedef int (*option_apply_fn)(struct config *, const struct option_spec *, const char *value,
                                char *err, size_t err_size);
 
@@ -44,7 +46,7 @@ struct option_spec {
     option_apply_fn apply;
     size_t offset;       /* field of struct config the apply function writes */
     double min, max;     /* range for numbers */
-    const char *choices; /* "a|b|c" for apply_choice */
+    const char *choices; /* "a|b|c" for apply_choice; for apply_alias, the arbiter option it spells */
     unsigned flags;
     const char *help;
 };
@@ -287,6 +289,86 @@ static int apply_nothing(struct config *c, const struct option_spec *o, const ch
     return 0;
 }
 
+/* ---- gunicorn's and uvicorn's spellings (README: "Coming from gunicorn, uvicorn or fastapi run") ---- */
+
+/* Another server's name for an arbiter option: applied (and forwarded) as that option. */
+static int apply_alias(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
+    char reason[CONFIG_ERROR_MAX];
+    if (option_apply(c, option_find(o->choices), v, reason, sizeof reason) == 0)
+        return 0;
+    snprintf(err, n, "%s (given as --%s)", reason, o->name);
+    return -1;
+}
+
+/* A flag arbiter will not honour: the row's help line is the reason and what to use instead. */
+static int apply_refused(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
+    (void)c, (void)v;
+    snprintf(err, n, "--%s %s", o->name, o->help);
+    return -1;
+}
+
+/* A flag with nothing to do here: accepted with a notice (the help line says why). */
+static int apply_ignored(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
+    (void)v;
+    char notice[CONFIG_ERROR_MAX];
+    snprintf(notice, sizeof notice, "--%s %s", o->name, o->help);
+    if (string_list_append(&c->notices, notice) != 0) {
+        snprintf(err, n, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* -k: arbiter's workers are uvicorn's, so only uvicorn's gunicorn worker classes mean the same. */
+static int apply_worker_class(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
+    if (strcmp(v, "uvicorn.workers.UvicornWorker") == 0 || strcmp(v, "uvicorn_worker.UvicornWorker") == 0) {
+        char notice[CONFIG_ERROR_MAX];
+        snprintf(notice, sizeof notice, "--%s %s: accepted, arbiter's workers are uvicorn's", o->name, v);
+        if (string_list_append(&c->notices, notice) == 0)
+            return 0;
+        snprintf(err, n, "out of memory");
+        return -1;
+    }
+    if (strcmp(v, "uvicorn.workers.UvicornH11Worker") == 0 || strcmp(v, "uvicorn_worker.UvicornH11Worker") == 0)
+        snprintf(err, n, "--%s %s: arbiter's workers are uvicorn's; for its h11 parser pass --http h11 instead of -k",
+                 o->name, v);
+    else
+        snprintf(err, n, "--%s %s: arbiter serves ASGI apps with uvicorn workers only, so gunicorn's '%s' worker "
+                 "(sync, gthread, gevent, eventlet, tornado, asgi: gunicorn's own) has no equivalent; drop -k, or "
+                 "pass -k uvicorn.workers.UvicornWorker (a WSGI app stays on gunicorn)", o->name, v, v);
+    return -1;
+}
+
+/* gunicorn's --error-logfile: '-' is stderr (arbiter's default), a path is --log-file PATH. */
+static int apply_error_logfile(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
+    if (strcmp(v, "-") != 0)
+        return apply_log_file(c, option_find("log-file"), v, err, n);
+    (void)o;
+    c->log_to_stdout = false;
+    free(c->log_file);
+    c->log_file = NULL;
+    return 0;
+}
+
+/* gunicorn's --access-logfile: '-' turns the access log on in arbiter's one log stream; a separate
+ * file for access lines does not exist here. */
+static int apply_access_logfile(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
+    if (strcmp(v, "-") == 0) {
+        c->access_log = true;
+        return 0;
+    }
+    snprintf(err, n, "--%s %s: arbiter writes access lines into its one log stream, not a file of their own; pass "
+             "--access-log (the default) and --log-file %s for both, or --access-logfile - for the stream", o->name, v, v);
+    return -1;
+}
+
+/* uvicorn's --uds PATH and --fd N: binds in arbiter's spelling. */
+static int apply_uds(struct config *c, const struct option_spec *o, const char *v, char *err, size_t n) {
+    char address[PATH_MAX + 16];
+    snprintf(address, sizeof address, "%s%s", strcmp(o->name, "fd") == 0 ? "fd://" : "unix:", v);
+    return apply_bind(c, o, address, err, n);
+}
+
 #define FIELD(f) offsetof(struct config, f)
 
 /* The flags of `arbiter run` and `arbiter check`. Names follow gunicorn and uvicorn. */
@@ -328,13 +410,14 @@ static const struct option_spec option_table[] = {
      "pressure: the workers' event loops run this late, on average (default 50ms)"},
     {"chdir", 0, "DIR", apply_string, FIELD(chdir), 0, 0, NULL, 0,
      "directory the workers run in (the app is imported from there)"},
-    {"env", 0, "K=V", apply_env, 0, 0, 0, NULL, OPT_REPEAT, "set a variable in the workers' environment; repeatable"},
+    {"env", 'e', "K=V", apply_env, 0, 0, 0, NULL, OPT_REPEAT, "set a variable in the workers' environment; repeatable"},
     {"env-file", 0, "FILE", apply_env_file, 0, 0, 0, NULL, OPT_REPEAT,
      "read KEY=VALUE lines into the workers' environment; repeatable"},
-    {"name", 0, "NAME", apply_string, FIELD(name), 0, 0, NULL, 0,
+    {"name", 'n', "NAME", apply_string, FIELD(name), 0, 0, NULL, 0,
      "name in logs and in the default control socket path (default arbiter)"},
-    {"config", 0, "FILE", apply_nothing, 0, 0, 0, NULL, 0,
-     "JSON file of options: {\"workers\": 4, \"bind\": [\"unix:/run/app.sock\"]}; flags override it"},
+    {"config", 'c', "FILE", apply_nothing, 0, 0, 0, NULL, 0,
+     "JSON file of options: {\"workers\": 4, \"bind\": [\"unix:/run/app.sock\"]}; flags override it. "
+     "A FILE.py is a gunicorn config, converted as `arbiter migrate FILE.py` does"},
     {"control", 0, "PATH", apply_string, FIELD(control_path), 0, 0, NULL, 0,
      "control socket (default $ARBITER_CONTROL, else $RUNTIME_DIRECTORY/NAME.sock, else /run/arbiter/NAME.sock for root)"},
     {"control-group", 0, "GROUP", apply_string, FIELD(control_group), 0, 0, NULL, 0,
@@ -389,6 +472,27 @@ static const struct option_spec option_table[] = {
      "close idle keep-alive connections after S seconds (uvicorn's default 5)"},
     {"limit-concurrency", 0, "N", apply_number_forward, 0, 1, 1000000, NULL, OPT_FORWARD,
      "per worker: answer 503 beyond N concurrent connections and tasks"},
+    {"pid", 'p', "FILE", apply_string, FIELD(pid_file), 0, 0, NULL, 0,
+     "write the arbiter's pid to FILE, removed at exit (the pid survives `ctl upgrade`)"},
+    /* gunicorn's and uvicorn's spellings: the same meaning as the arbiter option they name. */
+    {"worker-class", 'k', "CLASS", apply_worker_class, 0, 0, 0, NULL, 0,
+     "gunicorn's -k: uvicorn.workers.UvicornWorker or uvicorn_worker.UvicornWorker is accepted (arbiter's "
+     "workers are uvicorn's); any other class is refused"},
+    {"keep-alive", 0, "S", apply_alias, 0, 0, 0, "timeout-keep-alive", 0, "gunicorn's name for --timeout-keep-alive"},
+    {"access-logfile", 0, "FILE", apply_access_logfile, 0, 0, 0, NULL, 0,
+     "gunicorn's: '-' is --access-log (access lines join arbiter's log stream)"},
+    {"error-logfile", 0, "FILE", apply_error_logfile, 0, 0, 0, NULL, 0,
+     "gunicorn's: FILE is --log-file FILE; '-' is stderr (the default)"},
+    {"uds", 0, "PATH", apply_uds, 0, 0, 0, NULL, OPT_REPEAT, "uvicorn's name for --bind unix:PATH"},
+    {"fd", 0, "N", apply_uds, 0, 0, 0, NULL, OPT_REPEAT, "uvicorn's name for --bind fd://N"},
+    {"worker-tmp-dir", 0, "DIR", apply_ignored, 0, 0, 0, NULL, 0,
+     "ignored: gunicorn's heartbeat file; arbiter's heartbeat goes over each worker's channel and needs no file"},
+    {"daemon", 'D', NULL, apply_refused, 0, 0, 0, NULL, 0,
+     "refused: arbiter stays in the foreground for its supervisor: use systemd (Type=notify; "
+     "packaging/systemd/arbiter@.service), or run it as a container's command"},
+    {"reload", 0, NULL, apply_refused, 0, 0, 0, NULL, 0,
+     "refused: uvicorn's --reload watches files, for development; in production deploy the code, then `arbiter ctl reload` "
+     "(or SIGHUP) replaces the workers with the new code, overlapped"},
     {"help", 'h', NULL, apply_nothing, 0, 0, 0, NULL, 0, "show this help"},
 };
 
@@ -585,11 +689,31 @@ static int json_scalar_to_text(json_t *value, char *out, size_t size) {
     return 0;
 }
 
-static int config_apply_file(struct config *c, const char *path, char *err, size_t n) {
+static config_python_loader_fn python_loader;
+
+void config_set_python_loader(config_python_loader_fn loader) {
+    python_loader = loader;
+}
+
+static bool is_python_file(const char *path) {
+    size_t len = strlen(path);
+    return len > 3 && strcmp(path + len - 3, ".py") == 0;
+}
+
+static int config_apply_file(struct config *c, const char *path, const char *python, char *err, size_t n) {
     json_error_t json_error;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &json_error);
-    if (!root) {
-        snprintf(err, n, "--config %s: line %d: %s", path, json_error.line, json_error.text);
+    json_t *root;
+    if (is_python_file(path)) {
+        if (!python_loader) {
+            snprintf(err, n, "--config %s: a gunicorn config needs `arbiter migrate`", path);
+            return -1;
+        }
+        root = python_loader(path, python, err, n);
+        if (!root)
+            return -1;
+    } else if (!(root = json_load_file(path, JSON_REJECT_DUPLICATES, &json_error))) {
+        snprintf(err, n, "--config %s: line %d: %s%s", path, json_error.line, json_error.text,
+                 json_error.line == 1 ? " (a gunicorn config? name it FILE.py)" : "");
         return -1;
     }
     int rc = 0;
@@ -676,6 +800,15 @@ static int python_next_to_binary(char *out, size_t size) {
         return -1;
     int n = snprintf(out, size, "%s/python", dir);
     return n > 0 && (size_t)n < size && access(out, X_OK) == 0 ? 0 : -1;
+}
+
+/* $VIRTUAL_ENV/bin/python, else the venv the binary was installed into, else python3. */
+void config_default_python(char *const *envp, char *path, size_t size) {
+    const char *venv = environment_get(envp, "VIRTUAL_ENV");
+    if (venv && *venv)
+        snprintf(path, size, "%s/bin/python", venv);
+    else if (python_next_to_binary(path, size) != 0)
+        snprintf(path, size, "python3");
 }
 
 /* A bare name is looked up on PATH now, as execvp would, so a typo is exit 2 at start instead of a
@@ -793,12 +926,8 @@ static int config_apply_defaults(struct config *c, char *const *envp, char *err,
         c->bind_count = 1;
     }
     if (!c->python) {
-        const char *venv = environment_get(envp, "VIRTUAL_ENV");
         char path[PATH_MAX];
-        if (venv && *venv)
-            snprintf(path, sizeof path, "%s/bin/python", venv);
-        else if (python_next_to_binary(path, sizeof path) != 0)
-            snprintf(path, sizeof path, "python3");
+        config_default_python(envp, path, sizeof path);
         if (set_default_string(&c->python, path) != 0)
             goto oom;
     }
@@ -869,16 +998,31 @@ enum config_result config_parse(struct config *c, int argc, char **argv, char *c
     short_options[s] = '\0';
     long_options[OPTION_COUNT] = (struct option){0, 0, 0, 0};
 
-    /* --config first, so that every flag on the command line overrides the file. */
+    /* --config first, so that every flag on the command line overrides the file. A gunicorn config
+     * (FILE.py) is evaluated by the app's interpreter: --python if given, else the default. */
+    const char *python = NULL;
+    char default_python[PATH_MAX];
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strcmp(argv[i], "--python") == 0 && i + 1 < argc)
+            python = argv[i + 1];
+        else if (strncmp(argv[i], "--python=", 9) == 0)
+            python = argv[i] + 9;
+    }
+    if (!python) {
+        config_default_python(envp, default_python, sizeof default_python);
+        python = default_python;
+    }
     for (int i = 1; i < argc; i++) {
         const char *path = NULL;
         if (strcmp(argv[i], "--") == 0)
             break;
-        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+        if ((strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "-c") == 0) && i + 1 < argc)
             path = argv[i + 1];
         else if (strncmp(argv[i], "--config=", 9) == 0)
             path = argv[i] + 9;
-        if (path && config_apply_file(c, path, err, err_size) != 0)
+        else if (strncmp(argv[i], "-c", 2) == 0 && argv[i][2])
+            path = argv[i] + 2;
+        if (path && config_apply_file(c, path, python, err, err_size) != 0)
             return CONFIG_USAGE_ERROR;
     }
 
@@ -913,7 +1057,7 @@ enum config_result config_parse(struct config *c, int argc, char **argv, char *c
             config_print_help(c->command);
             return CONFIG_EXIT_OK;
         }
-        if (o->apply == apply_bind && !binds_replaced) {
+        if ((o->apply == apply_bind || o->apply == apply_uds) && !binds_replaced) {
             c->bind_count = 0;
             binds_replaced = true;
         } else if ((o->apply == apply_env || o->apply == apply_env_file) && !env_replaced) {
@@ -962,6 +1106,8 @@ void config_free(struct config *c) {
     free(c->group);
     free(c->metrics);
     free(c->log_file);
+    free(c->pid_file);
+    string_list_free(&c->notices);
     string_list_free(&c->env);
     string_list_free(&c->forward);
     memset(c, 0, sizeof *c);

@@ -71,6 +71,8 @@ struct config {
     struct autoscale_policy autoscale; /* --autoscale MIN:MAX and its knobs */
     struct string_list env;     /* KEY=VALUE from --env and --env-file, in order */
     struct string_list forward; /* uvicorn options passed to every worker */
+    char *pid_file;             /* --pid (gunicorn's): written at start, removed at exit */
+    struct string_list notices; /* accepted-but-ignored flags (-k, --worker-tmp-dir): told once at start */
 };
 
 enum config_result { CONFIG_OK, CONFIG_EXIT_OK /* --help printed */, CONFIG_USAGE_ERROR };
@@ -81,6 +83,14 @@ enum config_result { CONFIG_OK, CONFIG_EXIT_OK /* --help printed */, CONFIG_USAG
 enum config_result config_parse(struct config *config, int argc, char **argv, char *const *envp,
                                 char *err, size_t err_size);
 void config_free(struct config *config);
+
+/* How `--config FILE.py` (or gunicorn's `-c FILE.py`) becomes options: a gunicorn config evaluated by
+ * the app's interpreter into the same JSON object a --config file holds (migrate.c provides it, so
+ * config.c runs no process itself). Returns a new reference, or NULL with err set. Without a loader
+ * a .py config is refused. */
+struct json_t;
+typedef struct json_t *(*config_python_loader_fn)(const char *path, const char *python, char *err, size_t err_size);
+void config_set_python_loader(config_python_loader_fn loader);
 
 /* Prints the option reference, generated from the option table. */
 void config_print_help(const char *command);
@@ -95,6 +105,9 @@ int config_read_env_file(const char *path, struct string_list *list, char *err, 
 
 int string_list_append(struct string_list *list, const char *value);
 void string_list_free(struct string_list *list);
+
+/* The interpreter used without --python: $VIRTUAL_ENV/bin/python, the binary's own venv, else python3. */
+void config_default_python(char *const *envp, char *out, size_t size);
 
 /* The directory of the running binary (/proc/self/exe). */
 int config_executable_dir(char *out, size_t size);

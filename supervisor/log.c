@@ -124,8 +124,16 @@ static size_t format_event(char *line, enum log_level level, const char *event, 
             n = snprintf(line, LOG_LINE_MAX - 1, "{\"level\":\"error\",\"message\":\"log line too long\"}");
         line[n++] = '\n';
     } else if (worker_id || pid) {
-        n = snprintf(line, LOG_LINE_MAX, "%s %s[%d] %-7s worker %u (pid %d): %s\n", ts,
-                     log_state.name, (int)getpid(), level_names[level], worker_id, pid, message);
+        /* A worker that never ran has no pid, and the zygote (worker 0) is no worker: say neither. */
+        char who[48];
+        if (worker_id && pid)
+            snprintf(who, sizeof who, "worker %u (pid %d)", worker_id, pid);
+        else if (worker_id)
+            snprintf(who, sizeof who, "worker %u", worker_id);
+        else
+            snprintf(who, sizeof who, "pid %d", pid);
+        n = snprintf(line, LOG_LINE_MAX, "%s %s[%d] %-7s %s: %s\n", ts, log_state.name, (int)getpid(),
+                     level_names[level], who, message);
     } else {
         n = snprintf(line, LOG_LINE_MAX, "%s %s[%d] %-7s %s\n", ts, log_state.name, (int)getpid(),
                      level_names[level], message);

@@ -421,6 +421,27 @@ int worker_exec(struct worker *w, uv_loop_t *loop, const struct worker_launch *l
     return 0;
 }
 
+/* Before a graceful stop's SIGTERM: tell the shim whether the service stays (a reload, a recycle, a
+ * scale-down: its WebSockets close with 1012, service restart) or the arbiter stops (1001, going
+ * away). Best effort: a channel the worker has not read for long (EAGAIN) keeps the default, 1001. */
+static void worker_say_why_it_drains(struct worker *w) {
+    static const char restart[] = "{\"type\":\"drain\",\"reason\":\"restart\"}\n";
+    static const char stop[] = "{\"type\":\"drain\",\"reason\":\"stop\"}\n";
+    uv_os_fd_t fd = -1;
+    if (!w->channel.loop || uv_is_closing((const uv_handle_t *)&w->channel) ||
+        uv_fileno((const uv_handle_t *)&w->channel, &fd) != 0 || fd < 0)
+        return;
+    const char *line = w->pool->stopping ? stop : restart;
+    size_t length = w->pool->stopping ? sizeof stop - 1 : sizeof restart - 1;
+    ssize_t sent;
+    do
+        sent = send(fd, line, length, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (sent < 0 && errno == EINTR);
+    if (sent != (ssize_t)length)
+        log_event(LOG_DEBUG, "drain_reason_unsent", w->slot_id, w->pid, "cannot say why it drains (%s); its WebSockets "
+                  "close with 1001", sent < 0 ? strerror(errno) : "short write");
+}
+
 void worker_stop(struct worker *w, bool graceful) {
     w->stop_requested = true;
     if (w->state == WORKER_EXITED)
@@ -436,6 +457,8 @@ void worker_stop(struct worker *w, bool graceful) {
     }
     worker_transition(w, WORKER_DRAINING);
     w->stack_dump_requested = false;
+    if (graceful)
+        worker_say_why_it_drains(w);
     worker_send_signal(w, graceful ? SIGTERM : SIGQUIT);
     worker_arm_deadline(w, graceful ? worker_graceful_kill_ms(w->pool->config->graceful_timeout) : QUICK_STOP_MS);
 }

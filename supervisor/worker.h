@@ -62,7 +62,7 @@ struct worker {
     uint64_t stats_ms;       /* loop time of the last refresh; 0: never read */
     int64_t exit_status;
     int term_signal;
-    char spawn_error[160];   /* KILL_SPAWN_FAILED: why it never ran */
+    char spawn_error[400];   /* KILL_SPAWN_FAILED: why it never ran (a zygote refusal says what and why) */
     struct worker *next;   /* in the pool's list of detached workers */
 
     struct reaper_entry reaped; /* pid and exit callback, while the process runs */

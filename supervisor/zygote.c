@@ -13,9 +13,15 @@
  * forking. A zygote that dies is restarted with backoff, and its workers are not touched.
  *
  * Requests go one at a time: the request line and its fds (the worker's channel end, then the
- * listeners) travel in one sendmsg with SCM_RIGHTS, and the next is sent only after the answer
- * ({"type":"forked","pid":P} or {"type":"fork_failed","error":...}), so the zygote never has to
- * split one read into two requests' fds. */
+ * listeners, then the board) travel in one sendmsg with SCM_RIGHTS, and the next is sent only after
+ * the answer ({"type":"forked","pid":P,"fds":{...}} or {"type":"fork_failed","error":...}), so the
+ * zygote never has to split one read into two requests' fds.
+ *
+ * The descriptors a forked worker uses are wherever the zygote received them: numbers that were
+ * free in the zygote, so never one the app opened at import (its files, sockets, mmaps stay what
+ * they are in every worker). The answer names them; they are checked against the request here
+ * (as many listeners as sent, all above stdio, no two alike), so the two sides agree or the worker
+ * does not run. */
 #define _GNU_SOURCE
 #include "zygote.h"
 
@@ -144,7 +150,50 @@ static void zygote_on_ready(struct zygote *z, json_t *message) {
     fork_server_pump(server);
 }
 
-static void zygote_on_fork_answer(struct zygote *z, int pid, const char *error) {
+/* The fds of a `forked` answer against what the request sent: NULL if they agree (or the zygote is
+ * one from before the answer named them), otherwise what is wrong. */
+static const char *fork_answer_fds_problem(const json_t *fds, const struct fork_request *request) {
+    if (!fds)
+        return NULL;
+    const json_t *listen = json_object_get(fds, "listen");
+    json_int_t channel = json_integer_value(json_object_get(fds, "channel"));
+    const json_t *board = json_object_get(fds, "board");
+    if (!json_is_array(listen) || json_array_size(listen) != request->listen_fd_count)
+        return "the worker's listeners are not the ones sent";
+    if (channel <= STDERR_FILENO)
+        return "the worker's channel is not above fds 0-2";
+    if (request->board_index ? json_integer_value(board) <= STDERR_FILENO : !json_is_null(board) && board != NULL)
+        return "the worker's board is not the one sent";
+    json_int_t seen[2 + LISTENER_MAX];
+    size_t count = 0;
+    seen[count++] = channel;
+    if (request->board_index)
+        seen[count++] = json_integer_value(board);
+    for (size_t i = 0; i < json_array_size(listen); i++)
+        seen[count++] = json_integer_value(json_array_get(listen, i));
+    for (size_t i = 0; i < count; i++) {
+        if (seen[i] <= STDERR_FILENO)
+            return "a worker's listener is not above fds 0-2";
+        for (size_t j = 0; j < i; j++)
+            if (seen[i] == seen[j])
+                return "two of the worker's fds have the same number";
+    }
+    return NULL;
+}
+
+static void fork_answer_log_fds(const struct worker *w, int pid, const json_t *fds) {
+    char listen[8 * LISTENER_MAX + 1] = "";
+    const json_t *list = json_object_get(fds, "listen");
+    size_t used = 0;
+    for (size_t i = 0; i < json_array_size(list) && used < sizeof listen; i++)
+        used += (size_t)snprintf(listen + used, sizeof listen - used, "%s%lld", i ? "," : "",
+                                 (long long)json_integer_value(json_array_get(list, i)));
+    log_event(LOG_DEBUG, "worker_forked", w->slot_id, pid, "forked by the zygote: listeners at fds %s, channel %lld, board %lld",
+              listen[0] ? listen : "(none)", (long long)json_integer_value(json_object_get(fds, "channel")),
+              (long long)json_integer_value(json_object_get(fds, "board")));
+}
+
+static void zygote_on_fork_answer(struct zygote *z, int pid, const char *error, const json_t *fds) {
     struct fork_server *server = z->server;
     struct fork_request *request = server->in_flight;
     if (!request || server->in_flight_zygote != z) {
@@ -154,8 +203,20 @@ static void zygote_on_fork_answer(struct zygote *z, int pid, const char *error) 
     server->in_flight = NULL;
     server->in_flight_zygote = NULL;
     uv_timer_stop(&server->fork_deadline);
+    const char *fds_problem = pid > 0 ? fork_answer_fds_problem(fds, request) : NULL;
+    if (fds_problem) {
+        log_event(LOG_ERROR, "zygote_fds_mismatch", request->worker->slot_id, pid,
+                  "the zygote's answer does not match the fork request (%s): killing the worker; the zygote and "
+                  "the arbiter come from different installs? restart the arbiter", fds_problem);
+        if (kill(pid, SIGKILL) != 0 && errno != ESRCH)
+            log_error("zygote_kill_failed", "cannot kill pid %d: %s", pid, strerror(errno));
+        pid = -1;
+        error = fds_problem;
+    }
     if (pid > 0) {
         struct worker *w = request->worker;
+        if (fds)
+            fork_answer_log_fds(w, pid, fds);
         z->forks++;
         w->generation = z->generation;
         request_free(request);
@@ -180,9 +241,15 @@ static void zygote_handle_message(struct zygote *z, const char *line, size_t len
         zygote_on_ready(z, message);
     } else if (strcmp(type, "forked") == 0) {
         json_int_t pid = json_integer_value(json_object_get(message, "pid"));
-        zygote_on_fork_answer(z, pid > 0 && pid < INT32_MAX ? (int)pid : -1, "the zygote reported no pid");
+        zygote_on_fork_answer(z, pid > 0 && pid < INT32_MAX ? (int)pid : -1, "the zygote reported no pid",
+                              json_object_get(message, "fds"));
     } else if (strcmp(type, "fork_failed") == 0) {
-        zygote_on_fork_answer(z, -1, json_string_value(json_object_get(message, "error")));
+        zygote_on_fork_answer(z, -1, json_string_value(json_object_get(message, "error")), NULL);
+    } else if (strcmp(type, "zygote_refused") == 0) {
+        const char *summary = json_string_value(json_object_get(message, "summary"));
+        if (!summary)
+            summary = "no reason given";
+        log_escape_excerpt(z->refusal, sizeof z->refusal, summary, strlen(summary));
     } /* hello and anything newer: nothing to do */
     json_decref(message);
 }
@@ -241,10 +308,18 @@ static void zygote_exited(struct zygote *z, int64_t exit_status, int term_signal
     if (server->stopping || (z->stop_requested && !current && !next)) {
         log_event(LOG_DEBUG, "zygote_exited", 0, z->pid, "zygote of generation %u stopped: %s", z->generation, how);
     } else if (!was_ready) {
-        /* The app's code did not import (the traceback is above), or the zygote refused to fork. */
-        char reason[200];
-        snprintf(reason, sizeof reason, "the zygote for generation %u failed before it was ready (%s): the app did not "
-                 "import; its traceback is above", z->generation, how);
+        /* Say only what is known: a refusal names itself; exit 3 without one is a failed import (the
+         * shim printed the traceback); anything else is in the zygote's own output. */
+        char reason[400];
+        if (z->refusal[0])
+            snprintf(reason, sizeof reason, "the app imported, but the zygote for generation %u refused to fork it: %s "
+                     "(what to do is above)", z->generation, z->refusal);
+        else if (!term_signal && exit_status == 3)
+            snprintf(reason, sizeof reason, "the zygote for generation %u could not import the app (exit code 3); the "
+                     "traceback is above", z->generation);
+        else
+            snprintf(reason, sizeof reason, "the zygote for generation %u failed before it was ready (%s); its output "
+                     "is above", z->generation, how);
         log_event(LOG_ERROR, "zygote_failed", 0, z->pid, "%s", reason);
         if (next)
             reload_fail(pool, reason);

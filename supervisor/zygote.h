@@ -36,6 +36,7 @@ struct zygote {
     struct proc_stats stats;
     int64_t exit_status;
     int term_signal;
+    char refusal[200]; /* zygote_refused: why the app it imported cannot be forked; "" otherwise */
 
     struct reaper_entry reaped;
     uv_process_t process;

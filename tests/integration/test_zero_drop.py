@@ -3,8 +3,8 @@ max-memory) happens under real HTTP load from a second process (load.py) and not
 counted at the client: connect and read errors, timeouts and non-2xx answers. Each scenario runs with
 one shared listener and with --reuse-port (one listener per worker slot).
 
-Plus what the drain promises beyond plain HTTP: a WebSocket open across a reload is closed with 1001,
-and a worker SIGKILLed while connections wait in the accept queue loses none of them.
+Plus what the drain promises beyond plain HTTP: a WebSocket open across a reload is closed with 1012
+(service restart), one open at a stop with 1001 (going away), and a worker SIGKILLed while connections wait in the accept queue loses none of them.
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ def test_scale_down_with_reuse_port_and_tcp_migrate_req_0_is_measured(arbiter, s
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_websocket_open_across_a_reload_is_closed_with_1001_going_away(arbiter, mode):
+def test_websocket_open_across_a_reload_is_closed_with_1012_service_restart(arbiter, mode):
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 
@@ -226,8 +226,27 @@ def test_websocket_open_across_a_reload_is_closed_with_1001_going_away(arbiter, 
             websocket.recv(timeout=30)
 
     assert closed.value.rcvd is not None, f"closed without a close frame: {closed.value!r}"
-    assert closed.value.rcvd.code == 1001
+    assert closed.value.rcvd.code == 1012
     wait_only_workers(arbiter, ready_pids(arbiter) - {old})
+
+
+def test_websocket_open_at_a_stop_is_closed_with_1001_going_away(arbiter):
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    arbiter.run(app="websocket_app:app", workers=1)
+    (pid,) = arbiter.wait_ready(1)
+
+    with connect(f"ws://{arbiter.bind}/echo", open_timeout=10, close_timeout=5) as websocket:
+        websocket.send("before")
+        assert websocket.recv(timeout=10) == f"{pid}:before"
+        arbiter.signal(signal.SIGTERM)
+        with pytest.raises(ConnectionClosed) as closed:
+            websocket.recv(timeout=30)
+
+    assert closed.value.rcvd is not None, f"closed without a close frame: {closed.value!r}"
+    assert closed.value.rcvd.code == 1001
+    assert arbiter.wait_exit(30) == 0
 
 
 def _send_queued_requests(address: tuple[str, int], count: int) -> list[socket.socket]:

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "migrate.h"
 #include "unit.h"
 
 #define PYTHON "/usr/bin/python3"
@@ -922,6 +923,120 @@ START_TEST(test_parse_twice_starts_afresh) {
 }
 END_TEST
 
+/* ---- gunicorn's and uvicorn's spellings ---- */
+
+/* Two parses that must give the same configuration: what the arbiter and its workers are told. */
+static void assert_same_config(const struct config *a, const struct config *b, const char *alias) {
+    ck_assert_msg(a->workers == b->workers && a->timeout == b->timeout && a->graceful_timeout == b->graceful_timeout,
+                  "%s: numbers differ", alias);
+    ck_assert_msg(a->bind_count == b->bind_count, "%s: %zu binds vs %zu", alias, a->bind_count, b->bind_count);
+    for (size_t i = 0; i < a->bind_count; i++)
+        ck_assert_msg(memcmp(&a->binds[i], &b->binds[i], sizeof a->binds[i]) == 0, "%s: bind %zu differs", alias, i);
+    ck_assert_msg(a->access_log == b->access_log && a->log_to_stdout == b->log_to_stdout && a->preload == b->preload,
+                  "%s: log or preload flags differ", alias);
+    const char *strings[][2] = {{a->log_file, b->log_file}, {a->name, b->name}, {a->pid_file, b->pid_file},
+                                {a->chdir, b->chdir}, {a->user, b->user}};
+    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
+        ck_assert_msg(strings[i][0] == strings[i][1] || (strings[i][0] && strings[i][1] && !strcmp(strings[i][0], strings[i][1])),
+                      "%s: '%s' vs '%s'", alias, strings[i][0] ? strings[i][0] : "(none)", strings[i][1] ? strings[i][1] : "(none)");
+    const struct string_list *lists[][2] = {{&a->forward, &b->forward}, {&a->env, &b->env}};
+    for (size_t i = 0; i < 2; i++) {
+        ck_assert_msg(lists[i][0]->count == lists[i][1]->count, "%s: list %zu: %zu vs %zu items", alias, i,
+                      lists[i][0]->count, lists[i][1]->count);
+        for (size_t j = 0; j < lists[i][0]->count; j++)
+            ck_assert_str_eq(lists[i][0]->items[j], lists[i][1]->items[j]);
+    }
+}
+
+START_TEST(test_every_gunicorn_and_uvicorn_alias_parses_to_its_arbiter_option) {
+    char *gunicorn = strdup(write_scratch("gunicorn.conf.py", "bind = '127.0.0.1:9001'\nworkers = 3\n"
+                                          "worker_class = 'uvicorn.workers.UvicornWorker'\naccesslog = '-'\n"));
+    char *json = strdup(write_scratch("arbiter.json", "{\"bind\": [\"127.0.0.1:9001\"], \"workers\": 3, \"access-log\": true}"));
+    /* {alias..., NULL, arbiter's own..., NULL}: each side is given after the same common flags. */
+    const char *rows[][8] = {
+        {"-k", "uvicorn.workers.UvicornWorker", NULL, NULL},
+        {"--worker-class", "uvicorn_worker.UvicornWorker", NULL, NULL},
+        {"--keep-alive", "7", NULL, "--timeout-keep-alive", "7", NULL},
+        {"--access-logfile", "-", NULL, "--access-log", NULL},
+        {"--error-logfile", "/var/log/app.log", NULL, "--log-file", "/var/log/app.log", NULL},
+        {"--log-file", "-", "--error-logfile", "-", NULL, NULL},
+        {"--uds", "/run/app.sock", NULL, "--bind", "unix:/run/app.sock", NULL},
+        {"--fd", "3", NULL, "--bind", "fd://3", NULL},
+        {"-e", "A=1", NULL, "--env", "A=1", NULL},
+        {"-n", "web", NULL, "--name", "web", NULL},
+        {"-p", "/run/app.pid", NULL, "--pid", "/run/app.pid", NULL},
+        {"--worker-tmp-dir", "/dev/shm", NULL, NULL},
+        {"-c", gunicorn, NULL, "--config", json, NULL},
+        {"--config", gunicorn, NULL, "--config", json, NULL},
+    };
+    config_set_python_loader(migrate_load_for_run);
+    for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+        struct config sides[2];
+        for (int side = 0; side < 2; side++) {
+            char *argv[16] = {"run", "--python", PYTHON, "--no-access-log"};
+            int argc = 4;
+            const char *const *p = rows[r];
+            if (side == 1)
+                while (*p++)
+                    ;
+            while (*p)
+                argv[argc++] = (char *)*p++;
+            argv[argc++] = "app:app";
+            ck_assert_msg(config_parse(&sides[side], argc, argv, plain_env, err, sizeof err) == CONFIG_OK,
+                          "%s (side %d): %s", rows[r][0], side, err);
+        }
+        assert_same_config(&sides[0], &sides[1], rows[r][0]);
+        config_free(&sides[0]);
+        config_free(&sides[1]);
+    }
+    config_set_python_loader(NULL);
+    free(gunicorn);
+    free(json);
+}
+END_TEST
+
+START_TEST(test_uvicorn_worker_class_is_accepted_with_a_notice) {
+    ASSERT_OK(PARSE("run", "--python", PYTHON, "-k", "uvicorn.workers.UvicornWorker", "app:app"));
+    ck_assert_uint_eq(config.notices.count, 1);
+    ck_assert_ptr_nonnull(strstr(config.notices.items[0], "arbiter's workers are uvicorn's"));
+}
+END_TEST
+
+START_TEST(test_other_worker_classes_are_refused_naming_the_class_and_why) {
+    char *classes[] = {"sync", "gthread", "gevent", "eventlet", "tornado", "asgi"};
+    for (size_t i = 0; i < sizeof classes / sizeof classes[0]; i++) {
+        char expected[64];
+        snprintf(expected, sizeof expected, "--worker-class %s: arbiter serves ASGI apps with uvicorn", classes[i]);
+        ASSERT_REFUSED(expected, "run", "--python", PYTHON, "-k", classes[i], "app:app");
+    }
+}
+END_TEST
+
+START_TEST(test_daemon_and_reload_are_refused_with_the_reason) {
+    ASSERT_REFUSED("--daemon refused: arbiter stays in the foreground", "run", "--python", PYTHON, "-D", "app:app");
+    ASSERT_REFUSED("use systemd", "run", "--python", PYTHON, "--daemon", "app:app");
+    ASSERT_REFUSED("--reload refused: uvicorn's --reload watches files, for development", "run", "--python", PYTHON,
+                   "--reload", "app:app");
+}
+END_TEST
+
+START_TEST(test_access_logfile_to_a_file_is_refused_naming_log_file) {
+    ASSERT_REFUSED("--log-file /var/log/access.log", "run", "--python", PYTHON, "--access-logfile",
+                   "/var/log/access.log", "app:app");
+}
+END_TEST
+
+START_TEST(test_bad_value_of_an_alias_names_the_alias_given) {
+    ASSERT_REFUSED("(given as --keep-alive)", "run", "--python", PYTHON, "--keep-alive", "soon", "app:app");
+}
+END_TEST
+
+START_TEST(test_gunicorn_config_is_refused_without_a_python_loader) {
+    char *path = write_scratch("g.py", "workers = 2\n");
+    ASSERT_USAGE_ERROR(PARSE("run", "--python", PYTHON, "-c", path, "app:app"), "arbiter migrate");
+}
+END_TEST
+
 /* ---- string_list ---- */
 
 START_TEST(test_string_list_is_null_terminated_and_bounded) {
@@ -981,6 +1096,12 @@ Suite *config_suite(void) {
           test_config_file_must_be_an_object, test_config_file_list_for_a_single_value_option_is_refused,
           test_config_file_flag_needs_a_boolean, test_config_file_bad_value_is_refused_naming_the_option,
           test_config_file_missing_is_refused}},
+        {"gunicorn",
+         {test_every_gunicorn_and_uvicorn_alias_parses_to_its_arbiter_option,
+          test_uvicorn_worker_class_is_accepted_with_a_notice,
+          test_other_worker_classes_are_refused_naming_the_class_and_why, test_daemon_and_reload_are_refused_with_the_reason,
+          test_access_logfile_to_a_file_is_refused_naming_log_file, test_bad_value_of_an_alias_names_the_alias_given,
+          test_gunicorn_config_is_refused_without_a_python_loader}},
         {"help", {test_help_exits_successfully, test_help_wins_over_a_missing_app}},
         {"usage_errors",
          {test_unknown_long_option_is_refused, test_unknown_short_option_is_refused,

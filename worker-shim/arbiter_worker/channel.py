@@ -52,6 +52,23 @@ class Channel:
             sock.setblocking(True)
         return sock
 
+    def close(self) -> None:
+        """Close the socket at the worker's exit (one left to the collector is a ResourceWarning),
+        after one last non-blocking try at what is still pending."""
+        if self._sock is None:
+            return
+        if self._loop is not None and not self._loop.is_closed():
+            self.detach()
+        self._loop = None
+        sock, self._sock = self._sock, None
+        if self._pending:
+            try:
+                sock.send(self._pending)
+            except OSError:
+                pass
+        self._close_files()
+        sock.close()
+
     def attach(
         self, loop: asyncio.AbstractEventLoop, on_lost: Callable[[], None], on_message: MessageHandler | None = None
     ) -> None:

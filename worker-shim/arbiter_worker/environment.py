@@ -2,6 +2,10 @@
 
 Variables are validated here once, so the rest of the shim works with typed values. Without
 ARBITER_CHANNEL_FD the shim still serves (handy when debugging by hand); messages are then dropped.
+
+An exec'd worker has its listeners at fds 3..3+L-1 (ARBITER_LISTEN_FDS=L). A worker forked by a
+zygote keeps every descriptor where the zygote received it, because the numbers below them may be
+the app's (files, sockets, mmaps it opened at import): it lists them in ARBITER_LISTEN_FD_NUMBERS.
 """
 
 from __future__ import annotations
@@ -34,6 +38,12 @@ class WorkerEnvironment:
     """--user: the uid the worker must be running as (`arbiter exec-worker` dropped to it)."""
 
 
+def _spell(fds: tuple[int, ...]) -> str:
+    if fds and fds == tuple(range(fds[0], fds[0] + len(fds))):
+        return f"{fds[0]}..{fds[-1]}"
+    return ",".join(map(str, fds))
+
+
 def _integer(environ: Mapping[str, str], name: str, minimum: int) -> int | None:
     text = environ.get(name)
     if text is None or text == "":
@@ -47,11 +57,27 @@ def _integer(environ: Mapping[str, str], name: str, minimum: int) -> int | None:
     return value
 
 
-def parse_environment(environ: Mapping[str, str]) -> WorkerEnvironment:
+def _listen_fds(environ: Mapping[str, str]) -> tuple[int, ...]:
     listen_count = _integer(environ, "ARBITER_LISTEN_FDS", 0) or 0
+    numbers = environ.get("ARBITER_LISTEN_FD_NUMBERS")
+    if not numbers:
+        return tuple(range(FIRST_LISTEN_FD, FIRST_LISTEN_FD + listen_count))
+    try:
+        fds = tuple(int(part) for part in numbers.split(","))
+    except ValueError:
+        raise EnvironmentInvalid(f"ARBITER_LISTEN_FD_NUMBERS={numbers!r} is not a comma-separated list of fds") from None
+    if len(fds) != listen_count or len(set(fds)) != len(fds) or min(fds) < FIRST_LISTEN_FD:
+        raise EnvironmentInvalid(
+            f"ARBITER_LISTEN_FD_NUMBERS={numbers!r} must list ARBITER_LISTEN_FDS={listen_count} distinct fds >= 3"
+        )
+    return fds
+
+
+def parse_environment(environ: Mapping[str, str]) -> WorkerEnvironment:
+    listen_fds = _listen_fds(environ)
     channel_fd = _integer(environ, "ARBITER_CHANNEL_FD", 0)
-    if channel_fd is not None and FIRST_LISTEN_FD <= channel_fd < FIRST_LISTEN_FD + listen_count:
-        raise EnvironmentInvalid(f"ARBITER_CHANNEL_FD={channel_fd} overlaps the listening fds 3..{2 + listen_count}")
+    if channel_fd is not None and channel_fd in listen_fds:
+        raise EnvironmentInvalid(f"ARBITER_CHANNEL_FD={channel_fd} overlaps the listening fds {_spell(listen_fds)}")
     interval_text = environ.get("ARBITER_HEARTBEAT_INTERVAL") or str(DEFAULT_HEARTBEAT_INTERVAL)
     try:
         interval = float(interval_text)
@@ -63,13 +89,13 @@ def parse_environment(environ: Mapping[str, str]) -> WorkerEnvironment:
     if balance not in ("even", "kernel"):
         raise EnvironmentInvalid(f"ARBITER_BALANCE={balance!r} must be even or kernel")
     board_fd = _integer(environ, "ARBITER_BOARD_FD", 0)
-    if board_fd is not None and (board_fd == channel_fd or FIRST_LISTEN_FD <= board_fd < FIRST_LISTEN_FD + listen_count):
+    if board_fd is not None and (board_fd == channel_fd or board_fd in listen_fds):
         raise EnvironmentInvalid(f"ARBITER_BOARD_FD={board_fd} overlaps the listening fds or the channel")
     log_format = environ.get("ARBITER_LOG_FORMAT") or "text"
     if log_format not in ("text", "json"):
         raise EnvironmentInvalid(f"ARBITER_LOG_FORMAT={log_format!r} must be text or json")
     return WorkerEnvironment(
-        listen_fds=tuple(range(FIRST_LISTEN_FD, FIRST_LISTEN_FD + listen_count)),
+        listen_fds=listen_fds,
         channel_fd=channel_fd,
         arbiter_pid=_integer(environ, "ARBITER_PID", 1),
         worker_id=environ.get("ARBITER_WORKER_ID") or "?",

@@ -11,8 +11,13 @@ Lines must say who wrote them (the arbiter adds the same prefix to the lines tha
 - text: ``[worker 2 pid 1234] INFO:     message`` (uvicorn's formatter behind a worker prefix);
 - json: one object per line: ts, level, logger, worker, pid, message (+ exc with the traceback).
 Access lines go to stderr too, so a worker's lines stay in order in one stream.
-The result is a logging.config dict handed to uvicorn's Config(log_config=...), which applies it and
-then --log-level and --access-log/--no-access-log on top, exactly as uvicorn does.
+The result is a logging.config dict. An exec'd worker hands it to uvicorn's Config(log_config=...),
+which applies it and then --log-level and --access-log/--no-access-log on top, exactly as uvicorn
+does, before the app is imported. A zygote (--preload) applies it itself before it imports the app,
+and the workers it forks pass log_config=None: a second dictConfig after the fork would close every
+handler the app added at import. So the prefix is not baked into the format: a filter on our
+handlers stamps each record with whoever this process is now (``set_source``), and ``pid`` is the
+record's own.
 """
 
 from __future__ import annotations
@@ -27,11 +32,25 @@ from typing import Any, TextIO
 
 SHIM_LOGGER = "arbiter_worker"
 
+_source = {"label": "worker ?", "worker": "?"}
+
+
+def set_source(worker_id: str, label: str | None = None) -> None:
+    """Who writes the lines from now on: ``worker ID``, or ``label`` (the zygote says so)."""
+    _source["worker"] = worker_id
+    _source["label"] = label or f"worker {worker_id}"
+
+
+class SourceFilter(logging.Filter):
+    """Stamps every record with ``arbiter_source`` (e.g. ``worker 2``); drops nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.arbiter_source = _source["label"]
+        record.arbiter_worker = _source["worker"]
+        return True
+
 
 class JsonFormatter(logging.Formatter):
-    def __init__(self, worker_id: str) -> None:
-        super().__init__()
-        self._worker_id = worker_id
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
@@ -40,7 +59,7 @@ class JsonFormatter(logging.Formatter):
             ),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "worker": self._worker_id,
+            "worker": getattr(record, "arbiter_worker", _source["worker"]),
             "pid": record.process if record.process is not None else os.getpid(),
             "message": record.getMessage(),
         }
@@ -126,10 +145,11 @@ def adopt_stdio(fd: int) -> None:
     os.close(fd)
 
 
-def logging_config(log_format: str, worker_id: str) -> dict[str, Any]:
-    prefix = f"[worker {worker_id} pid {os.getpid()}] "
+def logging_config(log_format: str, worker_id: str, label: str | None = None) -> dict[str, Any]:
+    set_source(worker_id, label)
+    prefix = "[%(arbiter_source)s pid %(process)d] "
     if log_format == "json":
-        formatter: dict[str, Any] = {"()": JsonFormatter, "worker_id": worker_id}
+        formatter: dict[str, Any] = {"()": JsonFormatter}
         access_formatter = formatter
     else:
         formatter = {"()": "uvicorn.logging.DefaultFormatter", "fmt": prefix + "%(levelprefix)s %(message)s"}
@@ -137,10 +157,11 @@ def logging_config(log_format: str, worker_id: str) -> dict[str, Any]:
             "()": "uvicorn.logging.AccessFormatter",
             "fmt": prefix + '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s',
         }
-    handler = {"class": f"{__name__}.QuietStreamHandler", "stream": "ext://sys.stderr"}
+    handler = {"class": f"{__name__}.QuietStreamHandler", "stream": "ext://sys.stderr", "filters": ["source"]}
     return {
         "version": 1,
         "disable_existing_loggers": False,
+        "filters": {"source": {"()": SourceFilter}},
         "formatters": {"default": formatter, "access": access_formatter},
         "handlers": {
             "default": {**handler, "formatter": "default"},

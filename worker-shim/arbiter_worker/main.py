@@ -99,11 +99,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(problem, file=sys.stderr)
         return exits.UNUSABLE_INTERPRETER
 
-    if options.zygote:
-        from arbiter_worker.zygote import run_zygote
+    try:
+        if options.zygote:
+            from arbiter_worker.zygote import run_zygote
 
-        return run_zygote(options, environment, channel)
+            return run_zygote(options, environment, channel)
 
-    from arbiter_worker.worker import run
+        from arbiter_worker.worker import run
 
-    return run(options, environment, channel)
+        return run(options, environment, channel)
+    finally:
+        channel.close()

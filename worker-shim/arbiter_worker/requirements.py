@@ -24,8 +24,8 @@ MINIMUM_UVICORN = (0, 36, 0)
 """Config.get_loop_factory() (replacing setup_event_loop) appeared in uvicorn 0.36.0; tested: 0.35.0
 workers crash at start with AttributeError."""
 
-UVICORN_TESTED_BELOW = (0, 55)
-"""The first uvicorn release this shim has not been tested with (the latest tested is 0.54.x)."""
+UVICORN_TESTED_BELOW = (0, 56)
+"""The first uvicorn release this shim has not been tested with (the latest tested is 0.55.x)."""
 
 
 def _dotted(version: tuple[int, ...]) -> str:

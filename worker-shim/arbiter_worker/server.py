@@ -38,6 +38,7 @@ from arbiter_worker.board import Board, CountingSet
 from arbiter_worker.channel import Channel
 from arbiter_worker.heartbeat import Heartbeat
 from arbiter_worker.logs import SHIM_LOGGER, adopt_log_file
+from arbiter_worker.protocols.close_codes import GOING_AWAY, SERVICE_RESTART
 from arbiter_worker.sockets import accept_queued, describe
 
 logger = logging.getLogger(SHIM_LOGGER)
@@ -71,6 +72,8 @@ class WorkerServer(uvicorn.Server):
         self._max_requests = max_requests
         self._retire_sent = False
         self._told_to_drain: set[object] = set()
+        self._websocket_close_code = GOING_AWAY
+        """1012 once the arbiter said the drain is a restart (reload, recycle, scale-down), else 1001."""
         self._stop_requested: asyncio.Event | None = None
         self._stop_signalled_at: float | None = None
         """time.monotonic() when SIGTERM arrived: the stop budget counts from there (docs/worker-channel.md)."""
@@ -226,6 +229,9 @@ class WorkerServer(uvicorn.Server):
         if message.get("type") == "log_file" and files:
             adopt_log_file(files.pop(0))
             logger.debug("Writing to the log file the arbiter reopened")
+        elif message.get("type") == "drain":
+            restart = message.get("reason") == "restart"
+            self._websocket_close_code = SERVICE_RESTART if restart else GOING_AWAY
         else:
             logger.debug("Ignoring a message from the arbiter: %.80r", message)
         for fd in files:
@@ -318,7 +324,7 @@ class WorkerServer(uvicorn.Server):
         self._told_to_drain.add(connection)
         begin_drain = getattr(connection, "begin_drain", None)
         if begin_drain is not None:
-            begin_drain(IDLE_GRACE_SECONDS)
+            begin_drain(IDLE_GRACE_SECONDS, self._websocket_close_code)
         else:
             # A protocol without a drain (wsproto, a custom class): uvicorn's own shutdown.
             getattr(connection, "shutdown")()

@@ -26,7 +26,9 @@ from arbiter_worker.server import WorkerServer
 from arbiter_worker.sockets import SocketInvalid, adopt_listeners
 
 
-def build_config(options: Options, environment: WorkerEnvironment) -> uvicorn.Config:
+def build_config(options: Options, environment: WorkerEnvironment, logging_applied: bool = False) -> uvicorn.Config:
+    """logging_applied: a forked worker, whose zygote configured logging before the app's import; uvicorn
+    then only applies --log-level and --access-log (a dictConfig would close the app's handlers)."""
     return uvicorn.Config(
         app=options.app,
         factory=options.factory,
@@ -40,7 +42,7 @@ def build_config(options: Options, environment: WorkerEnvironment) -> uvicorn.Co
         timeout_keep_alive=options.timeout_keep_alive,
         limit_concurrency=options.limit_concurrency,
         backlog=options.backlog,
-        log_config=logging_config(environment.log_format, environment.worker_id),
+        log_config=None if logging_applied else logging_config(environment.log_format, environment.worker_id),
         log_level=options.log_level,
         access_log=options.access_log,
         workers=1,  # one process: ignore WEB_CONCURRENCY, which is the arbiter's business
@@ -68,11 +70,11 @@ def run_event_loop(
         loop.close()
 
 
-def run(options: Options, environment: WorkerEnvironment, channel: Channel) -> int:
+def run(options: Options, environment: WorkerEnvironment, channel: Channel, forked: bool = False) -> int:
     try:
         listeners = adopt_listeners(environment.listen_fds)
     except (SocketInvalid, OSError) as exc:
-        print(f"arbiter_worker: {exc}; the arbiter must pass listening sockets at fds 3.. and the channel after them",
+        print(f"arbiter_worker: {exc}; the arbiter must pass listening sockets (ARBITER_LISTEN_FDS) and the channel",
               file=sys.stderr)
         return exits.USAGE
     try:
@@ -81,7 +83,7 @@ def run(options: Options, environment: WorkerEnvironment, channel: Channel) -> i
         print(f"arbiter_worker: {exc}; the arbiter must pass its board after the channel", file=sys.stderr)
         return exits.USAGE
 
-    config = build_config(options, environment)
+    config = build_config(options, environment, logging_applied=forked)
     logging.getLogger(SHIM_LOGGER).setLevel(min(LOG_LEVELS[options.log_level], logging.ERROR))
     server = WorkerServer(
         config,

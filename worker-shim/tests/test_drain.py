@@ -128,6 +128,24 @@ def test_websocket_clients_are_told_going_away_1001(ws: str) -> None:
     assert worker.finish()[0] == 0
 
 
+@pytest.mark.parametrize("ws", ["websockets-sansio", "websockets"])
+def test_websocket_clients_of_a_drain_the_arbiter_calls_a_restart_are_told_1012(ws: str) -> None:
+    worker, listener = ready_worker("--ws", ws)
+    host, port = listener.getsockname()
+    with websocket_connect(f"ws://{host}:{port}/echo", open_timeout=5) as ws:
+        ws.send("hi")
+        assert ws.recv(timeout=5) == f"{worker.pid}:hi"
+        worker.channel.sendall(b'{"type":"drain","reason":"restart"}\n')
+        ws.send("after")  # answered only once the worker's loop ran again, so it has read the channel
+        assert ws.recv(timeout=5) == f"{worker.pid}:after"
+        worker.signal(signal.SIGTERM)
+        with pytest.raises(Exception):
+            for _ in range(10):
+                ws.recv(timeout=5)
+        assert ws.close_code == 1012
+    assert worker.finish()[0] == 0
+
+
 def test_graceful_timeout_bounds_the_drain() -> None:
     worker, listener = ready_worker("--graceful-timeout", "2")
     with concurrent.futures.ThreadPoolExecutor(1) as pool:

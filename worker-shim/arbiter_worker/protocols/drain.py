@@ -28,6 +28,8 @@ import fcntl
 import termios
 from typing import Any, Protocol
 
+from arbiter_worker.protocols.close_codes import GOING_AWAY
+
 CLOSE_HEADER = (b"connection", b"close")
 
 
@@ -112,8 +114,8 @@ class HttpDrainMixin(asyncio.Protocol):
         self._cancel_idle_close()
         super().connection_lost(exc)
 
-    def begin_drain(self, idle_grace: float) -> None:
-        """Start draining this connection; safe to call again."""
+    def begin_drain(self, idle_grace: float, close_code: int = GOING_AWAY) -> None:
+        """Start draining this connection; safe to call again. close_code is for WebSockets: unused here."""
         if self._draining or self.transport is None or self.transport.is_closing():
             return
         self._draining = True
