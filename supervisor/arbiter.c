@@ -103,8 +103,25 @@ static void arbiter_on_pool_changed(struct pool *pool) {
     control_on_change(&a->control);
 }
 
+static void arbiter_restart_deadline(struct worker *w, void *data) {
+    worker_on_loop_stall(w, *(const uint64_t *)data);
+}
+
+/* The heartbeats that arrived while the arbiter could not run are still unread: the workers are not
+ * to blame for the time the arbiter lost, so every liveness deadline starts again. */
+static void arbiter_on_stall(struct stall *stall, uint64_t stalled_ms) {
+    struct arbiter *a = stall->data;
+    unsigned live = pool_live_count(&a->pool);
+    log_warning("loop_stalled", "the arbiter's event loop stalled for %.1f s (the process was stopped, the VM paused or "
+                "the CPU throttled): the liveness deadlines of %u worker%s start again instead of killing them",
+                (double)stalled_ms / 1000, live, live == 1 ? "" : "s");
+    pool_for_each_worker(&a->pool, arbiter_restart_deadline, &stalled_ms);
+}
+
 static void arbiter_finish(struct arbiter *a) {
     log_info("stopped", "all workers stopped; exiting with %d", a->exit_code);
+    stall_close(&a->stall);
+    leftovers_close(&a->leftovers);
     autoscale_close(&a->autoscale);
     uv_close((uv_handle_t *)&a->lame_duck_timer, NULL); /* embedded in struct arbiter */
     control_close(&a->control);
@@ -118,10 +135,15 @@ static void arbiter_finish(struct arbiter *a) {
     board_close(&a->board);
 }
 
+static void arbiter_on_swept(struct leftovers *leftovers) {
+    arbiter_finish(leftovers->data);
+}
+
+/* The workers are gone; what the app started and left with the arbiter goes before it exits. */
 static void arbiter_on_pool_empty(struct pool *pool) {
     struct arbiter *a = pool->events.data;
     if (a->state == ARBITER_STOPPING)
-        arbiter_finish(a);
+        leftovers_sweep(&a->leftovers, arbiter_on_swept, a);
 }
 
 static void arbiter_on_boot_failed(struct pool *pool, int exit_code) {
@@ -191,6 +213,10 @@ void arbiter_reload(struct arbiter *a, const char *why) {
         /* A deploy that lands during a start must not be lost: run it once every worker is ready. */
         a->pool.reload.queued = true;
         log_info("reload_queued", "reload (%s) requested while starting: it runs once the workers are ready", why);
+        return;
+    }
+    if (reload_joins(&a->pool.reload, uv_now(a->loop))) {
+        reload_join(&a->pool.reload, uv_now(a->loop), why);
         return;
     }
     notify_send(&a->notify, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)notify_monotonic_usec());
@@ -472,6 +498,9 @@ int arbiter_run(struct config *config) {
     a->started_ms = uv_now(a->loop);
     uv_timer_init(a->loop, &a->lame_duck_timer);
     a->lame_duck_timer.data = a;
+    stall_start(&a->stall, a->loop, config->timeout, arbiter_on_stall, a); /* arbiter_finish closes it */
+    leftovers_init(&a->leftovers, a->loop);
+    a->pool.leftovers = &a->leftovers;
     notify_init(&a->notify, a->loop);
     a->pool.reaper = &a->reaper;
     a->exec_spawner = (struct spawner){.ops = &spawner_exec_ops, .pool = &a->pool};

@@ -11,12 +11,14 @@
 #include "board.h"
 #include "config.h"
 #include "control.h"
+#include "leftovers.h"
 #include "listener.h"
 #include "metrics.h"
 #include "notify.h"
 #include "pool.h"
 #include "reaper.h"
 #include "spawner.h"
+#include "stall.h"
 #include "upgrade.h"
 #include "zygote.h"
 
@@ -60,6 +62,8 @@ struct arbiter {
     struct metrics metrics;
     struct board board;         /* the workers' shared gauges (board.h) */
     struct autoscale autoscale; /* --autoscale, `ctl autoscale` */
+    struct leftovers leftovers; /* a worker's group after it exited; adopted processes at stop */
+    struct stall stall;         /* the loop's own lateness: a stall re-arms the liveness deadlines */
     uv_signal_t signals[ARBITER_SIGNAL_COUNT];
     size_t signal_count;
     char shim_dir[PATH_MAX];

@@ -689,6 +689,20 @@ static int json_scalar_to_text(json_t *value, char *out, size_t size) {
     return 0;
 }
 
+/* A value from the file goes through the same option as on the command line; its error then names the
+ * file and the key instead of the flag alone: "--config FILE: 'workers': 'many' is not a whole number". */
+static int config_apply_file_value(struct config *c, const struct option_spec *o, const char *text, const char *path,
+                                   const char *key, char *err, size_t n) {
+    char reason[CONFIG_ERROR_MAX];
+    if (option_apply(c, o, text, reason, sizeof reason) == 0)
+        return 0;
+    char flag[96];
+    snprintf(flag, sizeof flag, "--%s: ", o->name);
+    const char *why = strncmp(reason, flag, strlen(flag)) == 0 ? reason + strlen(flag) : reason;
+    snprintf(err, n, "--config %s: '%s': %s", path, key, why);
+    return -1;
+}
+
 static config_python_loader_fn python_loader;
 
 void config_set_python_loader(config_python_loader_fn loader) {
@@ -737,13 +751,13 @@ static int config_apply_file(struct config *c, const char *path, const char *pyt
                 snprintf(err, n, "--config %s: '%s' takes true or false", path, key);
                 rc = -1;
             } else if (json_is_true(value)) {
-                rc = option_apply(c, o, NULL, err, n);
+                rc = config_apply_file_value(c, o, NULL, path, key, err, n);
             } else {
                 char negated[80];
                 snprintf(negated, sizeof negated, "no-%s", key);
                 const struct option_spec *neg = option_find(negated);
                 if (neg)
-                    rc = option_apply(c, neg, NULL, err, n);
+                    rc = config_apply_file_value(c, neg, NULL, path, key, err, n);
             }
             continue;
         }
@@ -761,7 +775,7 @@ static int config_apply_file(struct config *c, const char *path, const char *pyt
                 rc = -1;
                 break;
             }
-            rc = option_apply(c, o, text, err, n);
+            rc = config_apply_file_value(c, o, text, path, key, err, n);
         }
     }
     json_decref(root);

@@ -39,6 +39,9 @@ struct control_client {
     gid_t groups[CONTROL_MAX_GROUPS];
     size_t group_count;
     bool waiting;
+    bool answered;          /* has completed a request: CONTROL_IDLE_MS from now on */
+    uint64_t idle_since_ms; /* loop time of the connection or of the last reply */
+    uint64_t idle_order;    /* the same as a count (control->idle_count): loop time is cached per turn */
     struct control_request request;
     size_t length;
     char line[CONTROL_LINE_MAX];
@@ -122,8 +125,66 @@ static void control_client_send_error(struct control_client *client, const char 
 
 static void control_on_idle(uv_timer_t *timer);
 
+/* A new connection has CONTROL_FIRST_REQUEST_MS to ask something: an idle client costs a slot. One
+ * that was answered may keep its connection longer between requests (a monitor polling status). */
 static void control_client_arm_idle(struct control_client *client) {
-    uv_timer_start(&client->timer, control_on_idle, CONTROL_IDLE_MS, 0);
+    client->idle_since_ms = uv_now(client->control->arbiter->loop);
+    client->idle_order = ++client->control->idle_count;
+    uv_timer_start(&client->timer, control_on_idle, client->answered ? CONTROL_IDLE_MS : CONTROL_FIRST_REQUEST_MS, 0);
+}
+
+long control_choose_eviction(const struct control_client_summary *clients, size_t count) {
+    long chosen = -1;
+    for (size_t i = 0; i < count; i++)
+        if (clients[i].idle && (chosen < 0 || clients[i].idle_order < clients[chosen].idle_order))
+            chosen = (long)i;
+    return chosen;
+}
+
+/* Best effort, then closed at once: the slot is free before the next connection is accepted. */
+static void control_client_close_busy(struct control_client *client, const char *message) {
+    struct control_error error = {.code = "busy"};
+    snprintf(error.message, sizeof error.message, "%s", message);
+    json_t *reply = control_error_reply(&error);
+    char *text = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
+    json_decref(reply);
+    if (text) {
+        size_t length = strlen(text);
+        char line[sizeof error.message + 128];
+        if (length + 1 < sizeof line) {
+            memcpy(line, text, length);
+            line[length] = '\n';
+            uv_buf_t buf = uv_buf_init(line, (unsigned)(length + 1));
+            uv_try_write((uv_stream_t *)&client->pipe, &buf, 1); /* a fresh socket's buffer has room */
+        }
+        free(text);
+    }
+    control_client_close(client);
+}
+
+/* The limit is reached: the client idle the longest leaves; false when every one is busy. */
+static bool control_make_room(struct control *control, const struct control_client *arriving) {
+    struct control_client_summary summaries[CONTROL_MAX_CLIENTS + 1];
+    struct control_client *clients[CONTROL_MAX_CLIENTS + 1];
+    size_t count = 0;
+    for (struct control_client *c = control->clients; c && count < CONTROL_MAX_CLIENTS + 1; c = c->next) {
+        if (c == arriving)
+            continue;
+        clients[count] = c;
+        summaries[count++] = (struct control_client_summary){
+            .idle = !c->waiting && !c->closing && c->pending_writes == 0 && !c->close_after_write,
+            .idle_order = c->idle_order};
+    }
+    long victim = control_choose_eviction(summaries, count);
+    if (victim < 0)
+        return false;
+    struct control_client *c = clients[victim];
+    log_debug("control_evicted", "closing the control connection of pid %d, idle for %llu ms, to make room for a new "
+              "one (%d at once at most)", (int)c->pid,
+              (unsigned long long)(uv_now(control->arbiter->loop) - c->idle_since_ms), CONTROL_MAX_CLIENTS);
+    control_client_close_busy(c, "closed to make room for a new control client: this one sent no request; "
+                                 "connect again when you have one");
+    return true;
 }
 
 static void control_client_finish_wait(struct control_client *client, enum control_outcome outcome, json_t *reply,
@@ -198,6 +259,7 @@ static void control_client_process(struct control_client *client) {
         size_t length = (size_t)(newline - (client->line + start));
         if (length > 0 && !(length == 1 && client->line[start] == '\r')) {
             control_client_handle_line(client, client->line + start, length);
+            client->answered = true;
             if (!client->waiting && !client->closing)
                 control_client_arm_idle(client); /* answered: the next request gets CONTROL_IDLE_MS again */
         }
@@ -235,7 +297,8 @@ static void control_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *
         return;
     }
     /* The idle deadline is not pushed back by partial input: a request must be complete within
-     * CONTROL_IDLE_MS of the connection or of the previous reply, however slowly it trickles in. */
+     * CONTROL_FIRST_REQUEST_MS of the connection (CONTROL_IDLE_MS of the previous reply), however slowly
+     * it trickles in. */
     client->length += (size_t)nread;
     control_client_process(client);
 }
@@ -282,9 +345,11 @@ static void control_on_connection(uv_stream_t *server, int status) {
         control_client_close(client);
         return;
     }
-    if (control->client_count > CONTROL_MAX_CLIENTS) {
-        client->close_after_write = true;
-        control_client_send_error(client, "busy", "too many control clients at once; try again");
+    if (control->client_count > CONTROL_MAX_CLIENTS && !control_make_room(control, client)) {
+        char message[160];
+        snprintf(message, sizeof message, "%d control clients are all waiting for commands; try again when one is "
+                 "answered", CONTROL_MAX_CLIENTS);
+        control_client_close_busy(client, message);
         return;
     }
     control_client_identify(client);
@@ -373,6 +438,10 @@ static int control_prepare_path(const char *path, char *err, size_t err_size) {
     switch (listener_clear_stale_unix(path)) {
     case STALE_SOCKET_FREE:
         return 0;
+    case STALE_SOCKET_REPLACED:
+        log_info("stale_socket_replaced", "replacing the stale control socket %s: nobody listened on it (left by an "
+                 "arbiter that did not exit cleanly)", path);
+        return 0;
     case STALE_SOCKET_NOT_A_SOCKET:
         snprintf(err, err_size, "control socket %s: the path exists and is not a socket; remove it or pass --control", path);
         return -1;
@@ -423,7 +492,7 @@ int control_start(struct control *control, struct arbiter *arbiter, char *err, s
             rc = uv_translate_sys_error(errno);
     }
     if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&control->server, 16, control_on_connection);
+        rc = uv_listen((uv_stream_t *)&control->server, CONTROL_BACKLOG, control_on_connection);
     if (rc != 0) {
         snprintf(err, err_size, "cannot create the control socket %s: %s; pass --control PATH in a writable directory",
                  control->path, uv_strerror(rc));
@@ -467,7 +536,7 @@ int control_adopt(struct control *control, struct arbiter *arbiter, int fd, char
     control->listening = true;
     int rc = uv_pipe_open(&control->server, fd);
     if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&control->server, 16, control_on_connection);
+        rc = uv_listen((uv_stream_t *)&control->server, CONTROL_BACKLOG, control_on_connection);
     if (rc != 0) {
         snprintf(err, err_size, "cannot adopt the control socket %s (fd %d) from the previous arbiter: %s", control->path,
                  fd, uv_strerror(rc));

@@ -4,8 +4,12 @@
  *
  * A UNIX stream socket. Each request is one JSON object on one line, each reply one JSON object on
  * one line; a connection may carry several requests, one after the other. Lines are at most
- * CONTROL_LINE_MAX bytes. A client that completes no request within CONTROL_IDLE_MS of connecting or of
- * its previous reply is disconnected (partial input does not count).
+ * CONTROL_LINE_MAX bytes. A client that completes no request within CONTROL_FIRST_REQUEST_MS of
+ * connecting, or within CONTROL_IDLE_MS of its previous reply, is disconnected (partial input does not
+ * count). At most CONTROL_MAX_CLIENTS are connected at once: beyond that the connection idle the
+ * longest (no command of its own under way) is closed with busy to make room, so idle or hung clients
+ * can never crowd out `ctl status` or `ctl health`; only when every client waits for a command of
+ * its own does a new one get busy.
  *
  *   request  {"cmd": NAME, ...fields}
  *   success  {"ok": true, ...result}
@@ -69,7 +73,10 @@
  *   no_such_worker      recycle of an id that is not a current slot
  *   permission_denied   the peer's uid may not run this command
  *   line_too_long       the request exceeded CONTROL_LINE_MAX bytes; the connection is closed
- *   busy                too many clients; the connection is closed
+ *   busy                too many clients (every one waits for a command), or this idle connection
+ *                       was closed to make room for a new one; the connection is closed
+ *   overtaken           scale: another scale changed the target before this one was reached; the
+ *                       message says the count asked for and the count now targeted
  *   not_running         the arbiter is starting or stopping and cannot do this now
  *   timeout             the change did not complete within "timeout"; it continues in the background
  *   failed              the change did not complete (e.g. a new worker failed to boot during reload,
@@ -91,8 +98,10 @@
 #include <uv.h>
 
 #define CONTROL_LINE_MAX 8192
-#define CONTROL_MAX_CLIENTS 64
+#define CONTROL_MAX_CLIENTS 256
+#define CONTROL_FIRST_REQUEST_MS 1000u
 #define CONTROL_IDLE_MS 10000u
+#define CONTROL_BACKLOG 128
 #define CONTROL_DEFAULT_TIMEOUT_S 120.0
 
 struct arbiter;
@@ -146,6 +155,16 @@ int control_parse_request(const char *line, size_t length, struct control_reques
 bool control_permitted(enum control_permission permission, uid_t peer_uid, const gid_t *peer_groups, size_t group_count,
                        uid_t own_uid, bool has_read_group, gid_t read_group);
 
+/* What the eviction choice needs to know of a connected client. */
+struct control_client_summary {
+    bool idle;              /* no command of its own parked or being answered */
+    uint64_t idle_order; /* when it became idle (connected or last answered), as a count: exact order */
+};
+
+/* Which client makes room for a new one when the limit is reached: the one idle the longest;
+ * -1 when none is idle (pure: unit-tested). */
+long control_choose_eviction(const struct control_client_summary *clients, size_t count);
+
 /* The error reply object for error. */
 json_t *control_error_reply(const struct control_error *error);
 
@@ -176,6 +195,7 @@ struct control {
     char path[108];
     struct control_client *clients;
     unsigned client_count;
+    uint64_t idle_count; /* clients that became idle so far: orders them for eviction */
     uint64_t commands_total;
 };
 

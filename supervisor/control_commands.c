@@ -173,8 +173,12 @@ static int scale_parse(json_t *json, struct control_request *r, struct control_e
 
 static enum control_outcome scale_done(struct arbiter *a, const struct control_request *r, json_t **reply,
                                        struct control_error *error) {
-    (void)r, (void)error;
     const struct pool *pool = &a->pool;
+    if (pool->target != r->mark) { /* another scale (ctl, a signal, the autoscaler) changed the target */
+        set_error(error, "overtaken", "scale to %llu workers was overtaken: the target is now %u (another scale "
+                  "changed it); %u workers ready", (unsigned long long)r->mark, pool->target, pool_ready_count(pool));
+        return CONTROL_FAILED;
+    }
     if (pool_ready_count(pool) != pool->target || pool_live_count(pool) != pool->target)
         return CONTROL_WAIT;
     *reply = json_pack("{s:b, s:i, s:i}", "ok", 1, "target_workers", (int)pool->target, "ready_workers",
@@ -194,6 +198,7 @@ static enum control_outcome scale_run(struct arbiter *a, struct control_request 
         set_error(error, "not_running", "the arbiter is %s; try again when it is running", arbiter_state_name(a));
         return CONTROL_FAILED;
     }
+    r->mark = (uint64_t)target; /* what scale_done holds the pool to */
     if (arbiter_scale(a, (unsigned)target, "control command") != 0) {
         set_error(error, "failed", "could not scale to %lld workers; see the log", target);
         return CONTROL_FAILED;
@@ -232,8 +237,10 @@ static enum control_outcome reload_run(struct arbiter *a, struct control_request
         set_error(error, "not_running", "the arbiter is stopping; nothing to reload");
         return CONTROL_FAILED;
     }
-    r->mark = a->pool.reload.id + 1; /* the id this reload gets, now or once the start finishes */
     arbiter_reload(a, "control command");
+    /* The id of the reload this request is part of: a new one, the running one it joined, or the one
+     * that runs once the start finishes. */
+    r->mark = a->pool.reload.queued ? a->pool.reload.id + 1 : a->pool.reload.id;
     if (!r->wait) {
         *reply = json_pack("{s:b, s:i}", "ok", 1, "generation", (int)a->pool.generation);
         return CONTROL_DONE;

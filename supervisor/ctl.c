@@ -97,10 +97,15 @@ static json_t *ctl_exchange(int fd, json_t *request, double timeout) {
     size_t length = strlen(text);
     text[length] = '\n'; /* json_dumps' NUL becomes the line end; length + 1 bytes are sent */
     size_t sent = 0;
+    int send_error = 0; /* the arbiter hung up first: its reason (busy) may be waiting to be read */
     while (sent < length + 1) {
         ssize_t n = send(fd, text + sent, length + 1 - sent, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
+        if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+            send_error = errno;
+            break;
+        }
         if (n <= 0) {
             fprintf(stderr, "arbiter ctl: cannot send the request: %s\n", strerror(errno));
             free(text);
@@ -111,7 +116,7 @@ static json_t *ctl_exchange(int fd, json_t *request, double timeout) {
     free(text);
     size_t capacity = 65536, used = 0;
     char *buffer = malloc(capacity);
-    double deadline = now_seconds() + timeout;
+    double deadline = now_seconds() + (send_error ? 1.0 : timeout);
     json_t *reply = NULL;
     while (buffer) {
         char *newline = memchr(buffer, '\n', used);
@@ -123,6 +128,11 @@ static json_t *ctl_exchange(int fd, json_t *request, double timeout) {
             break;
         }
         double left = deadline - now_seconds();
+        if (left <= 0 && send_error) {
+            fprintf(stderr, "arbiter ctl: the arbiter refused the request (%s) and sent no reason; try again\n",
+                    strerror(send_error));
+            break;
+        }
         if (left <= 0) {
             fprintf(stderr, "arbiter ctl: no reply within %.0f s; the arbiter may still be working on it "
                             "(check `arbiter ctl status`)\n", timeout);
@@ -148,6 +158,12 @@ static json_t *ctl_exchange(int fd, json_t *request, double timeout) {
         ssize_t n = recv(fd, buffer + used, capacity - used, 0);
         if (n < 0 && errno == EINTR)
             continue;
+        if (n <= 0 && send_error) {
+            if (!ctl_quiet)
+                fprintf(stderr, "arbiter ctl: the arbiter closed the connection before reading the request (%s): it "
+                                "may have too many control clients at once (busy); try again\n", strerror(send_error));
+            break;
+        }
         if (n <= 0) {
             if (!ctl_quiet)
                 fprintf(stderr, "arbiter ctl: the arbiter closed the connection without a reply%s%s\n", n < 0 ? ": " : "",

@@ -20,6 +20,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "log.h"
+
 static int parse_port(const char *text, unsigned *port) {
     if (!*text)
         return -1;
@@ -220,7 +222,7 @@ static const char *bind_advice(int error, const struct bind_address *a) {
     case EADDRINUSE:
         return a->kind == BIND_UNIX
                    ? "another process is serving on this socket; stop it or choose another path"
-                   : "address already in use: another process listens there (find it with `ss -ltnp`), stop it or choose another --bind";
+                   : "another process listens there (find it with `ss -ltnp`), stop it or choose another --bind";
     case EACCES:
     case EPERM:
         return a->kind == BIND_UNIX
@@ -255,14 +257,18 @@ enum stale_socket listener_clear_stale_unix(const char *path) {
     close(probe);
     if (rc == 0)
         return STALE_SOCKET_IN_USE;
-    if (connect_errno == ECONNREFUSED && unlink(path) != 0)
-        return STALE_SOCKET_ERROR;
-    return STALE_SOCKET_FREE;
+    if (connect_errno != ECONNREFUSED)
+        return STALE_SOCKET_FREE;
+    return unlink(path) == 0 ? STALE_SOCKET_REPLACED : STALE_SOCKET_ERROR;
 }
 
 static int clear_stale_unix_socket(const struct bind_address *a, char *err, size_t err_size) {
     switch (listener_clear_stale_unix(((const struct sockaddr_un *)&a->addr)->sun_path)) {
     case STALE_SOCKET_FREE:
+        return 0;
+    case STALE_SOCKET_REPLACED:
+        log_info("stale_socket_replaced", "replacing the stale socket file of %s: nobody listened on it (left by a "
+                 "process that did not exit cleanly)", a->text);
         return 0;
     case STALE_SOCKET_NOT_A_SOCKET:
         snprintf(err, err_size, "cannot bind %s: the path exists and is not a socket; remove it or choose another path", a->text);

@@ -45,7 +45,13 @@ int listener_open_all(struct listener_set *set, const struct bind_address *addre
                       int backlog, unsigned unix_mode, char *err, size_t err_size);
 
 /* A UNIX socket file left by a dead process refuses connections: remove it. A live one is in use. */
-enum stale_socket { STALE_SOCKET_FREE, STALE_SOCKET_IN_USE, STALE_SOCKET_NOT_A_SOCKET, STALE_SOCKET_ERROR /* errno set */ };
+enum stale_socket {
+    STALE_SOCKET_FREE,     /* nothing was there */
+    STALE_SOCKET_REPLACED, /* a socket file nobody listens on (left by a process that died) was removed */
+    STALE_SOCKET_IN_USE,
+    STALE_SOCKET_NOT_A_SOCKET,
+    STALE_SOCKET_ERROR /* errno set */
+};
 enum stale_socket listener_clear_stale_unix(const char *path);
 
 /* Validates an inherited fd as a listening stream socket. */

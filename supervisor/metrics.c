@@ -542,6 +542,9 @@ static int metrics_prepare_path(const char *address, const char *path, char *err
     switch (listener_clear_stale_unix(path)) {
     case STALE_SOCKET_FREE:
         return 0;
+    case STALE_SOCKET_REPLACED:
+        log_info("stale_socket_replaced", "--metrics %s: replacing a stale socket file nobody listened on", address);
+        return 0;
     case STALE_SOCKET_NOT_A_SOCKET:
         snprintf(err, err_size, "--metrics %s: the path exists and is not a socket; remove it or choose another path", address);
         return -1;

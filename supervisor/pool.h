@@ -9,6 +9,7 @@
 #include "backoff.h"
 #include "board.h"
 #include "config.h"
+#include "leftovers.h"
 #include "listener.h"
 #include "reaper.h"
 #include "reload.h"
@@ -74,6 +75,7 @@ struct pool {
 
     struct spawner *spawner; /* exec, or the fork server (--preload) */
     struct reaper *reaper;   /* delivers the exits of forked workers; NULL in unit tests */
+    struct leftovers *leftovers; /* ends what an exited worker left in its group; NULL in unit tests */
     struct board *board;     /* one entry per live worker; NULL: workers run without one */
     struct reload reload;
 

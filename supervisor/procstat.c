@@ -1,4 +1,4 @@
-/* procstat.c - reads /proc/PID/{stat,statm,smaps_rollup}.
+/* procstat.c - reads /proc/PID/{stat,statm,smaps_rollup,cmdline}.
  *
  * PSS (proportional set size) is the memory figure that adds up: pages shared between workers
  * (libraries always; with --preload also everything the zygote imported, until a worker writes to
@@ -6,6 +6,8 @@
  * private show how much of a worker is really its own. */
 #include "procstat.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,4 +86,52 @@ int procstat_read(pid_t pid, struct proc_stats *stats) {
         procstat_parse_sharing(buffer, stats);
     }
     return 0;
+}
+
+int procstat_parse_identity(const char *text, struct proc_identity *identity) {
+    int pid;
+    const char *after = strrchr(text, ')'); /* the command name may hold spaces and parentheses */
+    if (sscanf(text, "%d", &pid) != 1 || !after)
+        return -1;
+    char state;
+    int ppid, pgrp;
+    if (sscanf(after + 1, " %c %d %d", &state, &ppid, &pgrp) != 3)
+        return -1;
+    *identity = (struct proc_identity){.pid = pid, .ppid = ppid, .pgrp = pgrp, .state = state};
+    return 0;
+}
+
+int procstat_for_each(void (*visit)(const struct proc_identity *identity, void *data), void *data) {
+    DIR *proc = opendir("/proc");
+    if (!proc)
+        return -1;
+    struct dirent *entry;
+    while ((entry = readdir(proc)) != NULL) {
+        if (!isdigit((unsigned char)entry->d_name[0]))
+            continue;
+        char path[64], buffer[1024];
+        snprintf(path, sizeof path, "/proc/%.20s/stat", entry->d_name);
+        struct proc_identity identity;
+        if (read_small_file(path, buffer, sizeof buffer) > 0 && procstat_parse_identity(buffer, &identity) == 0)
+            visit(&identity, data);
+    }
+    closedir(proc);
+    return 0;
+}
+
+void procstat_command(pid_t pid, char *out, size_t size) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+    ssize_t length = size > 1 ? read_small_file(path, out, size) : -1;
+    if (length <= 0) {
+        if (size)
+            out[0] = '\0';
+        return;
+    }
+    while (length > 0 && out[length - 1] == '\0')
+        length--; /* the last argument's terminator */
+    for (ssize_t i = 0; i < length; i++)
+        if (out[i] == '\0')
+            out[i] = ' ';
+    out[length] = '\0';
 }

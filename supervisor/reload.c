@@ -22,6 +22,17 @@ const char *reload_state_name(enum reload_state state) {
 
 bool reload_running(const struct reload *reload) { return reload->state == RELOAD_RUNNING; }
 
+bool reload_joins(const struct reload *reload, uint64_t now_ms) {
+    return reload_running(reload) && now_ms >= reload->last_request_ms && now_ms - reload->last_request_ms < RELOAD_JOIN_MS;
+}
+
+void reload_join(struct reload *reload, uint64_t now_ms, const char *why) {
+    reload->joined++;
+    reload->last_request_ms = now_ms;
+    log_debug("reload_joined", "reload (%s) joins the reload to generation %u: less than %.1f s after the previous "
+              "request", why, reload->generation, RELOAD_JOIN_MS / 1000.0);
+}
+
 uint64_t reload_bound_ms(unsigned slots, unsigned surge, double boot_timeout) {
     double round_ms = boot_timeout > 0 ? boot_timeout * 1000.0 : 600000.0;
     unsigned rounds = surge ? (slots + surge - 1) / surge : slots;
@@ -69,9 +80,10 @@ void reload_start(struct pool *pool) {
     r->id++;
     r->generation = pool->generation;
     r->queued = false;
-    r->started_ms = uv_now(pool->loop);
+    r->started_ms = r->last_request_ms = uv_now(pool->loop);
     r->finished_ms = 0;
     r->failure[0] = '\0';
+    r->joined = 0;
     r->started_total++;
     r->deadline.data = pool;
     uint64_t bound = reload_bound_ms((unsigned)pool->slot_count, pool_surge(pool), pool->config->boot_timeout);
@@ -103,8 +115,11 @@ bool reload_check(struct pool *pool) {
     r->state = RELOAD_DONE;
     r->finished_ms = uv_now(pool->loop);
     uv_timer_stop(&r->deadline);
-    log_info("reload_done", "reload to generation %u finished in %llu ms; %u/%u workers ready", r->generation,
-             (unsigned long long)(r->finished_ms - r->started_ms), pool_ready_count(pool), pool->target);
+    char joined[64] = "";
+    if (r->joined)
+        snprintf(joined, sizeof joined, " (%u more request%s joined it)", r->joined, r->joined == 1 ? "" : "s");
+    log_info("reload_done", "reload to generation %u finished in %llu ms; %u/%u workers ready%s", r->generation,
+             (unsigned long long)(r->finished_ms - r->started_ms), pool_ready_count(pool), pool->target, joined);
     return true;
 }
 

@@ -19,6 +19,8 @@ struct reload {
     uint64_t finished_ms;
     uint64_t started_total;
     uint64_t failed_total;
+    unsigned joined;     /* requests that joined this reload instead of starting another */
+    uint64_t last_request_ms; /* its start, or the last request that joined it */
     char failure[256];   /* RELOAD_FAILED: why, for the log, `ctl reload` and status */
     uv_timer_t deadline; /* the upper bound: a reload never stays "reloading" forever */
 };
@@ -36,6 +38,15 @@ bool reload_check(struct pool *pool);
 
 /* Ends the running reload as failed; the workers that serve keep serving. */
 void reload_fail(struct pool *pool, const char *reason);
+
+/* A burst of requests (100 SIGHUPs sent by a loop, a deploy tool that signals twice) is one reload: a
+ * request within RELOAD_JOIN_MS of the previous one (the start of the reload, or a request that
+ * joined it) joins the reload still running (pure). */
+#define RELOAD_JOIN_MS 1000u
+bool reload_joins(const struct reload *reload, uint64_t now_ms);
+
+/* Counts a request that joined the running reload (logged at debug: the reload has its own line). */
+void reload_join(struct reload *reload, uint64_t now_ms, const char *why);
 
 bool reload_running(const struct reload *reload);
 const char *reload_state_name(enum reload_state state);

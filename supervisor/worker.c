@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "handshake.h"
+#include "leftovers.h"
 #include "log.h"
 #include "pool.h"
 #include "procstat.h"
@@ -233,9 +234,45 @@ void worker_send_signal(struct worker *w, int signum) {
                   strerror(errno));
 }
 
+/* Reads, without waiting, what the worker already sent: when the arbiter itself ran late, its
+ * heartbeats may be waiting in the channel while the deadline fires. Bounded: one buffer's worth of
+ * reads, enough for every heartbeat of a long stall. Called from the deadline itself; returns true
+ * when what was read armed it again (a sign of life). */
+static bool worker_read_waiting(struct worker *w) {
+    uv_os_fd_t fd = -1;
+    if (w->state == WORKER_EXITED || uv_fileno((uv_handle_t *)&w->channel, &fd) != 0 || fd < 0 ||
+        uv_is_closing((uv_handle_t *)&w->channel))
+        return false;
+    for (int reads = 0; reads < 64; reads++) {
+        size_t size;
+        char *space = line_buffer_space(&w->lines, &size);
+        ssize_t n = read(fd, space, size); /* the channel is non-blocking: libuv set it so */
+        if (n <= 0)
+            break; /* EAGAIN: nothing more; EOF or an error: the read callback and the exit tell */
+        if (!line_buffer_commit(&w->lines, (size_t)n, worker_on_line, w))
+            log_event(LOG_WARNING, "worker_line_too_long", w->slot_id, w->pid,
+                      "discarding a channel line longer than %d bytes", WORKER_LINE_MAX - 1);
+        if (w->state == WORKER_EXITED)
+            return true;
+    }
+    return uv_is_active((uv_handle_t *)&w->deadline); /* it fired, so only a message armed it again */
+}
+
+void worker_on_loop_stall(struct worker *w, uint64_t stalled_ms) {
+    if (w->state == WORKER_EXITED || w->stack_dump_requested || w->kill_reason != KILL_NONE ||
+        !uv_is_active((uv_handle_t *)&w->deadline))
+        return; /* a kill already under way goes on */
+    if (w->state == WORKER_READY)
+        worker_arm_deadline(w, seconds_to_ms(w->pool->config->timeout)); /* a heartbeat interval from now, it speaks */
+    else /* booting or draining: the time the arbiter lost is given back */
+        worker_arm_deadline(w, uv_timer_get_due_in(&w->deadline) + stalled_ms);
+}
+
 static void worker_on_deadline(uv_timer_t *timer) {
     struct worker *w = timer->data;
     const struct config *config = w->pool->config;
+    if (!w->stack_dump_requested && (w->state == WORKER_READY || w->state == WORKER_BOOTING) && worker_read_waiting(w))
+        return; /* its heartbeat (or ready) was waiting for us: it is alive */
     if (w->state == WORKER_SPAWNING) {
         char reason[128];
         snprintf(reason, sizeof reason, "its process was not created within %.1f s (--boot-timeout)", config->boot_timeout);
@@ -278,8 +315,11 @@ static void worker_exited(struct worker *w, int64_t exit_status, int term_signal
     child_output_drain(&w->output); /* its traceback before our line about its exit */
     w->exit_status = exit_status;
     w->term_signal = term_signal;
-    if (term_signal == SIGKILL && w->pid > 0)
-        kill(-w->pid, SIGKILL); /* killed hard: the app's children in its group go with it */
+    /* What the app started in the worker's group goes with it: at once when it was killed hard. */
+    if (w->pid > 0 && w->pool->leftovers)
+        leftovers_group_exited(w->pool->leftovers, w->pid, w->slot_id, term_signal == SIGKILL);
+    else if (term_signal == SIGKILL && w->pid > 0)
+        kill(-w->pid, SIGKILL);
     worker_transition(w, WORKER_EXITED);
     pool_worker_exited(w); /* detaches the worker from its slot and decides what comes next */
     worker_close(w);

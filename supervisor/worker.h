@@ -138,6 +138,10 @@ void worker_describe_exit(const struct worker *worker, char *out, size_t size);
 json_t *worker_save(const struct worker *worker);
 struct worker *worker_restore(struct pool *pool, struct slot *slot, json_t *saved, char *err, size_t err_size);
 
+/* The arbiter's own loop ran stalled_ms late (stall.h): a ready worker's heartbeat deadline starts
+ * again, a booting or draining one's is pushed back by the stall; a kill under way goes on. */
+void worker_on_loop_stall(struct worker *worker, uint64_t stalled_ms);
+
 /* Handles one complete line from the channel (exposed for the fuzzer and unit tests). */
 void worker_handle_message(struct worker *worker, const char *line, size_t length);
 

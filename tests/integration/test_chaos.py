@@ -3,7 +3,10 @@ least two are ready: the point is restarts under load, not an outage), with a
 reload and a scale 4 → 8 → 4 in between. Afterwards the arbiter is up with the target count ready,
 the only failed requests are those the killed workers held (counted: the established connections of
 each victim at the moment it was killed, each of which can lose at most its one request in flight),
-and the arbiter's open fds and RSS are back where they started (no leak per restart)."""
+and the arbiter's open fds and RSS are back where they started (no leak per restart).
+
+Its family, one fault per test and bounded the same way: test_faults.py (the arbiter paused and
+resumed, a crowded control socket, daemons started by the app, bursts of signals and scales)."""
 
 from __future__ import annotations
 

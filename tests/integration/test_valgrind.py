@@ -3,8 +3,11 @@
 import re
 import shutil
 import signal
+import time
 
 import pytest
+
+from conftest import pid_alive, wait_until
 
 pytestmark = [pytest.mark.valgrind, pytest.mark.usefixtures("valgrind_installed")]
 
@@ -34,3 +37,31 @@ def test_serving_and_graceful_stop_under_valgrind_has_no_errors_and_no_definite_
     assert code == 0, text[-4000:]
     assert definitely_lost is None or definitely_lost.group(1) == "0", text[-4000:]
     assert re.search(r"ERROR SUMMARY: 0 errors", text), text[-4000:]
+
+
+def test_ending_what_the_app_left_and_a_paused_loop_under_valgrind_have_no_errors(arbiter):
+    report = arbiter.workdir / "valgrind.%p.log"
+    arbiter.run(app="orphans:app", workers=1, extra=["--timeout", "2"], wrapper=[
+        "valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite", "--error-exitcode=99",
+        f"--log-file={report}",
+    ])
+    arbiter.wait_ready(1, timeout=60)
+    child = arbiter.get("/child", timeout=10).json()["child"]
+    daemon = arbiter.get("/daemon", timeout=10).json()["daemon"]
+    arbiter.signal(signal.SIGSTOP)
+    stopped_at = time.monotonic()
+    try:
+        wait_until(lambda: time.monotonic() - stopped_at >= 5, 10, "a pause longer than --timeout")
+    finally:
+        arbiter.signal(signal.SIGCONT)
+    wait_until(lambda: "event loop stalled" in arbiter.output(), 20, "the stall to be noticed")
+
+    arbiter.signal(signal.SIGTERM)
+    code = arbiter.wait_exit(60)
+
+    text = (arbiter.workdir / f"valgrind.{arbiter.pid}.log").read_text()
+    definitely_lost = re.search(r"definitely lost: ([\d,]+) bytes", text)
+    assert code == 0, text[-4000:]
+    assert definitely_lost is None or definitely_lost.group(1) == "0", text[-4000:]
+    assert re.search(r"ERROR SUMMARY: 0 errors", text), text[-4000:]
+    assert not pid_alive(child) and not pid_alive(daemon)

@@ -193,7 +193,8 @@ START_TEST(test_max_requests_jitter_of_uint_max_is_refused) {
     ASSERT_REFUSED("--max-requests-jitter: '4294967295' is not a whole number from 0 to 1000000000", "run", "--python",
                    PYTHON, "--max-requests", "100", "--max-requests-jitter", "4294967295", "app:app");
     char *path = write_scratch("jitter.json", "{\"max-requests\": 100, \"max-requests-jitter\": 4294967295}");
-    ASSERT_REFUSED("--max-requests-jitter: '4294967295'", "run", "--python", PYTHON, "--config", path, "app:app");
+    ASSERT_REFUSED("jitter.json: 'max-requests-jitter': '4294967295'", "run", "--python", PYTHON, "--config", path,
+                   "app:app");
 }
 END_TEST
 
@@ -620,9 +621,11 @@ START_TEST(test_config_file_flag_needs_a_boolean) {
 }
 END_TEST
 
-START_TEST(test_config_file_bad_value_is_refused_naming_the_option) {
+START_TEST(test_config_file_bad_value_is_refused_naming_the_file_and_the_key) {
     char *path = write_scratch("arbiter.json", "{\"workers\": \"many\"}");
-    ASSERT_USAGE_ERROR(PARSE("run", "--config", path, "app:app"), "--workers: 'many'");
+    char expected[PATH_MAX + 64];
+    snprintf(expected, sizeof expected, "--config %s: 'workers': 'many' is not a whole number", path);
+    ASSERT_USAGE_ERROR(PARSE("run", "--config", path, "app:app"), expected);
 }
 END_TEST
 
@@ -1094,7 +1097,7 @@ Suite *config_suite(void) {
           test_config_file_binds_kept_without_a_command_line_bind, test_config_file_unknown_option_is_refused,
           test_config_file_cannot_include_another, test_config_file_invalid_json_is_refused_with_its_line,
           test_config_file_must_be_an_object, test_config_file_list_for_a_single_value_option_is_refused,
-          test_config_file_flag_needs_a_boolean, test_config_file_bad_value_is_refused_naming_the_option,
+          test_config_file_flag_needs_a_boolean, test_config_file_bad_value_is_refused_naming_the_file_and_the_key,
           test_config_file_missing_is_refused}},
         {"gunicorn",
          {test_every_gunicorn_and_uvicorn_alias_parses_to_its_arbiter_option,

@@ -695,6 +695,25 @@ START_TEST(test_procstat_of_a_reaped_process_is_an_error) {
 }
 END_TEST
 
+START_TEST(test_eviction_picks_the_client_idle_the_longest) {
+    struct control_client_summary clients[] = {{true, 500}, {true, 100}, {true, 900}};
+    ck_assert_int_eq(control_choose_eviction(clients, 3), 1);
+}
+END_TEST
+
+START_TEST(test_eviction_never_picks_a_client_whose_command_is_under_way) {
+    struct control_client_summary clients[] = {{false, 10}, {true, 700}, {false, 20}};
+    ck_assert_int_eq(control_choose_eviction(clients, 3), 1);
+}
+END_TEST
+
+START_TEST(test_eviction_finds_nobody_when_every_client_waits) {
+    struct control_client_summary clients[] = {{false, 10}, {false, 20}};
+    ck_assert_int_eq(control_choose_eviction(clients, 2), -1);
+    ck_assert_int_eq(control_choose_eviction(clients, 0), -1);
+}
+END_TEST
+
 Suite *control_suite(void) {
     Suite *suite = suite_create("control");
     TCase *commands = tcase_create("commands");
@@ -710,6 +729,12 @@ Suite *control_suite(void) {
     tcase_add_test(commands, test_health_live_and_health_all_are_kept);
     tcase_add_test(commands, test_command_names_list_every_command_in_table_order);
     suite_add_tcase(suite, commands);
+
+    TCase *eviction = tcase_create("eviction");
+    tcase_add_test(eviction, test_eviction_picks_the_client_idle_the_longest);
+    tcase_add_test(eviction, test_eviction_never_picks_a_client_whose_command_is_under_way);
+    tcase_add_test(eviction, test_eviction_finds_nobody_when_every_client_waits);
+    suite_add_tcase(suite, eviction);
 
     TCase *defaults = tcase_create("defaults");
     tcase_add_test(defaults, test_wait_defaults_to_true_and_timeout_to_120_seconds);

@@ -335,11 +335,41 @@ START_TEST(test_upgrade_reads_its_own_state_version_and_refuses_others_naming_bo
 }
 END_TEST
 
+START_TEST(test_a_request_right_after_a_reload_started_joins_it) {
+    struct reload reload = {.state = RELOAD_RUNNING, .started_ms = 5000, .last_request_ms = 5000};
+    ck_assert(reload_joins(&reload, 5000));
+    ck_assert(reload_joins(&reload, 5000 + RELOAD_JOIN_MS - 1));
+}
+END_TEST
+
+START_TEST(test_a_burst_joins_as_long_as_its_requests_follow_each_other_closely) {
+    struct reload reload = {.state = RELOAD_RUNNING, .started_ms = 5000, .last_request_ms = 5000};
+    for (uint64_t now = 5000 + RELOAD_JOIN_MS / 2; now < 5000 + 4 * RELOAD_JOIN_MS; now += RELOAD_JOIN_MS / 2) {
+        ck_assert(reload_joins(&reload, now));
+        reload.last_request_ms = now;
+    }
+    ck_assert(!reload_joins(&reload, reload.last_request_ms + RELOAD_JOIN_MS));
+}
+END_TEST
+
+START_TEST(test_a_request_later_or_after_the_reload_ended_starts_another) {
+    struct reload reload = {.state = RELOAD_RUNNING, .started_ms = 5000, .last_request_ms = 5000};
+    ck_assert(!reload_joins(&reload, 5000 + RELOAD_JOIN_MS));
+    reload.state = RELOAD_DONE;
+    ck_assert(!reload_joins(&reload, 5001));
+    reload.state = RELOAD_FAILED;
+    ck_assert(!reload_joins(&reload, 5001));
+}
+END_TEST
+
 Suite *pool_suite(void) {
     Suite *suite = suite_create("pool");
     TCase *tc = tcase_create("fake spawner");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_pool_start_spawns_the_target_count_booting);
+    tcase_add_test(tc, test_a_request_right_after_a_reload_started_joins_it);
+    tcase_add_test(tc, test_a_burst_joins_as_long_as_its_requests_follow_each_other_closely);
+    tcase_add_test(tc, test_a_request_later_or_after_the_reload_ended_starts_another);
     tcase_add_test(tc, test_crashed_worker_restarts_at_once_the_first_time);
     tcase_add_test(tc, test_repeated_fast_failures_back_off_then_crashloop);
     tcase_add_test(tc, test_spawn_failure_before_any_worker_was_ready_fails_the_boot_with_exit_2);

@@ -19,6 +19,7 @@ int main(void) {
     srunner_add_suite(runner, metrics_request_suite());
     srunner_add_suite(runner, notify_suite());
     srunner_add_suite(runner, pool_suite());
+    srunner_add_suite(runner, stall_suite());
     srunner_add_suite(runner, worker_channel_suite());
     srunner_add_suite(runner, worker_state_suite());
     srunner_run_all(runner, CK_NORMAL);
