@@ -453,8 +453,13 @@ int arbiter_run(struct config *config) {
         log_event(LOG_CRITICAL, "config_error", 0, 0, "%s", err);
         return EXIT_USAGE;
     }
+    if (!config->log_to_stdout && !config->log_file && log_use_stderr(err, sizeof err) != 0) {
+        log_event(LOG_CRITICAL, "config_error", 0, 0, "%s", err);
+        return EXIT_USAGE;
+    }
 
     a->loop = uv_default_loop();
+    log_attach(a->loop);
     a->board.fd = -1;
     upgrade_init(&a->upgrade, a);
     json_t *handed = upgrade_take_state(err, sizeof err); /* set when we are the new image of an upgrade */
@@ -555,6 +560,8 @@ int arbiter_run(struct config *config) {
     }
     json_decref(handed);
     uv_run(a->loop, UV_RUN_DEFAULT);
+    log_detach();
+    uv_run(a->loop, UV_RUN_NOWAIT); /* finishes closing the log's retry timer */
     if (uv_loop_close(a->loop) != 0)
         log_error("handles_leaked", "some libuv handles were still open at exit (a bug in arbiter; please report it)");
     return a->exit_code;

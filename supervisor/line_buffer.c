@@ -4,7 +4,8 @@
  * or after several. The buffer keeps only the unfinished line, moved to the front after each read,
  * so its size is the longest line accepted and memory stays fixed whatever a worker sends. A line
  * that does not fit cannot be parsed, so it is dropped whole (never cut into pieces that would each
- * look like a line); only its start costs buffer space, the rest is discarded as it arrives.
+ * look like a line); only its start costs buffer space, the rest is discarded as it arrives. Log
+ * output, which is read by people rather than parsed, keeps the start of such a line instead.
  *
  * Pure: no I/O, no allocation, no libuv, so unit tests and the fuzzer drive it byte by byte. */
 #include "line_buffer.h"
@@ -13,6 +14,17 @@
 
 void line_buffer_init(struct line_buffer *b, char *storage, size_t capacity) {
     *b = (struct line_buffer){.data = storage, .capacity = capacity};
+}
+
+void line_buffer_init_cutting(struct line_buffer *b, char *storage, size_t capacity) {
+    *b = (struct line_buffer){.data = storage, .capacity = capacity, .cut = true};
+}
+
+void line_buffer_finish(struct line_buffer *b, line_buffer_on_line on_line, void *context) {
+    if (!b->discarding && b->length)
+        on_line(context, b->data, b->length);
+    b->length = 0;
+    b->discarding = false;
 }
 
 char *line_buffer_space(const struct line_buffer *b, size_t *size) {
@@ -44,6 +56,8 @@ bool line_buffer_commit(struct line_buffer *b, size_t count, line_buffer_on_line
     b->length = end - start;
     if (b->length < b->capacity)
         return true;
+    if (b->cut)
+        on_line(context, b->data, b->length);
     b->length = 0;
     b->discarding = true;
     return false;

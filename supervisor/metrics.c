@@ -221,6 +221,12 @@ void metrics_render(struct arbiter *a, struct text_buffer *b) {
     text_buffer_printf(b, "arbiter_reloads_total %llu\n", (unsigned long long)a->pool.reload.started_total);
     header(b, "arbiter_control_commands_total", "counter", "Requests received on the control socket.");
     text_buffer_printf(b, "arbiter_control_commands_total %llu\n", (unsigned long long)a->control.commands_total);
+    header(b, "arbiter_log_lines_dropped_total", "counter",
+           "Log lines (the arbiter's and the workers') dropped because the log output was blocked or failing.");
+    text_buffer_printf(b, "arbiter_log_lines_dropped_total %llu\n", (unsigned long long)log_lines_dropped());
+    header(b, "arbiter_log_write_errors_total", "counter",
+           "Failed writes to the log output (ENOSPC, EIO, EPIPE...; a failing output is retried every second).");
+    text_buffer_printf(b, "arbiter_log_write_errors_total %llu\n", (unsigned long long)log_write_errors());
 
     size_t capacity = pool->slot_count * 2 + 64;
     const struct worker **workers = calloc(capacity, sizeof *workers);

@@ -30,15 +30,16 @@ static void on_ttou(struct arbiter *a) {
     else
         log_warning("scale_refused", "SIGTTOU ignored: one worker is the minimum; use `arbiter ctl stop` to stop");
 }
-/* After logrotate moved the file: the arbiter reopens it (as root, if it started as root), then hands
- * the new file to each worker over its channel, because a worker running as --user may not be
- * allowed to open it (logrotate's `create 0640 root adm`). */
+/* After logrotate moved the file: the arbiter reopens it (as root, if it started as root). Workers
+ * write through the arbiter (child_output.c), so that is all, except for a worker adopted from an
+ * older image that writes to the file itself: it gets the new file over its channel, because a worker
+ * running as --user may not be allowed to open it (logrotate's `create 0640 root adm`). */
 static void send_log_file(struct worker *w, void *data) {
     unsigned *failures = data;
     uv_os_fd_t fd;
     char err[256];
-    if (w->state == WORKER_EXITED || uv_fileno((uv_handle_t *)&w->channel, &fd) != 0)
-        return;
+    if (w->state == WORKER_EXITED || child_output_fd(&w->output) >= 0 || uv_fileno((uv_handle_t *)&w->channel, &fd) != 0)
+        return; /* its output comes through the arbiter, which just reopened the file */
     if (log_send_file(fd, err, sizeof err) != 0) {
         log_event(LOG_WARNING, "reopen_logs_failed", w->slot_id, w->pid, "%s; it keeps writing to the old file", err);
         (*failures)++;

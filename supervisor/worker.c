@@ -312,6 +312,7 @@ static void worker_on_deadline(uv_timer_t *timer) {
 /* Every way a worker ends arrives here exactly once: the reaper's waitpid(-1), libuv's exit
  * callback for a process it spawned (whichever reaped it), or a spawn that failed. */
 static void worker_exited(struct worker *w, int64_t exit_status, int term_signal) {
+    child_output_drain(&w->output); /* its traceback before our line about its exit */
     w->exit_status = exit_status;
     w->term_signal = term_signal;
     /* What the app started in the worker's group goes with it: at once when it was killed hard. */
@@ -343,6 +344,7 @@ static void worker_on_close(uv_handle_t *handle) {
 }
 
 void worker_close(struct worker *w) {
+    child_output_close(&w->output, worker_on_close); /* first: what the worker left in it is logged */
     uv_handle_t *handles[] = {w->has_process ? (uv_handle_t *)&w->process : NULL, (uv_handle_t *)&w->channel,
                               (uv_handle_t *)&w->deadline};
     for (size_t i = 0; i < sizeof handles / sizeof handles[0]; i++)
@@ -352,7 +354,8 @@ void worker_close(struct worker *w) {
         free(w); /* never opened any: a spawn that failed before it began */
 }
 
-int worker_open(struct worker *w, uv_loop_t *loop, int channel_fd, char *err, size_t err_size) {
+static int worker_open_handles(struct worker *w, uv_loop_t *loop, int channel_fd, bool with_output, char *err,
+                               size_t err_size) {
     w->state = WORKER_SPAWNING;
     w->channel.data = w;
     w->deadline.data = w;
@@ -366,14 +369,27 @@ int worker_open(struct worker *w, uv_loop_t *loop, int channel_fd, char *err, si
         close(channel_fd);
         return -1;
     }
+    w->output.pipe.data = w;
+    w->output.write_fd = -1;
+    if (with_output) {
+        rc = child_output_open(&w->output, loop, err, err_size);
+        w->open_handles += w->output.opened ? CHILD_OUTPUT_HANDLES : 0;
+        if (rc != 0)
+            return -1;
+    }
     line_buffer_init(&w->lines, w->line_storage, sizeof w->line_storage);
     uv_read_start((uv_stream_t *)&w->channel, worker_on_alloc, worker_on_read);
     worker_arm_deadline(w, seconds_to_ms(w->pool->config->boot_timeout));
     return 0;
 }
 
+int worker_open(struct worker *w, uv_loop_t *loop, int channel_fd, char *err, size_t err_size) {
+    return worker_open_handles(w, loop, channel_fd, true, err, err_size);
+}
+
 void worker_started(struct worker *w, int pid) {
     w->pid = pid;
+    child_output_start(&w->output, "worker", w->slot_id, pid);
     w->reaped.pid = pid;
     w->started_ms = uv_now(w->pool->loop);
     worker_transition(w, WORKER_BOOTING);
@@ -407,8 +423,9 @@ int worker_exec(struct worker *w, uv_loop_t *loop, const struct worker_launch *l
     uv_stdio_container_t stdio[3 + LISTENER_MAX + 2];
     size_t count = 0;
     stdio[count++] = (uv_stdio_container_t){.flags = UV_IGNORE};
-    stdio[count++] = (uv_stdio_container_t){.flags = UV_INHERIT_FD, .data.fd = STDOUT_FILENO};
-    stdio[count++] = (uv_stdio_container_t){.flags = UV_INHERIT_FD, .data.fd = STDERR_FILENO};
+    /* stdout and stderr: the one pipe the arbiter reads (child_output.c), never the arbiter's own. */
+    stdio[count++] = (uv_stdio_container_t){.flags = UV_INHERIT_FD, .data.fd = child_output_write_end(&w->output)};
+    stdio[count++] = (uv_stdio_container_t){.flags = UV_INHERIT_FD, .data.fd = child_output_write_end(&w->output)};
     for (size_t i = 0; i < launch->listen_fd_count && i < LISTENER_MAX; i++)
         stdio[count++] = (uv_stdio_container_t){.flags = UV_INHERIT_FD, .data.fd = launch->listen_fds[i]};
     stdio[count++] = (uv_stdio_container_t){.flags = UV_INHERIT_FD, .data.fd = pair[1]};
@@ -430,6 +447,7 @@ int worker_exec(struct worker *w, uv_loop_t *loop, const struct worker_launch *l
     w->process.data = w;
     int rc = uv_spawn(loop, &w->process, &options);
     close(pair[1]);
+    child_output_close_write_end(&w->output);
     w->has_process = true;
     w->open_handles++; /* uv_spawn initialises the process handle even when it fails */
     if (rc != 0) {
@@ -535,6 +553,9 @@ json_t *worker_save(const struct worker *w) {
                                                                               : (json_int_t)-1);
     if (saved && w->board_index)
         json_object_set_new(saved, "board_index", json_integer(w->board_index));
+    int output_fd = child_output_fd(&w->output);
+    if (saved && output_fd >= 0) /* the next image reads the worker's stdout and stderr on */
+        json_object_set_new(saved, "output_fd", json_integer(output_fd));
     /* A partial line already read from the channel: the rest is still in the socket. */
     json_t *pending = w->lines.length && !w->lines.discarding ? json_stringn(w->lines.data, w->lines.length) : NULL;
     if (saved && pending)
@@ -572,9 +593,20 @@ struct worker *worker_restore(struct pool *pool, struct slot *slot, json_t *save
     w->slot = slot;
     w->slot_id = (unsigned)slot_id;
     w->generation = (unsigned)generation;
-    if (worker_open(w, pool->loop, (int)fd, err, err_size) != 0) {
+    if (worker_open_handles(w, pool->loop, (int)fd, false, err, err_size) != 0) {
         worker_close(w);
         return NULL;
+    }
+    json_int_t output_fd = json_integer_value(json_object_get(saved, "output_fd"));
+    if (json_object_get(saved, "output_fd") && output_fd >= 0) {
+        w->output.pipe.data = w;
+        int rc = child_output_adopt(&w->output, pool->loop, (int)output_fd, "worker", (unsigned)slot_id, (int)pid, err,
+                                    err_size);
+        w->open_handles += w->output.opened ? CHILD_OUTPUT_HANDLES : 0;
+        if (rc != 0) {
+            worker_close(w);
+            return NULL;
+        }
     }
     /* Restoring, not transitioning: the worker is already in this state, with its deadline running. */
     w->state = state;

@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "child_output.h"
 #include "config.h"
 #include "line_buffer.h"
 #include "procstat.h"
@@ -69,6 +70,7 @@ struct worker {
     bool has_process;
     uv_pipe_t channel;
     uv_timer_t deadline;
+    struct child_output output; /* its stdout and stderr; an adopted worker of an older image has none */
     unsigned open_handles;
 
     struct line_buffer lines; /* the channel's framing, over line_storage */
@@ -96,8 +98,9 @@ bool worker_transition(struct worker *worker, enum worker_state next);
 /* Pure table lookup, for tests and for the transition function. */
 bool worker_transition_allowed(enum worker_state from, enum worker_state to);
 
-/* Starts the life of a worker whose process is being created: our end of its channel is watched and
- * the state is SPAWNING (--boot-timeout covers the wait). On failure nothing stays open, the fd is
+/* Starts the life of a worker whose process is being created: our end of its channel is watched, the
+ * pipe for its stdout and stderr is made (the spawner hands its write end to the process, then calls
+ * child_output_close_write_end) and the state is SPAWNING (--boot-timeout covers the wait). On failure nothing stays open, the fd is
  * closed, and err says why; the caller frees the worker. Spawners (spawner.h) call this, then
  * worker_started() once the process exists, or worker_spawn_failed(). */
 int worker_open(struct worker *worker, uv_loop_t *loop, int channel_fd, char *err, size_t err_size);

@@ -100,6 +100,7 @@ static void zygote_on_close(uv_handle_t *handle) {
 }
 
 static void zygote_close(struct zygote *z) {
+    child_output_close(&z->output, zygote_on_close);
     uv_handle_t *handles[] = {(uv_handle_t *)&z->process, (uv_handle_t *)&z->channel};
     for (size_t i = 0; i < 2; i++)
         if (handles[i]->loop && !uv_is_closing(handles[i]))
@@ -383,10 +384,21 @@ static struct zygote *zygote_start(struct fork_server *server, unsigned generati
         z = NULL;
         goto fail;
     }
+    z->output.pipe.data = z;
+    char output_err[160];
+    rc = child_output_open(&z->output, pool->loop, output_err, sizeof output_err);
+    z->open_handles += z->output.opened ? CHILD_OUTPUT_HANDLES : 0;
+    if (rc != 0) {
+        log_error("zygote_start_failed", "%s", output_err);
+        close(pair[1]);
+        zygote_close(z);
+        z = NULL;
+        goto fail;
+    }
     uv_stdio_container_t stdio[4] = {
         {.flags = UV_IGNORE},
-        {.flags = UV_INHERIT_FD, .data.fd = STDOUT_FILENO},
-        {.flags = UV_INHERIT_FD, .data.fd = STDERR_FILENO},
+        {.flags = UV_INHERIT_FD, .data.fd = child_output_write_end(&z->output)},
+        {.flags = UV_INHERIT_FD, .data.fd = child_output_write_end(&z->output)},
         {.flags = UV_INHERIT_FD, .data.fd = pair[1]},
     };
     uv_process_options_t options = {
@@ -402,6 +414,7 @@ static struct zygote *zygote_start(struct fork_server *server, unsigned generati
     };
     rc = uv_spawn(pool->loop, &z->process, &options);
     close(pair[1]);
+    child_output_close_write_end(&z->output);
     z->open_handles++;
     if (rc != 0) {
         log_error("zygote_start_failed", "cannot start the zygote %s: %s", argv[0], uv_strerror(rc));
@@ -412,6 +425,7 @@ static struct zygote *zygote_start(struct fork_server *server, unsigned generati
     z->pid = z->process.pid;
     z->reaped.pid = z->pid;
     z->started_ms = uv_now(pool->loop);
+    child_output_start(&z->output, "zygote", 0, z->pid);
     line_buffer_init(&z->lines, z->line_storage, sizeof z->line_storage);
     uv_read_start((uv_stream_t *)&z->channel, zygote_on_alloc, zygote_on_read);
     int64_t exit_status;
@@ -471,15 +485,20 @@ static int fork_request_send(struct zygote *z, const struct fork_request *reques
     const struct worker *w = request->worker;
     int length = snprintf(line, sizeof line,
                           "{\"type\":\"fork\",\"worker_id\":%u,\"generation\":%u,\"max_requests\":%u,\"listen_fds\":%zu,"
-                          "\"board_index\":%u}\n",
-                          w->slot_id, z->generation, request->max_requests, request->listen_fd_count, request->board_index);
-    int fds[2 + LISTENER_MAX];
+                          "\"board_index\":%u,\"stdio\":%d}\n",
+                          w->slot_id, z->generation, request->max_requests, request->listen_fd_count, request->board_index,
+                          child_output_write_end(&w->output) >= 0);
+    int fds[3 + LISTENER_MAX];
     size_t count = 0;
     fds[count++] = request->channel_fd;
     for (size_t i = 0; i < request->listen_fd_count; i++)
         fds[count++] = request->listen_fds[i];
     if (request->board_index)
         fds[count++] = request->board_fd;
+    /* Last, flagged by "stdio": the worker's stdout and stderr (child_output.c); the zygote's child
+     * puts it on fds 1 and 2. */
+    if (child_output_write_end(&w->output) >= 0)
+        fds[count++] = child_output_write_end(&w->output);
     union {
         char buffer[CMSG_SPACE(sizeof fds)];
         struct cmsghdr align;
@@ -527,6 +546,7 @@ static void fork_server_pump(struct fork_server *server) {
         }
         close(request->channel_fd); /* the zygote has its own copy now */
         request->channel_fd = -1;
+        child_output_close_write_end(&request->worker->output); /* as has it of the output pipe */
         server->in_flight = request;
         server->in_flight_zygote = z;
         uv_timer_start(&server->fork_deadline, fork_server_on_fork_deadline, FORK_DEADLINE_MS, 0);
@@ -649,13 +669,16 @@ json_t *fork_server_save(const struct fork_server *server) {
     const struct zygote *z = server->current;
     json_t *saved = json_pack("{s:I, s:i}", "restarts", (json_int_t)server->zygote_restarts, "failures",
                               (int)server->backoff.failures);
+    json_t *current = NULL;
     if (saved && z && z->state != ZYGOTE_EXITED)
-        json_object_set_new(saved, "current",
+        json_object_set_new(saved, "current", current =
                             json_pack("{s:i, s:i, s:i, s:s, s:f, s:I, s:I, s:I}", "pid", z->pid, "channel_fd",
                                       z->channel_fd, "generation", (int)z->generation, "state",
                                       zygote_state_name(z->state), "import_seconds", z->import_seconds, "forks",
                                       (json_int_t)z->forks, "started_ms", (json_int_t)z->started_ms, "ready_ms",
                                       (json_int_t)z->ready_ms));
+    if (current && child_output_fd(&z->output) >= 0)
+        json_object_set_new(current, "output_fd", json_integer(child_output_fd(&z->output)));
     return saved;
 }
 
@@ -704,6 +727,17 @@ int fork_server_restore(struct fork_server *server, json_t *saved, char *err, si
     }
     line_buffer_init(&z->lines, z->line_storage, sizeof z->line_storage);
     uv_read_start((uv_stream_t *)&z->channel, zygote_on_alloc, zygote_on_read);
+    json_t *output_fd = json_object_get(current, "output_fd");
+    if (output_fd && json_integer_value(output_fd) >= 0) {
+        z->output.pipe.data = z;
+        rc = child_output_adopt(&z->output, pool->loop, (int)json_integer_value(output_fd), "zygote", 0, z->pid, err,
+                                err_size);
+        z->open_handles += z->output.opened ? CHILD_OUTPUT_HANDLES : 0;
+        if (rc != 0) {
+            zygote_close(z);
+            return -1;
+        }
+    }
     procstat_read(z->pid, &z->stats);
     server->current = z;
     server->live_zygotes = 1;
@@ -720,7 +754,8 @@ void fork_server_send_log_file(struct fork_server *server) {
     struct zygote *zygotes[] = {server->current, server->next};
     for (size_t i = 0; i < 2; i++) {
         char err[256];
-        if (zygotes[i] && zygotes[i]->state != ZYGOTE_EXITED && log_send_file(zygotes[i]->channel_fd, err, sizeof err) != 0)
+        if (zygotes[i] && zygotes[i]->state != ZYGOTE_EXITED && child_output_fd(&zygotes[i]->output) < 0 &&
+            log_send_file(zygotes[i]->channel_fd, err, sizeof err) != 0)
             log_event(LOG_WARNING, "reopen_logs_failed", 0, zygotes[i]->pid, "zygote: %s; it keeps the old file", err);
     }
 }

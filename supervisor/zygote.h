@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "backoff.h"
+#include "child_output.h"
 #include "line_buffer.h"
 #include "listener.h"
 #include "procstat.h"
@@ -41,6 +42,7 @@ struct zygote {
     uv_process_t process;
     uv_pipe_t channel;
     int channel_fd;
+    struct child_output output; /* its stdout and stderr (import errors, prints at import) */
     unsigned open_handles;
     struct line_buffer lines; /* the channel's framing, over line_storage */
     char line_storage[ZYGOTE_LINE_MAX];

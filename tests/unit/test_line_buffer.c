@@ -172,6 +172,32 @@ START_TEST(test_a_commit_larger_than_the_space_is_clamped) {
 }
 END_TEST
 
+START_TEST(test_a_cutting_buffer_hands_out_the_start_of_an_over_long_line_once) {
+    char storage[8];
+    struct line_buffer buffer;
+    struct collected out = {0};
+    line_buffer_init_cutting(&buffer, storage, sizeof storage);
+    ck_assert(!feed_text(&buffer, "abcdefgh", &out)); /* fills the buffer: cut, handed out, reported */
+    ck_assert(feed_text(&buffer, "ijk\n", &out)); /* the rest of it skipped up to its newline */
+    ck_assert(feed_text(&buffer, "next\n", &out));
+    ck_assert_str_eq(out.text, "abcdefgh|next|");
+    ck_assert_uint_eq(out.count, 2);
+}
+END_TEST
+
+START_TEST(test_finish_hands_out_the_unfinished_last_line) {
+    char storage[16];
+    struct line_buffer buffer;
+    struct collected out = {0};
+    line_buffer_init_cutting(&buffer, storage, sizeof storage);
+    ck_assert(feed_text(&buffer, "one\ntwo", &out));
+    line_buffer_finish(&buffer, collect, &out);
+    ck_assert_str_eq(out.text, "one|two|");
+    line_buffer_finish(&buffer, collect, &out); /* nothing left: nothing more */
+    ck_assert_uint_eq(out.count, 2);
+}
+END_TEST
+
 Suite *line_buffer_suite(void) {
     Suite *suite = suite_create("line_buffer");
     TCase *tc = tcase_create("framing");
@@ -186,6 +212,8 @@ Suite *line_buffer_suite(void) {
     tcase_add_test(tc, test_the_read_space_is_never_empty);
     tcase_add_test(tc, test_a_nul_byte_is_part_of_a_line);
     tcase_add_test(tc, test_a_commit_larger_than_the_space_is_clamped);
+    tcase_add_test(tc, test_a_cutting_buffer_hands_out_the_start_of_an_over_long_line_once);
+    tcase_add_test(tc, test_finish_hands_out_the_unfinished_last_line);
     suite_add_tcase(suite, tc);
     return suite;
 }

@@ -18,6 +18,7 @@ Suite *handshake_suite(void);
 Suite *line_buffer_suite(void);
 Suite *listener_suite(void);
 Suite *log_suite(void);
+Suite *log_sink_suite(void);
 Suite *metrics_suite(void);
 Suite *metrics_request_suite(void);
 Suite *notify_suite(void);

@@ -14,6 +14,7 @@ int main(void) {
     srunner_add_suite(runner, line_buffer_suite());
     srunner_add_suite(runner, listener_suite());
     srunner_add_suite(runner, log_suite());
+    srunner_add_suite(runner, log_sink_suite());
     srunner_add_suite(runner, metrics_suite());
     srunner_add_suite(runner, metrics_request_suite());
     srunner_add_suite(runner, notify_suite());

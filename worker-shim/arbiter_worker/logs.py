@@ -1,6 +1,13 @@
 """Logging for uvicorn's loggers (uvicorn, uvicorn.error, uvicorn.access) and the shim's own.
 
-Every worker writes to the arbiter's stderr, so lines must say who wrote them:
+A worker's stdout and stderr are one pipe to the arbiter, which writes the lines out (and drops them,
+counted, when its output cannot keep up), so a write here waits only for the arbiter's loop, never for
+a slow log consumer. A log write that fails anyway (EPIPE once the arbiter is gone, EIO) loses the
+line and never raises into the app or into boot: the handlers' handleError is quiet and
+sys.stdout/sys.stderr are wrapped (QuietStream). stdout is line-buffered, so a print shows up when it
+is made, in order with the log lines, as on a terminal.
+
+Lines must say who wrote them (the arbiter adds the same prefix to the lines that lack it, prints):
 - text: ``[worker 2 pid 1234] INFO:     message`` (uvicorn's formatter behind a worker prefix);
 - json: one object per line: ts, level, logger, worker, pid, message (+ exc with the traceback).
 Access lines go to stderr too, so a worker's lines stay in order in one stream.
@@ -16,11 +23,12 @@ record's own.
 from __future__ import annotations
 
 import datetime
+import io
 import json
 import logging
 import os
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 SHIM_LOGGER = "arbiter_worker"
 
@@ -60,6 +68,83 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+class QuietStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A StreamHandler whose failed writes lose the record quietly, instead of printing a traceback
+    to the very stream that just failed (logging's default handleError)."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        pass
+
+
+class QuietStream(io.TextIOBase):
+    """sys.stdout or sys.stderr for a worker: a write or flush that fails with OSError loses the text."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError:
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError:
+            pass
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self._stream.encoding
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return self._stream.errors
+
+    @property
+    def buffer(self) -> Any:
+        return self._stream.buffer
+
+    @property
+    def wrapped(self) -> TextIO:
+        return self._stream
+
+
+def quiet_std_streams() -> None:
+    """Wraps sys.stdout and sys.stderr (once) in QuietStream; stdout becomes line-buffered."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is None or isinstance(stream, QuietStream):
+            continue
+        reconfigure = getattr(stream, "reconfigure", None)
+        if name == "stdout" and reconfigure is not None:
+            try:
+                reconfigure(line_buffering=True)
+            except (OSError, ValueError):
+                pass
+        setattr(sys, name, QuietStream(stream))
+
+
+def adopt_stdio(fd: int) -> None:
+    """A forked worker: point stdout and stderr at fd, its own output pipe to the arbiter, then close fd."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
 def logging_config(log_format: str, worker_id: str, label: str | None = None) -> dict[str, Any]:
     set_source(worker_id, label)
     prefix = "[%(arbiter_source)s pid %(process)d] "
@@ -72,7 +157,7 @@ def logging_config(log_format: str, worker_id: str, label: str | None = None) ->
             "()": "uvicorn.logging.AccessFormatter",
             "fmt": prefix + '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s',
         }
-    handler = {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "filters": ["source"]}
+    handler = {"class": f"{__name__}.QuietStreamHandler", "stream": "ext://sys.stderr", "filters": ["source"]}
     return {
         "version": 1,
         "disable_existing_loggers": False,

@@ -27,6 +27,7 @@ from arbiter_worker.channel import Channel
 from arbiter_worker.cli import Options, parse_args
 from arbiter_worker.environment import EnvironmentInvalid, parse_environment
 from arbiter_worker.handshake import ProtocolMismatch, check_arbiter_protocol, send_hello
+from arbiter_worker.logs import quiet_std_streams
 from arbiter_worker.parent import arm_parent_death_signal, parent_is_alive
 from arbiter_worker.requirements import missing_library, uvicorn_problem, uvicorn_warning
 
@@ -63,6 +64,7 @@ def interpreter_problem(options: Options) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_std_streams()  # first: no print below, nor any of the app's, may raise on a failed write
     arm_parent_death_signal()
     configure_early_signals()
     try:

@@ -52,7 +52,7 @@ from arbiter_worker.channel import Channel
 from arbiter_worker.cli import Options
 from arbiter_worker.environment import WorkerEnvironment, parse_environment
 from arbiter_worker.handshake import send_hello
-from arbiter_worker.logs import logging_config, set_source
+from arbiter_worker.logs import adopt_stdio, logging_config, set_source
 from arbiter_worker.parent import arm_parent_death_signal, set_process_name
 from arbiter_worker.proctitle import set_title, worker_title
 
@@ -166,7 +166,11 @@ def fork_worker(
 ) -> tuple[int, WorkerFds]:
     """Double fork; returns the worker's pid (the intermediate child reports it through a pipe) and
     where the worker has its fds."""
-    fds = worker_fds(received, int(str(request.get("listen_fds", 0))), int(str(request.get("board_index", 0))) > 0)
+    # "stdio": the last fd is the worker's own stdout and stderr, a pipe the arbiter reads; it goes on
+    # fds 1 and 2 in the worker, so it is not one of the fds the worker finds where they were received.
+    stdio = received[-1] if request.get("stdio") and received else None
+    sent = received[:-1] if stdio is not None else received
+    fds = worker_fds(sent, int(str(request.get("listen_fds", 0))), int(str(request.get("board_index", 0))) > 0)
     zygote_pid = os.getpid()
     read_end, write_end = os.pipe()
     intermediate = forksafety.fork()
@@ -178,6 +182,8 @@ def fork_worker(
             if worker == 0:
                 os.close(write_end)
                 try:
+                    if stdio is not None:
+                        adopt_stdio(stdio)
                     code = become_worker(zygote_sock, request, fds, options, zygote_pid)
                 except SystemExit as stop:
                     code = stop.code if isinstance(stop.code, int) else exits.STOPPED
