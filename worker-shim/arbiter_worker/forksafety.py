@@ -79,6 +79,17 @@ def fork() -> int:
         return os.fork()
 
 
+def read_to_end(fd: int) -> bytes:
+    """Everything a forked child writes into the pipe ``fd`` until it exits; closes ``fd``."""
+    chunks = []
+    try:
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
 def probe_child() -> Census:
     """Fork once and return the child's census, taken after the at-fork hooks ran in it."""
     read_end, write_end = os.pipe()
@@ -91,12 +102,9 @@ def probe_child() -> Census:
         finally:
             os._exit(0)
     os.close(write_end)
-    chunks = []
-    while chunk := os.read(read_end, 65536):
-        chunks.append(chunk)
-    os.close(read_end)
+    text = read_to_end(read_end)
     os.waitpid(pid, 0)
-    report = json.loads(b"".join(chunks) or b"{}")
+    report = json.loads(text or b"{}")
     return Census(python=tuple(report.get("python", ())), native=frozenset(range(int(report.get("native", 0)))))
 
 

@@ -205,12 +205,9 @@ def fork_worker(
     os.close(write_end)
     for fd in received:
         os.close(fd)
-    chunks = []
-    while chunk := os.read(read_end, 32):
-        chunks.append(chunk)
-    os.close(read_end)
+    answer = forksafety.read_to_end(read_end)
     os.waitpid(intermediate, 0)
-    text = b"".join(chunks).decode() or "0"
+    text = answer.decode() or "0"
     return int(text), fds
 
 
