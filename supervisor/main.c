@@ -19,6 +19,7 @@ static void print_usage(FILE *out) {
             "       arbiter check [OPTIONS] APP     boot one worker through lifespan startup; exit 0 or 3\n"
             "       arbiter ctl [--control PATH] [--json] COMMAND\n"
             "                                       status | scale N|+N|-N | reload | stop [--quick] | recycle ID\n"
+            "                                       | health [--all|--live] | autoscale MIN:MAX | autoscale off\n"
             "                                       | upgrade\n"
             "       arbiter migrate GUNICORN_CONF_PY [--python PATH]\n"
             "                                       print a gunicorn config as arbiter's --config JSON; exit 0, 1 or 2\n"
