@@ -40,7 +40,14 @@ static void stall_on_before_poll(uv_prepare_t *handle) {
     if (stall->poll_ended_ns) /* the callbacks since the last poll: they should take no time at all */
         stall_report(stall, stall_lateness_ms(stall->poll_ended_ns, now, 0));
     stall->poll_started_ns = now;
-    stall->poll_timeout_ms = uv_backend_timeout(handle->loop);
+    /* libuv's public uv_backend_timeout() answers 0 whenever a watcher changed since the last poll
+     * (it cannot know the backend's state before uv_run updates it), while uv_run itself then blocks
+     * until the next timer: a pipe whose reading resumed made a 990 ms poll look like a 990 ms stall,
+     * and every blocked worker's kill waited another --timeout. A real 0 ends the poll at once, so it
+     * has nothing to judge either: 0 is "unknown", not a deadline. A pause in such a poll is still
+     * caught: each deadline reads its worker's channel before it condemns it (worker.c). */
+    int timeout_ms = uv_backend_timeout(handle->loop);
+    stall->poll_timeout_ms = timeout_ms == 0 ? -1 : timeout_ms;
 }
 
 static void stall_on_after_poll(uv_check_t *handle) {
