@@ -103,7 +103,8 @@ static void arbiter_on_pool_changed(struct pool *pool) {
     control_on_change(&a->control);
 }
 
-static void arbiter_restart_deadline(struct worker *w, void *data) {
+static void arbiter_restart_deadline(struct worker *w, const struct slot *slot, void *data) {
+    (void)slot;
     worker_on_loop_stall(w, *(const uint64_t *)data);
 }
 
@@ -115,7 +116,7 @@ static void arbiter_on_stall(struct stall *stall, uint64_t stalled_ms) {
     log_warning("loop_stalled", "the arbiter's event loop stalled for %.1f s (the process was stopped, the VM paused or "
                 "the CPU throttled): the liveness deadlines of %u worker%s start again instead of killing them",
                 (double)stalled_ms / 1000, live, live == 1 ? "" : "s");
-    pool_for_each_worker(&a->pool, arbiter_restart_deadline, &stalled_ms);
+    pool_walk(&a->pool, false, arbiter_restart_deadline, &stalled_ms);
 }
 
 static void arbiter_finish(struct arbiter *a) {

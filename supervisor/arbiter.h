@@ -20,9 +20,9 @@
 #include "spawner.h"
 #include "stall.h"
 #include "upgrade.h"
+#include "version.h"
 #include "zygote.h"
 
-#define ARBITER_VERSION "0.1.0"
 
 /* A reload is not a state of its own here: pool.reload knows (arbiter_state_name shows it). */
 enum arbiter_state { ARBITER_STARTING, ARBITER_RUNNING, ARBITER_STOPPING };

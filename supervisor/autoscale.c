@@ -254,7 +254,7 @@ static void autoscale_sample(const struct autoscale *s, struct autoscale_signals
             busy += w->in_flight > 0; /* no board entry: the last heartbeat's figure */
         }
     }
-    for (const struct worker *w = pool->detached; w; w = w->next)
+    for (const struct worker *w = pool->draining; w; w = w->next)
         add_memory(out, w);
     const struct zygote *z = a->config->preload ? fork_server_zygote(&a->fork_server) : NULL;
     if (z)

@@ -110,7 +110,7 @@ json_t *control_status(struct arbiter *a) {
         if (slot->successor)
             json_array_append_new(workers, worker_json(a, slot->successor, NULL));
     }
-    for (const struct worker *w = pool->detached; w; w = w->next)
+    for (const struct worker *w = pool->draining; w; w = w->next)
         json_array_append_new(workers, worker_json(a, w, NULL));
     json_t *listeners = json_array();
     for (size_t i = 0; i < a->listeners.count; i++)
@@ -220,7 +220,7 @@ static enum control_outcome reload_done(struct arbiter *a, const struct control_
         set_error(error, "not_running", "the arbiter is stopping; the reload was abandoned");
         return CONTROL_FAILED;
     }
-    if (reload->queued || reload->id < r->mark || reload_running(reload) || a->pool.detached)
+    if (reload->queued || reload->id < r->mark || reload_running(reload) || a->pool.draining)
         return CONTROL_WAIT;
     if (reload->state == RELOAD_FAILED) {
         set_error(error, "failed", "the reload failed: %s; the old workers keep serving. See the arbiter's log for "
@@ -278,7 +278,7 @@ static enum control_outcome recycle_done(struct arbiter *a, const struct control
     }
     if (slot->successor || slot->replace_pending || !slot->active || slot->active->state != WORKER_READY)
         return CONTROL_WAIT;
-    for (const struct worker *w = a->pool.detached; w; w = w->next)
+    for (const struct worker *w = a->pool.draining; w; w = w->next)
         if (w->pid == r->old_pid)
             return CONTROL_WAIT; /* complete once the old worker has drained and exited */
     *reply = json_pack("{s:b, s:I, s:i}", "ok", 1, "id", (json_int_t)r->id, "pid", slot->active->pid);

@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "arbiter.h"
+#include "version.h"
 
 #define HANDSHAKE_FIX                                                                                             \
     "the arbiter and its worker shim come from different installs (an upgrade while the arbiter was running?): " \

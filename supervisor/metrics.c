@@ -162,7 +162,7 @@ static void per_worker(struct text_buffer *b, const char *name, unsigned id, int
     text_buffer_printf(b, "\n");
 }
 
-/* Every live worker: the slots' active and successor workers, then the detached (draining) ones. */
+/* Every live worker: the slots' active and successor workers, then the draining ones. */
 static size_t collect_workers(const struct pool *pool, const struct worker **out, size_t max) {
     size_t n = 0;
     for (size_t i = 0; i < pool->slot_count; i++) {
@@ -171,7 +171,7 @@ static size_t collect_workers(const struct pool *pool, const struct worker **out
         if (pool->slots[i]->successor && n < max)
             out[n++] = pool->slots[i]->successor;
     }
-    for (const struct worker *w = pool->detached; w && n < max; w = w->next)
+    for (const struct worker *w = pool->draining; w && n < max; w = w->next)
         out[n++] = w;
     return n;
 }
@@ -204,7 +204,7 @@ void metrics_render(struct arbiter *a, struct text_buffer *b) {
         if (slot->successor)
             by_state[worker_state_index(slot->successor)]++;
     }
-    for (const struct worker *w = pool->detached; w; w = w->next)
+    for (const struct worker *w = pool->draining; w; w = w->next)
         by_state[worker_state_index(w)]++; /* replaced by a reload, a recycle or a scale-down: draining */
     static const char *const state_names[] = {"booting", "ready", "draining", "backoff", "crashloop"};
     header(b, "arbiter_workers", "gauge", "Workers by state.");

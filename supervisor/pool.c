@@ -288,11 +288,11 @@ static void slot_close(struct slot *slot) {
     uv_close((uv_handle_t *)&slot->restart_timer, slot_on_close);
 }
 
-/* The worker leaves its slot and drains on the pool's detached list. */
+/* The worker leaves its slot and drains on the pool's draining list. */
 static void pool_detach_and_stop(struct pool *pool, struct worker *w, bool graceful) {
     w->slot = NULL;
-    w->next = pool->detached;
-    pool->detached = w;
+    w->next = pool->draining;
+    pool->draining = w;
     worker_stop(w, graceful);
 }
 
@@ -436,7 +436,7 @@ unsigned pool_live_count(const struct pool *pool) {
     unsigned live = 0;
     for (size_t i = 0; i < pool->slot_count; i++)
         live += (pool->slots[i]->active != NULL) + (pool->slots[i]->successor != NULL);
-    for (const struct worker *w = pool->detached; w; w = w->next)
+    for (const struct worker *w = pool->draining; w; w = w->next)
         live++;
     return live;
 }
@@ -495,8 +495,8 @@ void pool_worker_retire(struct worker *w, const char *reason) {
     pool_changed(w->pool);
 }
 
-static bool pool_remove_detached(struct pool *pool, struct worker *w) {
-    for (struct worker **p = &pool->detached; *p; p = &(*p)->next) {
+static bool pool_remove_draining(struct pool *pool, struct worker *w) {
+    for (struct worker **p = &pool->draining; *p; p = &(*p)->next) {
         if (*p == w) {
             *p = w->next;
             return true;
@@ -545,7 +545,7 @@ void pool_worker_exited(struct worker *w) {
     w->board_index = 0;
 
     if (!slot) {
-        pool_remove_detached(pool, w);
+        pool_remove_draining(pool, w);
         log_event(w->kill_reason ? LOG_WARNING : LOG_INFO, "worker_exited", w->slot_id, w->pid, "stopped: %s", description);
     } else if (slot->successor == w) {
         slot->successor = NULL;
@@ -599,7 +599,7 @@ void pool_stop(struct pool *pool, bool graceful) {
         if (slot->active)
             worker_stop(slot->active, graceful);
     }
-    for (struct worker *w = pool->detached; w; w = w->next)
+    for (struct worker *w = pool->draining; w; w = w->next)
         worker_stop(w, graceful);
     if (first) {
         if (reload_running(&pool->reload))
@@ -650,10 +650,11 @@ static json_t *slot_save(const struct slot *slot) {
 }
 
 json_t *pool_save(const struct pool *pool) {
+    /* "detached": the draining list's name in state version 1, which older images read. */
     json_t *slots = json_array(), *detached = json_array(), *exits = json_array();
     for (size_t i = 0; i < pool->slot_count; i++)
         json_array_append_new(slots, slot_save(pool->slots[i]));
-    for (const struct worker *w = pool->detached; w; w = w->next)
+    for (const struct worker *w = pool->draining; w; w = w->next)
         json_array_append_new(detached, worker_save(w));
     for (size_t r = 0; r < EXIT_REASON_COUNT; r++)
         json_array_append_new(exits, json_integer((json_int_t)pool->exits[r]));
@@ -752,8 +753,8 @@ int pool_restore(struct pool *pool, json_t *saved, char *err, size_t err_size) {
         struct worker *w = worker_restore(pool, NULL, item, err, err_size);
         if (!w)
             return -1;
-        w->next = pool->detached;
-        pool->detached = w;
+        w->next = pool->draining;
+        pool->draining = w;
     }
     return 0;
 }
@@ -766,14 +767,14 @@ void pool_close_listeners(struct pool *pool) {
         slot_close_listeners(pool->slots[i]);
 }
 
-/* Calls visit for every live worker: each slot's active and successor, then the detached ones. */
-void pool_for_each_worker(struct pool *pool, void (*visit)(struct worker *worker, void *data), void *data) {
+void pool_walk(struct pool *pool, bool with_empty_slots, pool_visit_fn *visit, void *data) {
     for (size_t i = 0; i < pool->slot_count; i++) {
-        if (pool->slots[i]->active)
-            visit(pool->slots[i]->active, data);
-        if (pool->slots[i]->successor)
-            visit(pool->slots[i]->successor, data);
+        struct slot *slot = pool->slots[i];
+        if (slot->active || with_empty_slots)
+            visit(slot->active, slot, data);
+        if (slot->successor)
+            visit(slot->successor, NULL, data);
     }
-    for (struct worker *w = pool->detached; w; w = w->next)
-        visit(w, data);
+    for (struct worker *w = pool->draining; w; w = w->next)
+        visit(w, NULL, data);
 }

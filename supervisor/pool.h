@@ -87,7 +87,7 @@ struct pool {
     bool stopping;
     bool emptied; /* events.empty has fired */
     bool graceful_stop;
-    struct worker *detached; /* draining workers that no longer belong to a slot */
+    struct worker *draining; /* workers told to stop that no longer belong to a slot (replaced, scaled down) */
     uint64_t spawned_total;
     uint64_t restarts_total;
     uint64_t replace_failures; /* replacements that exited before ready */
@@ -126,8 +126,11 @@ void pool_stop(struct pool *pool, bool graceful);
 /* Closes the arbiter's copies of the slots' own listeners (--reuse-port), at the end of a lame duck. */
 void pool_close_listeners(struct pool *pool);
 
-/* Calls visit for every live worker (slots' active and successor workers, then detached ones). */
-void pool_for_each_worker(struct pool *pool, void (*visit)(struct worker *worker, void *data), void *data);
+/* The one walk over the live workers: each slot's active worker with its slot (worker NULL for a slot
+ * without one, in backoff or crashloop, when with_empty_slots), its successor (slot NULL), then the
+ * draining workers (slot NULL), in that order. */
+typedef void pool_visit_fn(struct worker *worker, const struct slot *slot, void *data);
+void pool_walk(struct pool *pool, bool with_empty_slots, pool_visit_fn *visit, void *data);
 
 /* Closes the slots' handles; call once the pool is empty. */
 void pool_close(struct pool *pool);

@@ -34,7 +34,8 @@ static void on_ttou(struct arbiter *a) {
  * write through the arbiter (child_output.c), so that is all, except for a worker adopted from an
  * older image that writes to the file itself: it gets the new file over its channel, because a worker
  * running as --user may not be allowed to open it (logrotate's `create 0640 root adm`). */
-static void send_log_file(struct worker *w, void *data) {
+static void send_log_file(struct worker *w, const struct slot *slot, void *data) {
+    (void)slot;
     unsigned *failures = data;
     uv_os_fd_t fd;
     char err[256];
@@ -58,7 +59,7 @@ static void on_usr1(struct arbiter *a) {
         return;
     }
     unsigned failures = 0;
-    pool_for_each_worker(&a->pool, send_log_file, &failures);
+    pool_walk(&a->pool, false, send_log_file, &failures);
     if (a->config->preload)
         fork_server_send_log_file(&a->fork_server);
     log_info("reopen_logs", "reopened %s%s", a->config->log_file, failures ? " (some workers keep the old file, see above)" : "");

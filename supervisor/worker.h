@@ -43,7 +43,7 @@ struct slot;
 
 struct worker {
     struct pool *pool;
-    struct slot *slot;     /* NULL once detached from its slot (draining after replacement) */
+    struct slot *slot;     /* NULL once it left its slot to drain (after a replacement or a scale-down) */
     unsigned slot_id;
     unsigned generation;
     enum worker_state state;
@@ -63,7 +63,7 @@ struct worker {
     int64_t exit_status;
     int term_signal;
     char spawn_error[400];   /* KILL_SPAWN_FAILED: why it never ran (a zygote refusal says what and why) */
-    struct worker *next;   /* in the pool's list of detached workers */
+    struct worker *next;   /* in the pool's list of draining workers */
 
     struct reaper_entry reaped; /* pid and exit callback, while the process runs */
     uv_process_t process;       /* only when the exec spawner started it (has_process) */

@@ -293,7 +293,7 @@ START_TEST(test_scale_down_drains_the_highest_slots) {
     ck_assert_uint_eq(fx.pool.slot_count, 1);
     ck_assert_uint_eq(pool_live_count(&fx.pool), 4);
     unsigned draining = 0;
-    for (struct worker *w = fx.pool.detached; w; w = w->next)
+    for (struct worker *w = fx.pool.draining; w; w = w->next)
         draining += w->state == WORKER_DRAINING;
     ck_assert_uint_eq(draining, 3);
     fixture_stop();
