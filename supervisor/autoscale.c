@@ -28,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "arbiter.h"
+#include "status.h"
 #include "log.h"
 
 const char *autoscale_action_name(enum autoscale_action action) {
@@ -206,63 +206,71 @@ static unsigned queue_length(int fd) {
     return listener_queue(fd, &waiting, &size) == 0 ? waiting : 0;
 }
 
-static unsigned pool_queue(const struct arbiter *a) {
+static unsigned pool_queue(const struct status_sources *sources) {
+    const struct pool *pool = sources->pool;
     unsigned total = 0;
-    if (!a->config->reuse_port) {
-        for (size_t i = 0; i < a->listeners.count; i++)
-            total += queue_length(a->listeners.items[i].fd);
+    if (!sources->config->reuse_port) {
+        for (size_t i = 0; i < sources->listeners->count; i++)
+            total += queue_length(sources->listeners->items[i].fd);
         return total;
     }
-    for (size_t s = 0; s < a->pool.slot_count; s++)
-        for (size_t i = 0; i < a->pool.listen_fd_count; i++)
-            total += queue_length(a->pool.slots[s]->listen_fds[i]);
+    for (size_t s = 0; s < pool->slot_count; s++)
+        for (size_t i = 0; i < pool->listen_fd_count; i++)
+            total += queue_length(pool->slots[s]->listen_fds[i]);
     return total;
 }
 
-static void add_memory(struct autoscale_signals *out, const struct worker *w) {
-    if (w && w->stats_ms)
-        out->memory += w->stats.pss_bytes;
+struct sampling {
+    struct autoscale_signals *out;
+    bool booting;
+    unsigned busy, sampled;
+    double lag;
+    uint64_t now;
+};
+
+static void sample_worker(const struct status_worker *view, void *data) {
+    struct sampling *sampling = data;
+    struct autoscale_signals *out = sampling->out;
+    const struct worker *w = view->worker;
+    if (view->stats_known)
+        out->memory += view->stats->pss_bytes;
+    /* A slot in backoff is not a change under way: a crash loop must not freeze autoscaling. A
+     * successor (still in its slot), or a slot's worker not ready yet, is. Draining workers only
+     * cost memory. */
+    if (!view->slot) {
+        sampling->booting |= w->slot != NULL;
+        return;
+    }
+    if (w->state != WORKER_READY) {
+        sampling->booting = true;
+        return;
+    }
+    if (view->stats_known && view->stats->pss_bytes > out->worker_memory)
+        out->worker_memory = view->stats->pss_bytes;
+    sampling->sampled++;
+    if (view->entry) {
+        sampling->busy += view->entry->in_flight > 0;
+        sampling->lag += board_lag_seconds(view->entry, sampling->now);
+    } else {
+        sampling->busy += w->in_flight > 0; /* no board entry: the last heartbeat's figure */
+    }
 }
 
 static void autoscale_sample(const struct autoscale *s, struct autoscale_signals *out) {
-    const struct arbiter *a = s->arbiter;
-    const struct pool *pool = &a->pool;
+    const struct status_sources *sources = s->sources;
     memset(out, 0, sizeof *out);
-    out->target = pool->target;
-    out->ready = pool_ready_count(pool);
-    bool booting = false;
-    unsigned busy = 0, sampled = 0;
-    double lag = 0;
-    uint64_t now = monotonic_ms();
-    for (size_t i = 0; i < pool->slot_count; i++) {
-        const struct slot *slot = pool->slots[i];
-        const struct worker *w = slot->active;
-        /* A slot in backoff is not a change under way: a crash loop must not freeze autoscaling. */
-        booting |= slot->successor != NULL || (w && w->state != WORKER_READY);
-        add_memory(out, w);
-        add_memory(out, slot->successor);
-        if (!w || w->state != WORKER_READY)
-            continue;
-        if (w->stats_ms && w->stats.pss_bytes > out->worker_memory)
-            out->worker_memory = w->stats.pss_bytes;
-        const struct board_entry *entry = board_get(&a->board, w->board_index);
-        sampled++;
-        if (entry) {
-            busy += entry->in_flight > 0;
-            lag += board_lag_seconds(entry, now);
-        } else {
-            busy += w->in_flight > 0; /* no board entry: the last heartbeat's figure */
-        }
-    }
-    for (const struct worker *w = pool->draining; w; w = w->next)
-        add_memory(out, w);
-    const struct zygote *z = a->config->preload ? fork_server_zygote(&a->fork_server) : NULL;
-    if (z)
-        out->memory += z->stats.pss_bytes;
-    out->settled = a->state == ARBITER_RUNNING && !booting && !reload_running(&pool->reload);
-    out->queue = pool_queue(a);
-    out->busy = sampled ? (double)busy / sampled : 0;
-    out->lag_s = sampled ? lag / sampled : 0;
+    struct status_census census;
+    status_take_census(sources, &census);
+    out->target = census.target;
+    out->ready = census.ready;
+    struct sampling sampling = {.out = out, .now = monotonic_ms()};
+    status_walk(sources, false, sample_worker, &sampling);
+    if (census.zygote)
+        out->memory += census.zygote->stats.pss_bytes;
+    out->settled = *sources->state == ARBITER_RUNNING && !sampling.booting && !reload_running(&sources->pool->reload);
+    out->queue = pool_queue(sources);
+    out->busy = sampling.sampled ? (double)sampling.busy / sampling.sampled : 0;
+    out->lag_s = sampling.sampled ? sampling.lag / sampling.sampled : 0;
 }
 
 /* ---- applying ---- */
@@ -295,8 +303,7 @@ static void autoscale_report(struct autoscale *s, const struct autoscale_decisio
 
 static void autoscale_on_tick(uv_timer_t *timer) {
     struct autoscale *s = timer->data;
-    struct arbiter *a = s->arbiter;
-    if (a->state == ARBITER_STOPPING)
+    if (*s->sources->state == ARBITER_STOPPING)
         return;
     autoscale_sample(s, &s->sample);
     struct autoscale_decision d = autoscale_decide(&s->policy, &s->trend, &s->sample, monotonic_ms());
@@ -304,16 +311,16 @@ static void autoscale_on_tick(uv_timer_t *timer) {
         return;
     autoscale_report(s, &d);
     if (d.action == AUTOSCALE_UP || d.action == AUTOSCALE_DOWN) {
-        if (pool_scale(&a->pool, d.to) != 0)
+        if (pool_scale(s->sources->pool, d.to) != 0)
             log_error("autoscale_failed", "could not scale to %u workers; see the messages above", d.to);
     }
 }
 
-void autoscale_start(struct autoscale *s, struct arbiter *a, const struct autoscale_policy *policy) {
+void autoscale_start(struct autoscale *s, const struct status_sources *sources, const struct autoscale_policy *policy) {
     memset(s, 0, sizeof *s);
-    s->arbiter = a;
+    s->sources = sources;
     s->policy = *policy;
-    uv_timer_init(a->loop, &s->timer);
+    uv_timer_init(sources->loop, &s->timer);
     s->timer.data = s;
     s->timer_open = true;
     if (s->policy.enabled) {
@@ -339,7 +346,7 @@ void autoscale_disable(struct autoscale *s, const char *why) {
     if (s->timer_open)
         uv_timer_stop(&s->timer);
     log_info("autoscale_off", "autoscaling off (%s); the worker count stays at %u until changed by hand", why,
-             s->arbiter->pool.target);
+             s->sources->pool->target);
 }
 
 void autoscale_stop(struct autoscale *s) {
@@ -351,5 +358,5 @@ void autoscale_close(struct autoscale *s) {
     if (!s->timer_open)
         return;
     s->timer_open = false;
-    uv_close((uv_handle_t *)&s->timer, NULL); /* embedded in struct arbiter */
+    uv_close((uv_handle_t *)&s->timer, NULL); /* embedded in struct autoscale */
 }

@@ -84,11 +84,11 @@ const char *autoscale_reason_name(enum autoscale_reason reason);
 /* Parses "MIN:MAX" (1 <= MIN <= MAX <= limit); -1 with err naming what is wrong. */
 int autoscale_parse_range(const char *text, unsigned limit, unsigned *min, unsigned *max, char *err, size_t err_size);
 
-struct arbiter;
+struct status_sources;
 
 /* The running autoscaler: the policy in force, the trend, the last decision and the counts. */
 struct autoscale {
-    struct arbiter *arbiter;
+    const struct status_sources *sources; /* what it samples (status.h); it scales sources->pool */
     struct autoscale_policy policy;
     struct autoscale_trend trend;
     struct autoscale_decision last;   /* last UP, DOWN or BLOCKED; last.at_ms == 0: none yet */
@@ -99,7 +99,8 @@ struct autoscale {
 };
 
 /* Starts sampling when the policy is enabled (the timer exists either way, for `ctl autoscale`). */
-void autoscale_start(struct autoscale *autoscale, struct arbiter *arbiter, const struct autoscale_policy *policy);
+void autoscale_start(struct autoscale *autoscale, const struct status_sources *sources,
+                     const struct autoscale_policy *policy);
 
 /* `ctl autoscale MIN:MAX`: enables with these bounds; a count outside them moves at once. */
 void autoscale_enable(struct autoscale *autoscale, unsigned min, unsigned max, const char *why);

@@ -549,3 +549,15 @@ int control_fd(const struct control *control) {
     uv_os_fd_t fd;
     return control->listening && uv_fileno((const uv_handle_t *)&control->server, &fd) == 0 ? fd : -1;
 }
+
+bool control_permitted(enum control_permission permission, uid_t peer_uid, const gid_t *peer_groups, size_t group_count,
+                       uid_t own_uid, bool has_read_group, gid_t read_group) {
+    if (peer_uid == 0 || peer_uid == own_uid)
+        return true;
+    if (permission != CONTROL_READ || !has_read_group)
+        return false;
+    for (size_t i = 0; i < group_count; i++)
+        if (peer_groups[i] == read_group)
+            return true;
+    return false;
+}

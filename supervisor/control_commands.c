@@ -12,8 +12,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "control_commands.h"
+
 #include "arbiter.h"
-#include "control.h"
+#include "status_json.h"
+#include "version.h"
 #include "log.h"
 
 static void set_error(struct control_error *error, const char *code, const char *fmt, ...)
@@ -57,89 +60,10 @@ static int get_bool(json_t *json, const char *field, bool *value, struct control
     return 0;
 }
 
-static json_t *autoscale_json(const struct arbiter *a);
-
-/* ---- status ---- */
-
-static json_t *worker_json(struct arbiter *a, const struct worker *w, const struct slot *slot) {
-    uint64_t now = uv_now(a->loop);
-    static const struct proc_stats none;
-    const struct proc_stats *stats = w && w->stats_ms ? &w->stats : &none;
-    json_t *o = json_object();
-    json_object_set_new(o, "id", json_integer(slot ? slot->id : w->slot_id));
-    json_object_set_new(o, "pid", w ? json_integer(w->pid) : json_null());
-    json_object_set_new(o, "state", json_string(slot && !w ? slot_state_name(slot) : worker_state_name(w->state)));
-    json_object_set_new(o, "generation", json_integer(w ? w->generation : a->pool.generation));
-    json_object_set_new(o, "uptime_s", json_real(w ? (double)(now - w->started_ms) / 1000.0 : 0.0));
-    json_object_set_new(o, "requests", json_integer(w ? (json_int_t)w->requests : 0));
-    json_object_set_new(o, "in_flight", json_integer(w ? (json_int_t)w->in_flight : 0));
-    const struct board_entry *entry = w ? board_get(&a->board, w->board_index) : NULL;
-    json_object_set_new(o, "connections", json_integer(entry ? (json_int_t)entry->connections : 0));
-    json_object_set_new(o, "restarts", json_integer(slot ? (json_int_t)slot->restarts : 0));
-    json_object_set_new(o, "last_exit", slot ? json_string(slot->last_exit) : json_null());
-    json_object_set_new(o, "memory_rss_bytes", json_integer((json_int_t)stats->rss_bytes));
-    json_object_set_new(o, "memory_pss_bytes", json_integer((json_int_t)stats->pss_bytes));
-    json_object_set_new(o, "memory_shared_bytes", json_integer((json_int_t)stats->shared_bytes));
-    json_object_set_new(o, "memory_private_bytes", json_integer((json_int_t)stats->private_bytes));
-    json_object_set_new(o, "cpu_seconds", json_real(stats->cpu_seconds));
-    return o;
-}
-
-/* --preload: the zygote serving now; null without --preload (and between a death and its restart). */
-static json_t *zygote_json(const struct arbiter *a) {
-    const struct zygote *z = a->config->preload ? fork_server_zygote(&a->fork_server) : NULL;
-    if (!z)
-        return json_null();
-    return json_pack("{s:i, s:i, s:s, s:f, s:I, s:I, s:I, s:I}", "pid", z->pid, "generation", (int)z->generation, "state",
-                     zygote_state_name(z->state), "import_seconds", z->import_seconds, "memory_pss_bytes",
-                     (json_int_t)z->stats.pss_bytes, "memory_rss_bytes", (json_int_t)z->stats.rss_bytes, "forks",
-                     (json_int_t)z->forks, "restarts", (json_int_t)a->fork_server.zygote_restarts);
-}
-
-static json_t *reload_json(const struct reload *reload) {
-    return json_pack("{s:s, s:i, s:s?}", "state", reload_state_name(reload->state), "generation", (int)reload->generation,
-                     "failure", reload->state == RELOAD_FAILED ? reload->failure : NULL);
-}
-
-json_t *control_status(struct arbiter *a) {
-    const struct pool *pool = &a->pool;
-    json_t *workers = json_array();
-    for (size_t i = 0; i < pool->slot_count; i++) {
-        const struct slot *slot = pool->slots[i];
-        json_array_append_new(workers, worker_json(a, slot->active, slot));
-        if (slot->successor)
-            json_array_append_new(workers, worker_json(a, slot->successor, NULL));
-    }
-    for (const struct worker *w = pool->draining; w; w = w->next)
-        json_array_append_new(workers, worker_json(a, w, NULL));
-    json_t *listeners = json_array();
-    for (size_t i = 0; i < a->listeners.count; i++)
-        json_array_append_new(listeners, json_string(a->listeners.items[i].name));
-    json_t *status = json_pack("{s:b, s:i, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:I, s:I, s:o, s:o}", "ok", 1, "pid",
-                     (int)getpid(), "name", a->config->name, "version", ARBITER_VERSION, "app", a->config->app, "state",
-                     arbiter_state_name(a), "target_workers", (int)pool->target, "ready_workers",
-                     (int)pool_ready_count(pool), "generation", (int)pool->generation, "uptime_s",
-                     (double)(uv_now(a->loop) - a->started_ms) / 1000.0, "reloads", (json_int_t)a->pool.reload.started_total,
-                     "restarts", (json_int_t)pool->restarts_total, "listeners", listeners, "workers", workers);
-    json_object_set_new(status, "spawner", json_string(pool->spawner ? pool->spawner->ops->name : "exec"));
-    json_object_set_new(status, "zygote", zygote_json(a));
-    json_object_set_new(status, "reload", reload_json(&pool->reload));
-    json_object_set_new(status, "orphans_reaped", json_integer((json_int_t)a->reaper.orphans_reaped));
-    json_object_set_new(status, "balance", json_string(balance_mode_name(a->config->balance)));
-    json_object_set_new(status, "autoscale", autoscale_json(a));
-    const struct upgrade *u = &a->upgrade;
-    json_object_set_new(status, "build", json_string(u->build));
-    json_object_set_new(status, "upgrades", json_integer(u->upgrades));
-    json_object_set_new(status, "upgraded_at", u->upgraded_at > 0 ? json_real(u->upgraded_at) : json_null());
-    json_object_set_new(status, "previous_version", u->upgrades ? json_string(u->previous_version) : json_null());
-    json_object_set_new(status, "previous_build", u->upgrades ? json_string(u->previous_build) : json_null());
-    return status;
-}
-
 static enum control_outcome status_run(struct arbiter *a, struct control_request *r, json_t **reply,
                                        struct control_error *error) {
     (void)r, (void)error;
-    *reply = control_status(a);
+    *reply = status_json(&a->sources, &a->autoscale);
     return CONTROL_DONE;
 }
 
@@ -329,31 +253,6 @@ static int autoscale_parse(json_t *json, struct control_request *r, struct contr
     return 0;
 }
 
-static json_t *autoscale_json(const struct arbiter *a) {
-    const struct autoscale *s = &a->autoscale;
-    const struct autoscale_policy *p = &s->policy;
-    unsigned blocked = 0, up = 0, down = 0;
-    for (int reason = 0; reason < AUTOSCALE_REASON_COUNT; reason++) {
-        up += (unsigned)s->decisions[AUTOSCALE_UP][reason];
-        down += (unsigned)s->decisions[AUTOSCALE_DOWN][reason];
-        blocked += (unsigned)s->decisions[AUTOSCALE_BLOCKED][reason];
-    }
-    json_t *last = json_null();
-    if (s->last.at_ms) {
-        double ago = (double)(uv_hrtime() / 1000000u - s->last.at_ms) / 1000.0; /* the clock decide() is given */
-        last = json_pack("{s:s, s:s, s:i, s:i, s:f, s:f, s:f, s:f}", "action", autoscale_action_name(s->last.action),
-                         "reason", autoscale_reason_name(s->last.reason), "from", (int)s->last.from, "to",
-                         (int)s->last.to, "seconds_ago", ago, "queue", s->last.queue, "busy", s->last.busy, "lag_s",
-                         s->last.lag_s);
-    }
-    uint64_t now = uv_hrtime() / 1000000u;
-    double low_for = s->trend.low_since_ms && now > s->trend.low_since_ms ? (double)(now - s->trend.low_since_ms) / 1000.0 : 0;
-    return json_pack("{s:b, s:i, s:i, s:f, s:{s:f, s:f, s:f, s:I}, s:{s:i, s:i, s:i}, s:o}", "enabled", p->enabled, "min",
-                     (int)p->min, "max", (int)p->max, "low_for_s", low_for, "signals", "queue", s->trend.queue, "busy",
-                     s->trend.busy, "lag_s", s->trend.lag_s, "memory_pss_bytes", (json_int_t)s->sample.memory,
-                     "decisions", "up", (int)up, "down", (int)down, "blocked", (int)blocked, "last_decision", last);
-}
-
 static enum control_outcome autoscale_run(struct arbiter *a, struct control_request *r, json_t **reply,
                                           struct control_error *error) {
     if (a->state == ARBITER_STOPPING) {
@@ -369,7 +268,7 @@ static enum control_outcome autoscale_run(struct arbiter *a, struct control_requ
         autoscale_disable(&a->autoscale, "control command");
     else
         autoscale_enable(&a->autoscale, (unsigned)r->autoscale_min, (unsigned)r->autoscale_max, "control command");
-    *reply = json_pack("{s:b, s:o}", "ok", 1, "autoscale", autoscale_json(a));
+    *reply = json_pack("{s:b, s:o}", "ok", 1, "autoscale", autoscale_json(&a->autoscale));
     return CONTROL_DONE;
 }
 
@@ -436,7 +335,7 @@ static enum control_outcome health_run(struct arbiter *a, struct control_request
          * is the arbiter's own business: restarting the container would only cut the drain short. */
         snprintf(reason, sizeof reason, "alive: %s, %u/%u workers ready", arbiter_state_name(a), ready,
                  a->pool.target);
-    } else if (metrics_health(a, reason, sizeof reason) != 200) {
+    } else if (status_health(&a->sources, reason, sizeof reason) != 200) {
         set_error(error, "unhealthy", "%s", reason); /* the same answer as /healthz */
         return CONTROL_FAILED;
     } else if (r->all && ready < a->pool.target) {
@@ -520,16 +419,4 @@ int control_parse_request(const char *line, size_t length, struct control_reques
 out:
     json_decref(json);
     return rc;
-}
-
-bool control_permitted(enum control_permission permission, uid_t peer_uid, const gid_t *peer_groups, size_t group_count,
-                       uid_t own_uid, bool has_read_group, gid_t read_group) {
-    if (peer_uid == 0 || peer_uid == own_uid)
-        return true;
-    if (permission != CONTROL_READ || !has_read_group)
-        return false;
-    for (size_t i = 0; i < group_count; i++)
-        if (peer_groups[i] == read_group)
-            return true;
-    return false;
 }

@@ -4,7 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "arbiter.h"
+#include "daemon.h"
+#include "version.h"
 #include "config.h"
 #include "ctl.h"
 #include "migrate.h"
@@ -46,7 +47,7 @@ static int run_or_check(int argc, char **argv) {
         config_free(&config);
         return EXIT_USAGE;
     }
-    int code = arbiter_run(&config); /* an in-place upgrade never returns: the new image keeps the file */
+    int code = daemon_run(&config); /* an in-place upgrade never returns: the new image keeps the file */
     if (pid_file)
         pidfile_remove(config.pid_file);
     config_free(&config);

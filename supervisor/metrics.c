@@ -12,7 +12,7 @@
  * 200 whenever the loop answers, draining or not, for liveness probes that must not kill a pod
  * while it drains.
  *
- * Adding a metric is one text_buffer_printf block in metrics_render. */
+ * The page itself is metrics_page.c; the readiness rule is status_health (status.c). */
 #define _GNU_SOURCE
 #include "metrics.h"
 
@@ -26,8 +26,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "arbiter.h"
 #include "log.h"
+#include "metrics_page.h"
 
 struct metrics_client {
     struct metrics *metrics;
@@ -48,267 +48,6 @@ struct metrics_client {
     size_t length;
     char request[METRICS_REQUEST_MAX];
 };
-
-/* ---- text buffer ---- */
-
-void text_buffer_printf(struct text_buffer *b, const char *fmt, ...) {
-    if (b->truncated)
-        return;
-    for (;;) {
-        size_t room = b->capacity - b->length;
-        va_list args;
-        va_start(args, fmt);
-        int n = b->data ? vsnprintf(b->data + b->length, room, fmt, args) : -2;
-        va_end(args);
-        if (n >= 0 && (size_t)n < room) {
-            b->length += (size_t)n;
-            return;
-        }
-        if (n == -1) {
-            b->truncated = true;
-            return;
-        }
-        size_t capacity = b->capacity ? b->capacity * 2 : 16384;
-        if (b->limit && capacity > b->limit)
-            capacity = b->limit;
-        if (capacity <= b->capacity) {
-            b->truncated = true;
-            return;
-        }
-        char *data = realloc(b->data, capacity);
-        if (!data) {
-            b->truncated = true;
-            return;
-        }
-        b->data = data;
-        b->capacity = capacity;
-    }
-}
-
-void text_buffer_free(struct text_buffer *b) {
-    free(b->data);
-    memset(b, 0, sizeof *b);
-}
-
-void metrics_escape_label(struct text_buffer *b, const char *value) {
-    for (const char *p = value; *p; p++) {
-        if (*p == '\\')
-            text_buffer_printf(b, "\\\\");
-        else if (*p == '"')
-            text_buffer_printf(b, "\\\"");
-        else if (*p == '\n')
-            text_buffer_printf(b, "\\n");
-        else
-            text_buffer_printf(b, "%c", *p);
-    }
-}
-
-/* ---- rendering ---- */
-
-static void header(struct text_buffer *b, const char *name, const char *type, const char *help) {
-    text_buffer_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-/* --preload: the zygote that forks the workers (absent without --preload). */
-static void metrics_zygote(struct text_buffer *b, const struct arbiter *a) {
-    if (!a->config->preload)
-        return;
-    const struct fork_server *server = &a->fork_server;
-    const struct zygote *z = fork_server_zygote(server);
-    header(b, "arbiter_zygote_ready", "gauge", "1 while a zygote (--preload) is ready to fork workers.");
-    text_buffer_printf(b, "arbiter_zygote_ready %d\n", z && z->state == ZYGOTE_READY);
-    header(b, "arbiter_zygote_restarts_total", "counter", "Zygotes restarted after they died.");
-    text_buffer_printf(b, "arbiter_zygote_restarts_total %llu\n", (unsigned long long)server->zygote_restarts);
-    if (!z || z->state != ZYGOTE_READY)
-        return;
-    header(b, "arbiter_zygote_generation", "gauge", "App generation the zygote imported.");
-    text_buffer_printf(b, "arbiter_zygote_generation %u\n", z->generation);
-    header(b, "arbiter_zygote_import_seconds", "gauge", "Time the zygote took to import the app.");
-    text_buffer_printf(b, "arbiter_zygote_import_seconds %.3f\n", z->import_seconds);
-    header(b, "arbiter_zygote_memory_pss_bytes", "gauge", "Proportional set size of the zygote.");
-    text_buffer_printf(b, "arbiter_zygote_memory_pss_bytes %llu\n", (unsigned long long)z->stats.pss_bytes);
-    header(b, "arbiter_zygote_forks_total", "counter", "Workers this zygote forked.");
-    text_buffer_printf(b, "arbiter_zygote_forks_total %llu\n", (unsigned long long)z->forks);
-}
-
-/* --autoscale: the bounds, the smoothed signals and every decision by action and reason. */
-static void metrics_autoscale(struct text_buffer *b, const struct arbiter *a) {
-    const struct autoscale *s = &a->autoscale;
-    header(b, "arbiter_autoscale_enabled", "gauge", "1 while autoscaling is on.");
-    text_buffer_printf(b, "arbiter_autoscale_enabled %d\n", s->policy.enabled);
-    header(b, "arbiter_autoscale_min_workers", "gauge", "Lower bound of autoscaling.");
-    text_buffer_printf(b, "arbiter_autoscale_min_workers %u\n", s->policy.min);
-    header(b, "arbiter_autoscale_max_workers", "gauge", "Upper bound of autoscaling.");
-    text_buffer_printf(b, "arbiter_autoscale_max_workers %u\n", s->policy.max);
-    header(b, "arbiter_autoscale_queue", "gauge", "Connections waiting in the accept queues (smoothed).");
-    text_buffer_printf(b, "arbiter_autoscale_queue %.3f\n", s->trend.queue);
-    header(b, "arbiter_autoscale_busy", "gauge", "Fraction of ready workers with requests in flight (smoothed).");
-    text_buffer_printf(b, "arbiter_autoscale_busy %.3f\n", s->trend.busy);
-    header(b, "arbiter_autoscale_lag_seconds", "gauge", "Event-loop lag of the ready workers (smoothed mean).");
-    text_buffer_printf(b, "arbiter_autoscale_lag_seconds %.4f\n", s->trend.lag_s);
-    header(b, "arbiter_autoscale_decisions_total", "counter", "Autoscaling decisions by action and reason.");
-    for (int action = AUTOSCALE_UP; action < AUTOSCALE_ACTION_COUNT; action++)
-        for (int reason = 1; reason < AUTOSCALE_REASON_COUNT; reason++)
-            if (s->decisions[action][reason])
-                text_buffer_printf(b, "arbiter_autoscale_decisions_total{action=\"%s\",reason=\"%s\"} %llu\n",
-                                   autoscale_action_name((enum autoscale_action)action),
-                                   autoscale_reason_name((enum autoscale_reason)reason),
-                                   (unsigned long long)s->decisions[action][reason]);
-}
-
-static void per_worker(struct text_buffer *b, const char *name, unsigned id, int pid, const char *value_fmt, double value) {
-    text_buffer_printf(b, "%s{worker=\"%u\",pid=\"%d\"} ", name, id, pid);
-    text_buffer_printf(b, value_fmt, value);
-    text_buffer_printf(b, "\n");
-}
-
-/* Every live worker: the slots' active and successor workers, then the draining ones. */
-static size_t collect_workers(const struct pool *pool, const struct worker **out, size_t max) {
-    size_t n = 0;
-    for (size_t i = 0; i < pool->slot_count; i++) {
-        if (pool->slots[i]->active && n < max)
-            out[n++] = pool->slots[i]->active;
-        if (pool->slots[i]->successor && n < max)
-            out[n++] = pool->slots[i]->successor;
-    }
-    for (const struct worker *w = pool->draining; w && n < max; w = w->next)
-        out[n++] = w;
-    return n;
-}
-
-/* A live worker's place in arbiter_workers{state=...}: booting (and spawning), ready, draining. */
-static size_t worker_state_index(const struct worker *w) {
-    return w->state == WORKER_READY ? 1 : w->state == WORKER_DRAINING ? 2 : 0;
-}
-
-void metrics_render(struct arbiter *a, struct text_buffer *b) {
-    const struct pool *pool = &a->pool;
-    header(b, "arbiter_build_info", "gauge", "Version of the arbiter binary.");
-    text_buffer_printf(b, "arbiter_build_info{version=\"%s\",build=\"%s\"} 1\n", ARBITER_VERSION, a->upgrade.build);
-    header(b, "arbiter_upgrades_total", "counter", "In-place upgrades this process went through (same pid).");
-    text_buffer_printf(b, "arbiter_upgrades_total %u\n", a->upgrade.upgrades);
-    header(b, "arbiter_up_seconds", "gauge", "Seconds since the arbiter started.");
-    text_buffer_printf(b, "arbiter_up_seconds %.3f\n", (double)(uv_now(a->loop) - a->started_ms) / 1000.0);
-    header(b, "arbiter_stopping", "gauge", "1 while the arbiter drains to stop (lame duck).");
-    text_buffer_printf(b, "arbiter_stopping %d\n", a->state == ARBITER_STOPPING);
-    header(b, "arbiter_target_workers", "gauge", "Number of worker slots asked for.");
-    text_buffer_printf(b, "arbiter_target_workers %u\n", pool->target);
-
-    unsigned by_state[5] = {0}; /* booting ready draining backoff crashloop */
-    for (size_t i = 0; i < pool->slot_count; i++) {
-        const struct slot *slot = pool->slots[i];
-        if (!slot->active)
-            by_state[slot->state == SLOT_CRASHLOOP ? 4 : 3]++;
-        else
-            by_state[worker_state_index(slot->active)]++;
-        if (slot->successor)
-            by_state[worker_state_index(slot->successor)]++;
-    }
-    for (const struct worker *w = pool->draining; w; w = w->next)
-        by_state[worker_state_index(w)]++; /* replaced by a reload, a recycle or a scale-down: draining */
-    static const char *const state_names[] = {"booting", "ready", "draining", "backoff", "crashloop"};
-    header(b, "arbiter_workers", "gauge", "Workers by state.");
-    for (size_t i = 0; i < 5; i++)
-        text_buffer_printf(b, "arbiter_workers{state=\"%s\"} %u\n", state_names[i], by_state[i]);
-
-    header(b, "arbiter_worker_restarts_total", "counter", "Restarts of crashed or killed workers.");
-    text_buffer_printf(b, "arbiter_worker_restarts_total %llu\n", (unsigned long long)pool->restarts_total);
-    header(b, "arbiter_worker_exits_total", "counter", "Worker exits by reason.");
-    for (int r = 0; r < EXIT_REASON_COUNT; r++)
-        text_buffer_printf(b, "arbiter_worker_exits_total{reason=\"%s\"} %llu\n", exit_reason_name((enum exit_reason)r),
-                           (unsigned long long)pool->exits[r]);
-    header(b, "arbiter_reloads_total", "counter", "Rolling reloads started.");
-    text_buffer_printf(b, "arbiter_reloads_total %llu\n", (unsigned long long)a->pool.reload.started_total);
-    header(b, "arbiter_control_commands_total", "counter", "Requests received on the control socket.");
-    text_buffer_printf(b, "arbiter_control_commands_total %llu\n", (unsigned long long)a->control.commands_total);
-    header(b, "arbiter_log_lines_dropped_total", "counter",
-           "Log lines (the arbiter's and the workers') dropped because the log output was blocked or failing.");
-    text_buffer_printf(b, "arbiter_log_lines_dropped_total %llu\n", (unsigned long long)log_lines_dropped());
-    header(b, "arbiter_log_write_errors_total", "counter",
-           "Failed writes to the log output (ENOSPC, EIO, EPIPE...; a failing output is retried every second).");
-    text_buffer_printf(b, "arbiter_log_write_errors_total %llu\n", (unsigned long long)log_write_errors());
-
-    size_t capacity = pool->slot_count * 2 + 64;
-    const struct worker **workers = calloc(capacity, sizeof *workers);
-    size_t count = workers ? collect_workers(pool, workers, capacity) : 0;
-    uint64_t requests = pool->requests_of_exited, in_flight = 0;
-    for (size_t i = 0; i < count; i++) {
-        requests += workers[i]->requests;
-        in_flight += workers[i]->in_flight;
-    }
-    header(b, "arbiter_requests_total", "counter", "Requests served by all workers, as of their last heartbeat.");
-    text_buffer_printf(b, "arbiter_requests_total %llu\n", (unsigned long long)requests);
-    header(b, "arbiter_requests_in_flight", "gauge", "Requests being served, as of the last heartbeats.");
-    text_buffer_printf(b, "arbiter_requests_in_flight %llu\n", (unsigned long long)in_flight);
-
-    /* Memory and CPU come from each worker's cached /proc figures (see WORKER_STATS_MAX_AGE_MS). */
-    static const struct {
-        const char *name, *type, *help, *fmt;
-        int field;
-    } per_worker_metrics[] = {
-        {"arbiter_worker_requests_total", "counter", "Requests served by this worker.", "%.0f", 0},
-        {"arbiter_worker_requests_in_flight", "gauge", "Requests this worker is serving.", "%.0f", 1},
-        {"arbiter_worker_memory_pss_bytes", "gauge", "Proportional set size of the worker (refreshed every 10 s).", "%.0f", 2},
-        {"arbiter_worker_memory_rss_bytes", "gauge", "Resident set size of the worker (refreshed every 10 s).", "%.0f", 3},
-        {"arbiter_worker_cpu_seconds_total", "counter", "CPU time (user + system) of the worker (refreshed every 10 s).", "%.2f", 4},
-        {"arbiter_worker_uptime_seconds", "gauge", "Seconds since the worker started.", "%.3f", 5},
-        {"arbiter_worker_memory_shared_bytes", "gauge", "Resident memory the worker shares with other processes (with --preload: the zygote's pages it has not written to).", "%.0f", 6},
-        {"arbiter_worker_memory_private_bytes", "gauge", "Resident memory only this worker maps.", "%.0f", 7},
-        {"arbiter_worker_connections", "gauge", "Open connections of the worker (from the board).", "%.0f", 8},
-    };
-    for (size_t m = 0; m < sizeof per_worker_metrics / sizeof per_worker_metrics[0]; m++) {
-        header(b, per_worker_metrics[m].name, per_worker_metrics[m].type, per_worker_metrics[m].help);
-        for (size_t i = 0; i < count; i++) {
-            const struct worker *w = workers[i];
-            const struct proc_stats *s = &w->stats;
-            const struct board_entry *entry = board_get(&a->board, w->board_index);
-            double values[] = {(double)w->requests, (double)w->in_flight, (double)s->pss_bytes, (double)s->rss_bytes,
-                               s->cpu_seconds, (double)(uv_now(a->loop) - w->started_ms) / 1000.0,
-                               (double)s->shared_bytes, (double)s->private_bytes,
-                               entry ? (double)entry->connections : 0.0};
-            int field = per_worker_metrics[m].field;
-            if (field == 8 && !entry)
-                continue;
-            if (w->stats_ms || field < 2 || field == 5 || field == 8)
-                per_worker(b, per_worker_metrics[m].name, w->slot_id, w->pid, per_worker_metrics[m].fmt, values[field]);
-        }
-    }
-    free(workers);
-    metrics_zygote(b, a);
-    metrics_autoscale(b, a);
-
-    header(b, "arbiter_listen_queue_length", "gauge", "Connections waiting in the listener's accept queue (TCP_INFO).");
-    struct text_buffer maxima = {.limit = 1 << 20};
-    for (size_t i = 0; i < a->listeners.count; i++) {
-        unsigned waiting, size;
-        if (listener_queue(a->listeners.items[i].fd, &waiting, &size) != 0)
-            continue; /* closed at the end of a lame duck, or not TCP */
-        text_buffer_printf(b, "arbiter_listen_queue_length{listener=\"");
-        metrics_escape_label(b, a->listeners.items[i].name);
-        text_buffer_printf(b, "\"} %u\n", waiting);
-        text_buffer_printf(&maxima, "arbiter_listen_queue_max{listener=\"");
-        metrics_escape_label(&maxima, a->listeners.items[i].name);
-        text_buffer_printf(&maxima, "\"} %u\n", size);
-    }
-    header(b, "arbiter_listen_queue_max", "gauge", "Size of the listener's accept queue (backlog).");
-    if (maxima.data)
-        text_buffer_printf(b, "%.*s", (int)maxima.length, maxima.data);
-    text_buffer_free(&maxima);
-}
-
-int metrics_health(const struct arbiter *a, char *reason, size_t size) {
-    unsigned ready = pool_ready_count(&a->pool);
-    if (a->state == ARBITER_STOPPING) {
-        snprintf(reason, size, "stopping: draining, take this node out of rotation");
-        return 503;
-    }
-    if (ready < a->config->min_ready) {
-        snprintf(reason, size, "%u/%u workers ready, fewer than --min-ready %u", ready, a->pool.target, a->config->min_ready);
-        return 503;
-    }
-    snprintf(reason, size, "ok: %u/%u workers ready", ready, a->pool.target);
-    return 200;
-}
 
 /* ---- server ---- */
 
@@ -433,20 +172,20 @@ struct metrics_request metrics_request_parse(const char *bytes, size_t length, s
 
 /* Answers a decided request; INCOMPLETE is not one (the caller reads on). */
 static void metrics_handle_request(struct metrics_client *client, struct metrics_request request) {
-    struct arbiter *a = client->metrics->arbiter;
+    const struct metrics *m = client->metrics;
     switch (request.route) {
     case METRICS_ROUTE_INCOMPLETE:
         break;
     case METRICS_ROUTE_METRICS: {
         struct text_buffer body = {.limit = 32u << 20};
-        metrics_render(a, &body);
+        metrics_render(m->sources, m->autoscale, &body);
         metrics_respond(client, 200, "text/plain; version=0.0.4; charset=utf-8", body.data, body.length,
                         request.head_only);
         break;
     }
     case METRICS_ROUTE_HEALTHZ: {
         char reason[192];
-        int code = metrics_health(a, reason, sizeof reason - 1);
+        int code = status_health(m->sources, reason, sizeof reason - 1);
         strcat(reason, "\n");
         metrics_respond_text(client, code, reason, request.head_only);
         break;
@@ -505,7 +244,7 @@ static void metrics_on_connection(uv_stream_t *server, int status) {
     if (!client)
         return;
     client->metrics = metrics;
-    uv_loop_t *loop = metrics->arbiter->loop;
+    uv_loop_t *loop = metrics->sources->loop;
     if (server->type == UV_TCP)
         uv_tcp_init(loop, &client->connection.tcp);
     else
@@ -559,9 +298,11 @@ static int metrics_prepare_path(const char *address, const char *path, char *err
     return -1;
 }
 
-int metrics_start(struct metrics *metrics, struct arbiter *arbiter, const char *address, char *err, size_t err_size) {
+int metrics_start(struct metrics *metrics, const struct status_sources *sources, const struct autoscale *autoscale,
+                  const char *address, char *err, size_t err_size) {
     memset(metrics, 0, sizeof *metrics);
-    metrics->arbiter = arbiter;
+    metrics->sources = sources;
+    metrics->autoscale = autoscale;
     struct bind_address parsed;
     char reason[256];
     if (listener_parse_address(address, &parsed, reason, sizeof reason) != 0 || parsed.kind == BIND_FD) {
@@ -570,14 +311,14 @@ int metrics_start(struct metrics *metrics, struct arbiter *arbiter, const char *
     }
     int rc;
     if (parsed.kind == BIND_INET) {
-        uv_tcp_init(arbiter->loop, &metrics->server.tcp);
+        uv_tcp_init(sources->loop, &metrics->server.tcp);
         metrics->listening = true;
         rc = uv_tcp_bind(&metrics->server.tcp, (struct sockaddr *)&parsed.addr, 0);
     } else {
         const char *path = ((struct sockaddr_un *)&parsed.addr)->sun_path;
         if (metrics_prepare_path(address, path, err, err_size) != 0)
             return -1;
-        uv_pipe_init(arbiter->loop, &metrics->server.pipe, 0);
+        uv_pipe_init(sources->loop, &metrics->server.pipe, 0);
         metrics->listening = true;
         rc = uv_pipe_bind(&metrics->server.pipe, path);
         struct stat st;
@@ -603,7 +344,7 @@ void metrics_close(struct metrics *metrics) {
     metrics->listening = false;
     while (metrics->clients)
         metrics_client_close(metrics->clients);
-    uv_close(&metrics->server.handle, NULL); /* embedded in struct arbiter */
+    uv_close(&metrics->server.handle, NULL); /* embedded in struct metrics */
     struct stat st;
     /* Unlink only if the file is still ours: a newer arbiter may have replaced it. */
     if (metrics->unix_path[0] && stat(metrics->unix_path, &st) == 0 && st.st_ino == metrics->unix_inode)
@@ -611,10 +352,12 @@ void metrics_close(struct metrics *metrics) {
 }
 
 /* After an in-place upgrade: the listening socket the previous image had. */
-int metrics_adopt(struct metrics *metrics, struct arbiter *arbiter, const char *address, int fd, char *err,
+int metrics_adopt(struct metrics *metrics, const struct status_sources *sources, const struct autoscale *autoscale,
+                  const char *address, int fd, char *err,
                   size_t err_size) {
     memset(metrics, 0, sizeof *metrics);
-    metrics->arbiter = arbiter;
+    metrics->sources = sources;
+    metrics->autoscale = autoscale;
     struct bind_address parsed;
     char reason[256];
     if (listener_parse_address(address, &parsed, reason, sizeof reason) != 0) {
@@ -623,12 +366,12 @@ int metrics_adopt(struct metrics *metrics, struct arbiter *arbiter, const char *
     }
     int rc;
     if (parsed.kind == BIND_UNIX) {
-        uv_pipe_init(arbiter->loop, &metrics->server.pipe, 0);
+        uv_pipe_init(sources->loop, &metrics->server.pipe, 0);
         metrics->listening = true;
         rc = uv_pipe_open(&metrics->server.pipe, fd);
         snprintf(metrics->unix_path, sizeof metrics->unix_path, "%s", ((struct sockaddr_un *)&parsed.addr)->sun_path);
     } else {
-        uv_tcp_init(arbiter->loop, &metrics->server.tcp);
+        uv_tcp_init(sources->loop, &metrics->server.tcp);
         metrics->listening = true;
         rc = uv_tcp_open(&metrics->server.tcp, fd);
     }

@@ -1,4 +1,5 @@
-/* metrics.h - --metrics ADDR: Prometheus /metrics, the load balancer's /healthz and /livez. */
+/* metrics.h - --metrics ADDR: the HTTP server of Prometheus' /metrics (metrics_page.h), the load
+ * balancer's /healthz and /livez. */
 #ifndef ARBITER_METRICS_H
 #define ARBITER_METRICS_H
 
@@ -11,29 +12,9 @@
 #define METRICS_CLIENT_TIMEOUT_MS 5000u
 #define METRICS_MAX_CLIENTS 64
 
-struct arbiter;
+struct autoscale;
 struct metrics_client;
-
-/* A growable text buffer with a hard cap; writes past the cap set `truncated`. */
-struct text_buffer {
-    char *data;
-    size_t length;
-    size_t capacity;
-    size_t limit;
-    bool truncated;
-};
-
-void text_buffer_printf(struct text_buffer *buffer, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void text_buffer_free(struct text_buffer *buffer);
-
-/* Writes value with Prometheus label escaping (\\, \", \n). */
-void metrics_escape_label(struct text_buffer *buffer, const char *value);
-
-/* The whole /metrics page. */
-void metrics_render(struct arbiter *arbiter, struct text_buffer *out);
-
-/* /healthz and `ctl health`: fills reason and returns 200 or 503. */
-int metrics_health(const struct arbiter *arbiter, char *reason, size_t reason_size);
+struct status_sources;
 
 /* What a client's request asks for, decided from the bytes received so far. */
 enum metrics_route {
@@ -58,7 +39,8 @@ struct metrics_request {
 struct metrics_request metrics_request_parse(const char *bytes, size_t length, size_t capacity);
 
 struct metrics {
-    struct arbiter *arbiter;
+    const struct status_sources *sources; /* what the page and /healthz read */
+    const struct autoscale *autoscale;
     union {
         uv_tcp_t tcp;
         uv_pipe_t pipe;
@@ -72,10 +54,11 @@ struct metrics {
     unsigned client_count;
 };
 
-int metrics_start(struct metrics *metrics, struct arbiter *arbiter, const char *address, char *err, size_t err_size);
+int metrics_start(struct metrics *metrics, const struct status_sources *sources, const struct autoscale *autoscale,
+                  const char *address, char *err, size_t err_size);
 /* In-place upgrade: serve on the listening fd the previous image handed over. */
-int metrics_adopt(struct metrics *metrics, struct arbiter *arbiter, const char *address, int fd, char *err,
-                  size_t err_size);
+int metrics_adopt(struct metrics *metrics, const struct status_sources *sources, const struct autoscale *autoscale,
+                  const char *address, int fd, char *err, size_t err_size);
 /* The listening fd (to hand over in an upgrade), or -1. */
 int metrics_fd(const struct metrics *metrics);
 void metrics_close(struct metrics *metrics);

@@ -20,7 +20,9 @@
 #include <string.h>
 #include <uv.h>
 
-#include "arbiter.h"
+#include "exits.h"
+#include "shim.h"
+#include "version.h"
 #include "config.h"
 #include "environment.h"
 
@@ -126,7 +128,7 @@ static char **evaluation_environment(const char *shim_dir) {
  * message (syntax error, traceback) is already on stderr. */
 static int migrate_evaluate(const char *path, const char *python, json_t **result, char *err, size_t n) {
     char shim_dir[PATH_MAX];
-    arbiter_find_shim_dir(shim_dir, sizeof shim_dir);
+    shim_find_dir(shim_dir, sizeof shim_dir);
     char **env = evaluation_environment(shim_dir);
     struct evaluation e = {0};
     e.text = malloc(MIGRATE_OUTPUT_MAX + 1);

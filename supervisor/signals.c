@@ -6,7 +6,10 @@
 #include <signal.h>
 #include <string.h>
 
+#include "signals.h"
+
 #include "arbiter.h"
+#include "child_output.h"
 #include "log.h"
 
 struct signal_action {
@@ -75,26 +78,27 @@ static const struct signal_action signal_table[] = {
     {SIGTTIN, "TTIN", on_ttin}, {SIGTTOU, "TTOU", on_ttou}, {SIGUSR1, "USR1", on_usr1},  {SIGUSR2, "USR2", on_usr2},
 };
 
-_Static_assert(sizeof signal_table / sizeof signal_table[0] == ARBITER_SIGNAL_COUNT, "one uv_signal_t per signal");
+_Static_assert(sizeof signal_table / sizeof signal_table[0] == SIGNALS_COUNT, "one uv_signal_t per signal");
 
 static void on_signal(uv_signal_t *handle, int signum) {
-    struct arbiter *arbiter = handle->data;
-    for (size_t i = 0; i < ARBITER_SIGNAL_COUNT; i++) {
+    struct signals *signals = handle->data;
+    for (size_t i = 0; i < SIGNALS_COUNT; i++) {
         if (signal_table[i].signum == signum) {
             log_debug("signal", "received SIG%s", signal_table[i].name);
-            signal_table[i].handle(arbiter);
+            signal_table[i].handle(signals->arbiter);
             return;
         }
     }
 }
 
-int signals_start(struct arbiter *arbiter) {
+int signals_start(struct signals *signals, struct arbiter *arbiter) {
     signal(SIGPIPE, SIG_IGN); /* a control client that hangs up must not kill the arbiter */
-    for (size_t i = 0; i < ARBITER_SIGNAL_COUNT; i++) {
-        uv_signal_t *handle = &arbiter->signals[i];
+    signals->arbiter = arbiter;
+    for (size_t i = 0; i < SIGNALS_COUNT; i++) {
+        uv_signal_t *handle = &signals->handles[i];
         uv_signal_init(arbiter->loop, handle);
-        handle->data = arbiter;
-        arbiter->signal_count++;
+        handle->data = signals;
+        signals->count++;
         int rc = uv_signal_start(handle, on_signal, signal_table[i].signum);
         if (rc != 0) {
             log_error("signal_failed", "cannot handle SIG%s: %s", signal_table[i].name, uv_strerror(rc));
@@ -106,8 +110,8 @@ int signals_start(struct arbiter *arbiter) {
     return 0;
 }
 
-void signals_close(struct arbiter *arbiter) {
-    for (size_t i = 0; i < arbiter->signal_count; i++)
-        uv_close((uv_handle_t *)&arbiter->signals[i], NULL); /* embedded in struct arbiter */
-    arbiter->signal_count = 0;
+void signals_close(struct signals *signals) {
+    for (size_t i = 0; i < signals->count; i++)
+        uv_close((uv_handle_t *)&signals->handles[i], NULL); /* embedded in struct signals */
+    signals->count = 0;
 }

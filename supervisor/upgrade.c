@@ -9,10 +9,10 @@
  *    the state document we would hand over on an inherited fd. It must read that state's version and
  *    shape and accept our configuration; if not, the upgrade is refused with its words, and nothing
  *    changes.
- * 2. RELOADING=1 to systemd; the state document (arbiter_save_state: listeners, control and metrics
+ * 2. RELOADING=1 to systemd; the state document (daemon.c's daemon_save_state: listeners, control and metrics
  *    sockets, every worker with its pid, channel, counters and deadlines, the zygote) goes into a
  *    memfd; every fd it names is made inheritable; execve() of the same command line.
- * 3. The new image (arbiter_run) finds ARBITER_UPGRADE_STATE_FD, adopts everything instead of
+ * 3. The new image (daemon_run) finds ARBITER_UPGRADE_STATE_FD, adopts everything instead of
  *    binding and spawning, reaps whatever exited meanwhile, and sends READY=1.
  * A channel message a worker wrote during the exec waits in its socket and is read by the new image.
  */
@@ -30,7 +30,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "arbiter.h"
+#include "config.h"
+#include "exits.h"
+#include "notify.h"
+#include "version.h"
 #include "log.h"
 
 extern char **environ;
@@ -60,9 +63,13 @@ static void compute_build(const char *path, char out[17]) {
     snprintf(out, 17, "%016llx", (unsigned long long)hash);
 }
 
-void upgrade_init(struct upgrade *u, struct arbiter *arbiter) {
+void upgrade_init(struct upgrade *u, uv_loop_t *loop, struct reaper *reaper, struct notify *notify,
+                  struct upgrade_hooks hooks) {
     memset(u, 0, sizeof *u);
-    u->arbiter = arbiter;
+    u->loop = loop;
+    u->reaper = reaper;
+    u->notify = notify;
+    u->hooks = hooks;
     u->state_fd = -1;
     ssize_t n = readlink("/proc/self/exe", u->exe_path, sizeof u->exe_path - 1);
     u->exe_path[n > 0 ? n : 0] = '\0';
@@ -74,7 +81,7 @@ void upgrade_init(struct upgrade *u, struct arbiter *arbiter) {
         const char *value = getenv(notify_names[i]);
         snprintf(u->notify_env[i], sizeof u->notify_env[i], "%s", value ? value : "");
     }
-    uv_timer_init(arbiter->loop, &u->timer);
+    uv_timer_init(loop, &u->timer);
     u->timer.data = u;
 }
 
@@ -211,7 +218,7 @@ static void upgrade_finish(struct upgrade *u, const char *failure) {
         log_error("upgrade_refused", "upgrade to %s refused: %s; arbiter %s keeps running as it was", u->exe_path,
                   failure, ARBITER_VERSION);
     }
-    control_on_change(&u->arbiter->control);
+    u->hooks.changed(u->hooks.data);
 }
 
 static void upgrade_exec(uv_timer_t *timer);
@@ -250,7 +257,7 @@ static void upgrade_on_reaped(struct reaper_entry *entry, int64_t exit_status, i
 
 static void upgrade_on_process_exit(uv_process_t *process, int64_t exit_status, int term_signal) {
     struct upgrade *u = process->data;
-    reaper_unwatch(&u->arbiter->reaper, &u->reaped);
+    reaper_unwatch(u->reaper, &u->reaped);
     upgrade_on_exited(u, exit_status, term_signal);
 }
 
@@ -283,13 +290,12 @@ static void upgrade_on_preflight_deadline(uv_timer_t *timer) {
     char failure[128];
     snprintf(failure, sizeof failure, "its pre-flight did not answer within %u ms", UPGRADE_PREFLIGHT_MS);
     if (u->process_open && !u->exited)
-        reaper_unwatch(&u->arbiter->reaper, &u->reaped); /* reaped as an orphan later */
+        reaper_unwatch(u->reaper, &u->reaped); /* reaped as an orphan later */
     upgrade_finish(u, failure);
 }
 
 static int upgrade_start_preflight(struct upgrade *u, char *err, size_t err_size) {
-    struct arbiter *a = u->arbiter;
-    json_t *state = arbiter_save_state(a, u);
+    json_t *state = u->hooks.save(u->hooks.data);
     if (!state) {
         snprintf(err, err_size, "out of memory describing the running state");
         return -1;
@@ -343,10 +349,10 @@ static int upgrade_start_preflight(struct upgrade *u, char *err, size_t err_size
     u->output.data = u;
     u->exited = u->output_done = false;
     u->output_length = 0;
-    uv_pipe_init(a->loop, &u->output, 0);
+    uv_pipe_init(u->loop, &u->output, 0);
     u->output_open = true;
     uv_pipe_open(&u->output, pair[0]);
-    int rc = uv_spawn(a->loop, &u->process, &options);
+    int rc = uv_spawn(u->loop, &u->process, &options);
     u->process_open = true;
     close(pair[1]);
     free(argv);
@@ -359,7 +365,7 @@ static int upgrade_start_preflight(struct upgrade *u, char *err, size_t err_size
     u->reaped.exited = upgrade_on_reaped;
     int64_t exit_status;
     int term_signal;
-    if (reaper_watch(&a->reaper, &u->reaped, &exit_status, &term_signal))
+    if (reaper_watch(u->reaper, &u->reaped, &exit_status, &term_signal))
         upgrade_on_exited(u, exit_status, term_signal);
     uv_read_start((uv_stream_t *)&u->output, upgrade_on_alloc, upgrade_on_output);
     uv_timer_start(&u->timer, upgrade_on_preflight_deadline, UPGRADE_PREFLIGHT_MS, 0);
@@ -367,14 +373,7 @@ static int upgrade_start_preflight(struct upgrade *u, char *err, size_t err_size
 }
 
 int upgrade_request(struct upgrade *u, const char *why, char *err, size_t err_size) {
-    struct arbiter *a = u->arbiter;
-    const char *busy = a->state == ARBITER_STOPPING          ? "the arbiter is stopping"
-                       : a->state == ARBITER_STARTING        ? "the arbiter is still starting"
-                       : reload_running(&a->pool.reload)     ? "a reload is running"
-                       : upgrade_in_progress(u)              ? "an upgrade is already under way"
-                       : pool_spawning_count(&a->pool)       ? "workers are being started"
-                       : a->config->preload && fork_server_busy(&a->fork_server) ? "the zygote is busy"
-                                                                                 : NULL;
+    const char *busy = upgrade_in_progress(u) ? "an upgrade is already under way" : u->hooks.busy(u->hooks.data);
     u->attempts++;
     if (busy) {
         snprintf(err, err_size, "cannot upgrade now: %s; try again in a moment", busy);
@@ -395,14 +394,14 @@ int upgrade_request(struct upgrade *u, const char *why, char *err, size_t err_si
 
 static void upgrade_exec(uv_timer_t *timer) {
     struct upgrade *u = timer->data;
-    struct arbiter *a = u->arbiter;
     char err[512];
-    if (a->state != ARBITER_RUNNING || reload_running(&a->pool.reload) || pool_spawning_count(&a->pool)) {
-        snprintf(err, sizeof err, "the arbiter changed state during the pre-flight (%s)", arbiter_state_name(a));
+    const char *busy = u->hooks.busy(u->hooks.data);
+    if (busy) {
+        snprintf(err, sizeof err, "the arbiter changed state during the pre-flight (%s)", busy);
         upgrade_finish(u, err);
         return;
     }
-    json_t *state = arbiter_save_state(a, u);
+    json_t *state = u->hooks.save(u->hooks.data);
     int fd = state ? state_write_memfd(state, err, sizeof err) : -1;
     if (fd < 0) {
         json_decref(state);
@@ -431,8 +430,8 @@ static void upgrade_exec(uv_timer_t *timer) {
     }
     state_set_inheritable(state, true, false);
     /* A fresh watchdog ping: the new image's own first ping comes once it has started. */
-    notify_send(&a->notify, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=upgrading in place%s",
-                (unsigned long long)notify_monotonic_usec(), a->notify.watchdog_usec ? "\nWATCHDOG=1" : "");
+    notify_send(u->notify, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=upgrading in place%s",
+                (unsigned long long)notify_monotonic_usec(), u->notify->watchdog_usec ? "\nWATCHDOG=1" : "");
     log_info("upgrade_exec", "re-executing %s in place (pid %d stays)", u->exe_path, (int)getpid());
     fflush(NULL);
     sigset_t none;
@@ -446,14 +445,14 @@ static void upgrade_exec(uv_timer_t *timer) {
     close(fd);
     free(env);
     snprintf(err, sizeof err, "execve(%.300s) failed: %s", u->exe_path, strerror(saved_errno));
-    notify_send(&a->notify, "READY=1");
+    notify_send(u->notify, "READY=1");
     upgrade_finish(u, err);
 }
 
 void upgrade_close(struct upgrade *u) {
     if (u->process_open && !u->exited) {
         kill(u->process.pid, SIGKILL);
-        reaper_unwatch(&u->arbiter->reaper, &u->reaped);
+        reaper_unwatch(u->reaper, &u->reaped);
     }
     upgrade_finish(u, NULL);
     if (u->timer.loop && !uv_is_closing((uv_handle_t *)&u->timer))

@@ -17,12 +17,23 @@
 #define UPGRADE_PREFLIGHT_MS 15000u
 #define UPGRADE_OUTPUT_MAX 1024
 
-struct arbiter;
+struct notify;
+
+/* What the upgrade needs from the daemon, handed over at init: it calls nothing above it. */
+struct upgrade_hooks {
+    const char *(*busy)(void *data); /* why an upgrade cannot start (or exec) now; NULL: it can */
+    json_t *(*save)(void *data);     /* the state document the next image adopts; NULL: out of memory */
+    void (*changed)(void *data);     /* an attempt moved on or ended: waiting `ctl upgrade`s re-check */
+    void *data;
+};
 
 enum upgrade_phase { UPGRADE_IDLE, UPGRADE_PREFLIGHT, UPGRADE_EXEC_PENDING };
 
 struct upgrade {
-    struct arbiter *arbiter;
+    uv_loop_t *loop;
+    struct reaper *reaper;
+    struct notify *notify;
+    struct upgrade_hooks hooks;
     enum upgrade_phase phase;
     uint64_t attempts;     /* upgrades asked for (ctl upgrade, SIGUSR2); `ctl upgrade` waits for its own */
     uint64_t failed;       /* attempts that ended in a refusal */
@@ -54,7 +65,8 @@ struct upgrade {
 void upgrade_set_argv(int argc, char **argv);
 
 /* Before notify_init: the binary's path and build, and the systemd variables the next image needs. */
-void upgrade_init(struct upgrade *upgrade, struct arbiter *arbiter);
+void upgrade_init(struct upgrade *upgrade, uv_loop_t *loop, struct reaper *reaper, struct notify *notify,
+                  struct upgrade_hooks hooks);
 
 /* Starts an upgrade (ctl upgrade, SIGUSR2): pre-flight, then the re-exec. Returns -1 with err when it
  * cannot even start (stopping, a reload running, one already under way). */

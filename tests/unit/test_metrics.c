@@ -15,6 +15,8 @@
 
 #include "arbiter.h"
 #include "metrics.h"
+#include "metrics_page.h"
+#include "status.h"
 #include "procstat.h"
 #include "unit.h"
 
@@ -37,6 +39,10 @@ static void fake_node_init(struct fake_node *node, enum arbiter_state state, uns
     node->arbiter.pool.config = &node->config;
     node->arbiter.pool.loop = node->arbiter.loop;
     node->arbiter.pool.slots = node->slots;
+    struct arbiter *a = &node->arbiter;
+    a->sources = (struct status_sources){.loop = a->loop, .config = &node->config, .state = &a->state,
+                                         .started_ms = &a->started_ms, .pool = &a->pool, .board = &a->board,
+                                         .listeners = &a->listeners, .upgrade = &a->upgrade, .reaper = &a->reaper};
 }
 
 /* Adds a slot whose active worker is in `state` (pid: this process, so /proc has it). */
@@ -64,7 +70,7 @@ static void fake_node_add_worker(struct fake_node *node, enum worker_state state
 
 static char *render(struct arbiter *arbiter) {
     struct text_buffer out = {.limit = 1u << 20};
-    metrics_render(arbiter, &out);
+    metrics_render(&arbiter->sources, &arbiter->autoscale, &out);
     ck_assert(!out.truncated);
     ck_assert_ptr_nonnull(out.data);
     char *text = strndup(out.data, out.length);
@@ -75,7 +81,7 @@ static char *render(struct arbiter *arbiter) {
 static char *escaped(const char *value) {
     struct text_buffer out = {.limit = 4096};
     text_buffer_printf(&out, "%s", ""); /* an empty value still gives a (empty) string */
-    metrics_escape_label(&out, value);
+    text_buffer_escape_label(&out, value);
     char *text = strndup(out.data, out.length);
     text_buffer_free(&out);
     return text;
@@ -182,7 +188,7 @@ START_TEST(test_health_is_503_while_stopping) {
     fake_node_add_worker(&node, WORKER_READY);
     fake_node_add_worker(&node, WORKER_READY);
     char reason[192];
-    ck_assert_int_eq(metrics_health(&node.arbiter, reason, sizeof reason), 503);
+    ck_assert_int_eq(status_health(&node.arbiter.sources, reason, sizeof reason), 503);
     ck_assert_ptr_nonnull(strstr(reason, "stopping"));
 }
 END_TEST
@@ -191,7 +197,7 @@ START_TEST(test_health_is_503_while_stopping_even_with_min_ready_zero) {
     struct fake_node node;
     fake_node_init(&node, ARBITER_STOPPING, 0);
     char reason[192];
-    ck_assert_int_eq(metrics_health(&node.arbiter, reason, sizeof reason), 503);
+    ck_assert_int_eq(status_health(&node.arbiter.sources, reason, sizeof reason), 503);
 }
 END_TEST
 
@@ -201,7 +207,7 @@ START_TEST(test_health_is_503_with_a_reason_when_fewer_than_min_ready) {
     fake_node_add_worker(&node, WORKER_READY);
     fake_node_add_worker(&node, WORKER_BOOTING);
     char reason[192];
-    ck_assert_int_eq(metrics_health(&node.arbiter, reason, sizeof reason), 503);
+    ck_assert_int_eq(status_health(&node.arbiter.sources, reason, sizeof reason), 503);
     ck_assert_msg(strstr(reason, "1/2") && strstr(reason, "min-ready"), "reason should say 1/2 ready and name --min-ready: %s",
                   reason);
 }
@@ -211,7 +217,7 @@ START_TEST(test_health_is_503_with_no_slots_and_min_ready_one) {
     struct fake_node node;
     fake_node_init(&node, ARBITER_RUNNING, 1);
     char reason[192];
-    ck_assert_int_eq(metrics_health(&node.arbiter, reason, sizeof reason), 503);
+    ck_assert_int_eq(status_health(&node.arbiter.sources, reason, sizeof reason), 503);
     ck_assert_ptr_nonnull(strstr(reason, "0/0"));
 }
 END_TEST
@@ -223,7 +229,7 @@ START_TEST(test_health_is_200_when_enough_workers_are_ready) {
     fake_node_add_worker(&node, WORKER_READY);
     fake_node_add_worker(&node, WORKER_BOOTING);
     char reason[192];
-    ck_assert_int_eq(metrics_health(&node.arbiter, reason, sizeof reason), 200);
+    ck_assert_int_eq(status_health(&node.arbiter.sources, reason, sizeof reason), 200);
     ck_assert_ptr_nonnull(strstr(reason, "2/3"));
 }
 END_TEST
@@ -232,7 +238,7 @@ START_TEST(test_health_is_200_with_no_slots_and_min_ready_zero) {
     struct fake_node node;
     fake_node_init(&node, ARBITER_RUNNING, 0);
     char reason[192];
-    ck_assert_int_eq(metrics_health(&node.arbiter, reason, sizeof reason), 200);
+    ck_assert_int_eq(status_health(&node.arbiter.sources, reason, sizeof reason), 200);
 }
 END_TEST
 
@@ -243,7 +249,7 @@ START_TEST(test_health_is_200_while_reloading_with_enough_ready) {
     node.arbiter.pool.reload.state = RELOAD_RUNNING;
     fake_node_add_worker(&node, WORKER_READY);
     char reason[192];
-    ck_assert_int_eq(metrics_health(&node.arbiter, reason, sizeof reason), 200);
+    ck_assert_int_eq(status_health(&node.arbiter.sources, reason, sizeof reason), 200);
 }
 END_TEST
 
@@ -252,7 +258,7 @@ START_TEST(test_health_reason_fits_a_small_buffer) {
     fake_node_init(&node, ARBITER_RUNNING, 5);
     char reason[8];
     memset(reason, '#', sizeof reason);
-    ck_assert_int_eq(metrics_health(&node.arbiter, reason, sizeof reason), 503);
+    ck_assert_int_eq(status_health(&node.arbiter.sources, reason, sizeof reason), 503);
     ck_assert_uint_lt(strnlen(reason, sizeof reason), sizeof reason);
 }
 END_TEST
