@@ -8,8 +8,9 @@
  * uid (in that order: after setuid it could not set groups any more), proves root cannot be
  * regained, sets HOME, USER and LOGNAME from the user's passwd entry, checks that the working
  * directory (--chdir) is usable by the new user, and execs PYTHON. So no Python code runs as root,
- * not even the interpreter's start-up (site-packages and their .pth files), and every way a worker
- * comes to be (exec, a future fork-server zygote) can go through the same door. */
+ * not even the interpreter's start-up (site-packages and their .pth files). Both ways a worker comes
+ * to be go through this door: an exec'd worker, and the zygote under --preload, whose forks inherit
+ * the identity it was given here. */
 #define _GNU_SOURCE
 #include "privileges.h"
 
