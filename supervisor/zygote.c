@@ -354,9 +354,10 @@ static struct zygote *zygote_start(struct fork_server *server, unsigned generati
     struct pool *pool = server_pool(server);
     const struct config *c = pool->config;
     struct zygote *z = calloc(1, sizeof *z);
-    char numbers[3][32];
-    char **argv = pool_build_argv(pool, numbers, true);
-    char **env = pool_build_env(pool, 0, generation, 0, 0);
+    struct launch_numbers numbers;
+    struct launch_context ctx = pool_launch_context(pool);
+    char **argv = launch_argv(&ctx, &numbers, true, 0);
+    char **env = launch_env(&ctx, 0, generation, 0, 0);
     int pair[2] = {-1, -1};
     if (!z || !argv || !env) {
         log_error("zygote_start_failed", "out of memory preparing the zygote");
