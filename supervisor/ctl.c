@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "autoscale.h"
+#include "autoscale_policy.h"
 #include "config.h"
 #include "control.h"
 
