@@ -85,5 +85,5 @@ char **launch_env(const struct launch_context *ctx, unsigned worker_id, unsigned
         .gid = ctx->gid,
         .user = ctx->set_uid ? c->user : NULL,
     };
-    return environment_build(environ, &c->env, &identity);
+    return environment_build(environ, c->env.items, c->env.count, &identity);
 }
