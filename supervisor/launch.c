@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "environment.h"
@@ -65,10 +66,11 @@ char **launch_argv(const struct launch_context *ctx, struct launch_numbers *numb
     return argv;
 }
 
-char **launch_env(const struct launch_context *ctx, unsigned worker_id, unsigned generation, size_t listen_fds,
-                  unsigned board_index) {
+/* What environment.c needs to know about this worker (or, with worker_id 0, the zygote). */
+static struct worker_identity launch_identity(const struct launch_context *ctx, unsigned worker_id, unsigned generation,
+                                              size_t listen_fds, unsigned board_index) {
     const struct config *c = ctx->config;
-    struct worker_identity identity = {
+    return (struct worker_identity){
         .worker_id = worker_id,
         .generation = generation,
         .arbiter_pid = (int)getpid(),
@@ -85,5 +87,26 @@ char **launch_env(const struct launch_context *ctx, unsigned worker_id, unsigned
         .gid = ctx->gid,
         .user = ctx->set_uid ? c->user : NULL,
     };
-    return environment_build(environ, c->env.items, c->env.count, &identity);
+}
+
+char **launch_env(const struct launch_context *ctx, unsigned worker_id, unsigned generation, size_t listen_fds,
+                  unsigned board_index) {
+    struct worker_identity identity = launch_identity(ctx, worker_id, generation, listen_fds, board_index);
+    return environment_build(environ, ctx->config->env.items, ctx->config->env.count, &identity);
+}
+
+char **launch_variables(const struct launch_context *ctx, unsigned worker_id, unsigned generation, size_t listen_fds,
+                        unsigned board_index) {
+    struct worker_identity identity = launch_identity(ctx, worker_id, generation, listen_fds, board_index);
+    char **env = environment_build(NULL, NULL, 0, &identity);
+    size_t kept = 0;
+    for (size_t i = 0; env && env[i]; i++) {
+        if (strncmp(env[i], "ARBITER_", 8) == 0)
+            env[kept++] = env[i];
+        else
+            free(env[i]); /* PYTHONPATH, PYTHONUNBUFFERED: the zygote's own */
+    }
+    if (env)
+        env[kept] = NULL;
+    return env;
 }

@@ -42,4 +42,10 @@ char **launch_argv(const struct launch_context *ctx, struct launch_numbers *numb
 char **launch_env(const struct launch_context *ctx, unsigned worker_id, unsigned generation, size_t listen_fds,
                   unsigned board_index);
 
+/* The ARBITER_* variables alone of what launch_env() builds: what a worker forked by the zygote
+ * carries in its fork request's "env" (the zygote then sets the fd numbers only it knows). NULL when
+ * memory runs out; free with environment_free(). */
+char **launch_variables(const struct launch_context *ctx, unsigned worker_id, unsigned generation, size_t listen_fds,
+                        unsigned board_index);
+
 #endif

@@ -1,4 +1,5 @@
 /* test_launch.c - the launch recipe: a worker's and the zygote's argv and environment. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,6 +96,30 @@ START_TEST(test_env_names_the_worker) {
 }
 END_TEST
 
+START_TEST(test_variables_are_the_arbiter_ones_only) {
+    struct config c = base_config();
+    struct launch_context ctx = {.config = &c, .shim_dir = "/opt/shim"};
+    char **vars = launch_variables(&ctx, 3, 7, 2, 4);
+    ck_assert_ptr_nonnull(vars);
+    for (char **p = vars; *p; p++)
+        ck_assert_msg(strncmp(*p, "ARBITER_", 8) == 0, "%s is not an ARBITER_ variable", *p);
+    ck_assert_str_eq(environment_get(vars, "ARBITER_WORKER_ID"), "3");
+    ck_assert_str_eq(environment_get(vars, "ARBITER_GENERATION"), "7");
+    ck_assert_str_eq(environment_get(vars, "ARBITER_LISTEN_FDS"), "2");
+    ck_assert_str_eq(environment_get(vars, "ARBITER_BOARD_INDEX"), "4");
+    ck_assert_ptr_null(environment_get(vars, "PYTHONPATH"));
+    char **env = launch_env(&ctx, 3, 7, 2, 4); /* the same values as an exec'd worker gets */
+    for (char **p = vars; *p; p++) {
+        size_t name = (size_t)(strchr(*p, '=') - *p);
+        char key[64];
+        snprintf(key, sizeof key, "%.*s", (int)name, *p);
+        ck_assert_str_eq(environment_get(env, key), *p + name + 1);
+    }
+    environment_free(env);
+    environment_free(vars);
+}
+END_TEST
+
 Suite *launch_suite(void) {
     Suite *suite = suite_create("launch");
     TCase *tc = tcase_create("recipe");
@@ -103,6 +128,7 @@ Suite *launch_suite(void) {
     tcase_add_test(tc, test_max_requests_jitter_stays_within_bounds);
     tcase_add_test(tc, test_heartbeat_interval_is_a_bounded_quarter_of_the_timeout);
     tcase_add_test(tc, test_env_names_the_worker);
+    tcase_add_test(tc, test_variables_are_the_arbiter_ones_only);
     suite_add_tcase(suite, tc);
     return suite;
 }
