@@ -568,6 +568,8 @@ static int ctl_parse_options(int argc, char **argv, struct ctl_options *options,
     while (optind < argc) {
         bool number = argv[optind][0] == '-' && (argv[optind][1] >= '0' && argv[optind][1] <= '9');
         int ch = number ? -1 : getopt_long(argc, argv, "+h", long_options, NULL);
+        if (ch == -1 && optind >= argc) /* `arbiter ctl` alone, or ending in --: no operand left */
+            break;
         if (ch == -1) {
             if (*count < 3)
                 positional[*count] = argv[optind];
