@@ -993,11 +993,8 @@ static void config_set_builtin_defaults(struct config *c, const char *command) {
         .up_after_s = 1, .idle_s = 60, .queue = 1, .busy = 0.9, .lag_s = 0.05};
 }
 
-enum config_result config_parse(struct config *c, int argc, char **argv, char *const *envp, char *err,
-                                size_t err_size) {
-    config_set_builtin_defaults(c, argv[0]);
-    struct option long_options[OPTION_COUNT + 1];
-    char short_options[2 * OPTION_COUNT + 3];
+/* getopt_long's tables, both from option_table: long options get val 1000 + their index. */
+static void config_getopt_tables(struct option long_options[OPTION_COUNT + 1], char short_options[2 * OPTION_COUNT + 3]) {
     size_t s = 0;
     short_options[s++] = ':'; /* report a missing value as ':' */
     for (size_t i = 0; i < OPTION_COUNT; i++) {
@@ -1011,9 +1008,11 @@ enum config_result config_parse(struct config *c, int argc, char **argv, char *c
     }
     short_options[s] = '\0';
     long_options[OPTION_COUNT] = (struct option){0, 0, 0, 0};
+}
 
-    /* --config first, so that every flag on the command line overrides the file. A gunicorn config
-     * (FILE.py) is evaluated by the app's interpreter: --python if given, else the default. */
+/* --config first, so that every flag on the command line overrides the file. A gunicorn config
+ * (FILE.py) is evaluated by the app's interpreter: --python if given, else the default. */
+static int config_apply_files(struct config *c, int argc, char **argv, char *const *envp, char *err, size_t err_size) {
     const char *python = NULL;
     char default_python[PATH_MAX];
     for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
@@ -1037,36 +1036,50 @@ enum config_result config_parse(struct config *c, int argc, char **argv, char *c
         else if (strncmp(argv[i], "-c", 2) == 0 && argv[i][2])
             path = argv[i] + 2;
         if (path && config_apply_file(c, path, python, err, err_size) != 0)
-            return CONFIG_USAGE_ERROR;
+            return -1;
     }
+    return 0;
+}
 
-    /* A repeatable option on the command line replaces the --config file's list instead of adding
-     * to it (--env and --env-file share one list). */
+/* What getopt_long's '?' or ':' means, into err. */
+static void config_getopt_error(int ch, char **argv, char *err, size_t err_size) {
+    const char *what = argv[optind - 1];
+    if (ch == '?' && optopt >= 1000)
+        snprintf(err, err_size, "option '--%s' takes no value", option_table[optopt - 1000].name);
+    else if (ch == '?')
+        snprintf(err, err_size, "unknown option '%s'", optopt && optopt < 256 ? (char[]){'-', (char)optopt, 0} : what);
+    else
+        snprintf(err, err_size, "option '%s' needs a value", what);
+}
+
+/* The option_table row getopt_long's answer ch stands for. */
+static const struct option_spec *config_option_for(int ch) {
+    if (ch >= 1000)
+        return &option_table[ch - 1000];
+    size_t i;
+    for (i = 0; i < OPTION_COUNT && option_table[i].short_name != ch; i++)
+        ;
+    return &option_table[i];
+}
+
+/* The flags of the command line, over the --config file's values. A repeatable option on the command
+ * line replaces the file's list instead of adding to it (--env and --env-file share one list). */
+static enum config_result config_apply_flags(struct config *c, int argc, char **argv, char *err, size_t err_size) {
+    struct option long_options[OPTION_COUNT + 1];
+    char short_options[2 * OPTION_COUNT + 3];
+    config_getopt_tables(long_options, short_options);
     bool binds_replaced = false, env_replaced = false;
     opterr = 0;
     optind = 0; /* 0: full re-initialisation of GNU getopt, so config_parse can run again */
     for (;;) {
-        int index = -1;
-        int ch = getopt_long(argc, argv, short_options, long_options, &index);
+        int ch = getopt_long(argc, argv, short_options, long_options, NULL);
         if (ch == -1)
-            break;
+            return CONFIG_OK;
         if (ch == '?' || ch == ':') {
-            const char *what = argv[optind - 1];
-            if (ch == '?' && optopt >= 1000)
-                snprintf(err, err_size, "option '--%s' takes no value", option_table[optopt - 1000].name);
-            else if (ch == '?')
-                snprintf(err, err_size, "unknown option '%s'", optopt && optopt < 256 ? (char[]){'-', (char)optopt, 0} : what);
-            else
-                snprintf(err, err_size, "option '%s' needs a value", what);
+            config_getopt_error(ch, argv, err, err_size);
             return CONFIG_USAGE_ERROR;
         }
-        size_t i;
-        if (ch >= 1000)
-            i = (size_t)(ch - 1000);
-        else
-            for (i = 0; i < OPTION_COUNT && option_table[i].short_name != ch; i++)
-                ;
-        const struct option_spec *o = &option_table[i];
+        const struct option_spec *o = config_option_for(ch);
         if (strcmp(o->name, "help") == 0) {
             config_print_help(c->command);
             return CONFIG_EXIT_OK;
@@ -1081,25 +1094,42 @@ enum config_result config_parse(struct config *c, int argc, char **argv, char *c
         if (option_apply(c, o, optarg, err, err_size) != 0)
             return CONFIG_USAGE_ERROR;
     }
+}
+
+/* The one operand after the flags (argv[optind]): APP, module:attribute. */
+static int config_take_app(struct config *c, int argc, char **argv, char *err, size_t err_size) {
     if (optind >= argc) {
         snprintf(err, err_size, "missing APP: the ASGI app as module:attribute, e.g. app.main:app");
-        return CONFIG_USAGE_ERROR;
+        return -1;
     }
     if (optind + 1 < argc) {
         snprintf(err, err_size, "unexpected argument '%s' after APP '%s'", argv[optind + 1], argv[optind]);
-        return CONFIG_USAGE_ERROR;
+        return -1;
     }
     const char *app = argv[optind];
     const char *colon = strchr(app, ':');
     if (!colon || colon == app || !colon[1] || app[0] == '-') {
         snprintf(err, err_size, "APP '%s' is not module:attribute, e.g. app.main:app", app);
-        return CONFIG_USAGE_ERROR;
+        return -1;
     }
     c->app = strdup(app);
     if (!c->app) {
         snprintf(err, err_size, "out of memory");
-        return CONFIG_USAGE_ERROR;
+        return -1;
     }
+    return 0;
+}
+
+enum config_result config_parse(struct config *c, int argc, char **argv, char *const *envp, char *err,
+                                size_t err_size) {
+    config_set_builtin_defaults(c, argv[0]);
+    if (config_apply_files(c, argc, argv, envp, err, err_size) != 0)
+        return CONFIG_USAGE_ERROR;
+    enum config_result flags = config_apply_flags(c, argc, argv, err, err_size);
+    if (flags != CONFIG_OK)
+        return flags;
+    if (config_take_app(c, argc, argv, err, err_size) != 0)
+        return CONFIG_USAGE_ERROR;
     if (strcmp(c->command, "check") == 0) {
         c->workers = 1;
         c->autoscale.enabled = false; /* one worker, booted once: nothing to scale */

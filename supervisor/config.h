@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "autoscale.h"
+#include "autoscale_policy.h"
 #include "listener.h"
 #include "log.h"
 

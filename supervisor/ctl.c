@@ -23,11 +23,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "autoscale.h"
+#include "autoscale_policy.h"
 #include "config.h"
 #include "control.h"
 
 #define CTL_REPLY_MAX (4u << 20)
+#define CTL_PATH_MAX 108 /* sizeof sockaddr_un.sun_path */
 
 struct ctl_options {
     const char *control;
@@ -38,25 +39,6 @@ struct ctl_options {
     bool live, all;
     double timeout;
 };
-
-static void ctl_usage(FILE *out) {
-    fprintf(out, "usage: arbiter ctl [--control PATH] [--name NAME] [--json] [--no-wait] [--timeout S] COMMAND\n\n"
-                 "commands:\n"
-                 "  status              the workers: id, pid, state, uptime, requests, restarts, memory\n"
-                 "  scale N|+N|-N       set the number of workers; waits until they are ready\n"
-                 "  reload              replace every worker, each new one ready before the old one drains\n"
-                 "  recycle ID          replace one worker the same way\n"
-                 "  stop [--quick]      stop gracefully (or quickly); waits until the arbiter has exited\n"
-                 "  autoscale MIN:MAX   scale between MIN and MAX workers on load; autoscale off: keep the count\n"
-                 "  upgrade             re-execute the installed arbiter binary in place (same pid, sockets and\n"
-                 "                      workers); waits until it is back\n"
-                 "  health [--all]      exit 0 while serving with at least --min-ready (--all: every) worker\n"
-                 "                      ready and not stopping, else 1 with the reason (as /healthz)\n"
-                 "  health --live       exit 0 while the arbiter answers at all, draining included\n"
-                 "                      (for liveness probes, which must not kill a draining container)\n\n"
-                 "The control socket is --control PATH, else $ARBITER_CONTROL, else $RUNTIME_DIRECTORY/NAME.sock,\n"
-                 "else /run/arbiter/NAME.sock for root or $XDG_RUNTIME_DIR/arbiter-NAME.sock (NAME: arbiter).\n");
-}
 
 static double now_seconds(void) {
     struct timespec ts;
@@ -89,31 +71,76 @@ static int ctl_connect(const char *path) {
     return fd;
 }
 
-/* Sends request, returns the parsed reply or NULL (with a message printed). */
-static json_t *ctl_exchange(int fd, json_t *request, double timeout) {
+/* Sends request as one line. 0 when sent; 1 when the arbiter hung up first (*send_error says why: its
+ * reason, busy, may be waiting to be read); -1 after printing why it could not be sent. */
+static int ctl_send(int fd, json_t *request, int *send_error) {
     char *text = json_dumps(request, JSON_COMPACT);
     if (!text)
-        return NULL;
+        return -1;
     size_t length = strlen(text);
     text[length] = '\n'; /* json_dumps' NUL becomes the line end; length + 1 bytes are sent */
     size_t sent = 0;
-    int send_error = 0; /* the arbiter hung up first: its reason (busy) may be waiting to be read */
+    int rc = 0;
     while (sent < length + 1) {
         ssize_t n = send(fd, text + sent, length + 1 - sent, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
-            send_error = errno;
+            *send_error = errno;
+            rc = 1;
             break;
         }
         if (n <= 0) {
             fprintf(stderr, "arbiter ctl: cannot send the request: %s\n", strerror(errno));
-            free(text);
-            return NULL;
+            rc = -1;
+            break;
         }
         sent += (size_t)n;
     }
     free(text);
+    return rc;
+}
+
+/* Makes room in the reply buffer when it is full; false (with a message when too large) if it cannot. */
+static bool ctl_make_room(char **buffer, size_t *capacity, size_t used) {
+    if (used < *capacity)
+        return true;
+    if (*capacity >= CTL_REPLY_MAX) {
+        fprintf(stderr, "arbiter ctl: reply larger than %u bytes\n", CTL_REPLY_MAX);
+        return false;
+    }
+    char *bigger = realloc(*buffer, *capacity * 2);
+    if (!bigger)
+        return false;
+    *buffer = bigger;
+    *capacity *= 2;
+    return true;
+}
+
+/* Says why the deadline passed without a reply. */
+static void ctl_report_no_reply(double timeout, int send_error) {
+    if (send_error)
+        fprintf(stderr, "arbiter ctl: the arbiter refused the request (%s) and sent no reason; try again\n",
+                strerror(send_error));
+    else
+        fprintf(stderr, "arbiter ctl: no reply within %.0f s; the arbiter may still be working on it "
+                        "(check `arbiter ctl status`)\n", timeout);
+}
+
+/* Says why the arbiter closed the connection (recv returned n: 0 or -1) without a reply. */
+static void ctl_report_closed(ssize_t n, int send_error) {
+    if (ctl_quiet)
+        return;
+    if (send_error)
+        fprintf(stderr, "arbiter ctl: the arbiter closed the connection before reading the request (%s): it "
+                        "may have too many control clients at once (busy); try again\n", strerror(send_error));
+    else
+        fprintf(stderr, "arbiter ctl: the arbiter closed the connection without a reply%s%s\n", n < 0 ? ": " : "",
+                n < 0 ? strerror(errno) : "");
+}
+
+/* Reads one reply line within the deadline (1 s after a refused send); NULL with a message printed. */
+static json_t *ctl_receive(int fd, double timeout, int send_error) {
     size_t capacity = 65536, used = 0;
     char *buffer = malloc(capacity);
     double deadline = now_seconds() + (send_error ? 1.0 : timeout);
@@ -128,52 +155,34 @@ static json_t *ctl_exchange(int fd, json_t *request, double timeout) {
             break;
         }
         double left = deadline - now_seconds();
-        if (left <= 0 && send_error) {
-            fprintf(stderr, "arbiter ctl: the arbiter refused the request (%s) and sent no reason; try again\n",
-                    strerror(send_error));
-            break;
-        }
         if (left <= 0) {
-            fprintf(stderr, "arbiter ctl: no reply within %.0f s; the arbiter may still be working on it "
-                            "(check `arbiter ctl status`)\n", timeout);
+            ctl_report_no_reply(timeout, send_error);
             break;
         }
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        int ready = poll(&pfd, 1, (int)(left * 1000) + 1);
-        if (ready < 0 && errno == EINTR)
+        if (poll(&pfd, 1, (int)(left * 1000) + 1) <= 0) /* EINTR or nothing yet: the deadline is checked above */
             continue;
-        if (ready <= 0)
-            continue;
-        if (used == capacity) {
-            if (capacity >= CTL_REPLY_MAX) {
-                fprintf(stderr, "arbiter ctl: reply larger than %u bytes\n", CTL_REPLY_MAX);
-                break;
-            }
-            char *bigger = realloc(buffer, capacity * 2);
-            if (!bigger)
-                break;
-            buffer = bigger;
-            capacity *= 2;
-        }
+        if (!ctl_make_room(&buffer, &capacity, used))
+            break;
         ssize_t n = recv(fd, buffer + used, capacity - used, 0);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0 && send_error) {
-            if (!ctl_quiet)
-                fprintf(stderr, "arbiter ctl: the arbiter closed the connection before reading the request (%s): it "
-                                "may have too many control clients at once (busy); try again\n", strerror(send_error));
-            break;
-        }
         if (n <= 0) {
-            if (!ctl_quiet)
-                fprintf(stderr, "arbiter ctl: the arbiter closed the connection without a reply%s%s\n", n < 0 ? ": " : "",
-                        n < 0 ? strerror(errno) : "");
+            ctl_report_closed(n, send_error);
             break;
         }
         used += (size_t)n;
     }
     free(buffer);
     return reply;
+}
+
+/* Sends request, returns the parsed reply or NULL (with a message printed). */
+static json_t *ctl_exchange(int fd, json_t *request, double timeout) {
+    int send_error = 0;
+    if (ctl_send(fd, request, &send_error) < 0)
+        return NULL;
+    return ctl_receive(fd, timeout, send_error);
 }
 
 static void format_duration(double seconds, char *out, size_t size) {
@@ -275,67 +284,6 @@ static void ctl_print_status(json_t *reply) {
     }
 }
 
-/* Builds the request from COMMAND [ARG]; returns NULL after printing a usage error. */
-static json_t *ctl_build_request(const char *command, const char *argument, const struct ctl_options *options) {
-    json_t *request = json_pack("{s:s}", "cmd", command);
-    if (!request)
-        return NULL;
-    bool autoscale = strcmp(command, "autoscale") == 0;
-    bool needs_argument = strcmp(command, "scale") == 0 || strcmp(command, "recycle") == 0 || autoscale;
-    if (needs_argument != (argument != NULL)) {
-        fprintf(stderr, "arbiter ctl %s: %s\n", command,
-                autoscale ? "needs MIN:MAX or off (e.g. autoscale 2:8)"
-                : needs_argument ? (strcmp(command, "scale") == 0 ? "needs N, +N or -N (e.g. scale 8, scale +2)" : "needs a worker ID (see ctl status)")
-                               : "takes no argument");
-        json_decref(request);
-        return NULL;
-    }
-    if (autoscale) {
-        unsigned min, max;
-        char err[160];
-        if (strcmp(argument, "off") == 0) {
-            json_object_set_new(request, "enabled", json_false());
-        } else if (autoscale_parse_range(argument, CONFIG_MAX_WORKERS_LIMIT, &min, &max, err, sizeof err) == 0) {
-            json_object_set_new(request, "min", json_integer(min));
-            json_object_set_new(request, "max", json_integer(max));
-        } else {
-            fprintf(stderr, "arbiter ctl autoscale: %s, or off\n", err);
-            json_decref(request);
-            return NULL;
-        }
-    } else if (argument) {
-        char *end;
-        errno = 0;
-        long long value = strtoll(argument, &end, 10);
-        if (errno || *end || !*argument) {
-            fprintf(stderr, "arbiter ctl %s: '%s' is not a whole number from 1 to %d%s\n", command, argument,
-                    CONFIG_MAX_WORKERS_LIMIT, strcmp(command, "scale") == 0 ? ", or +N/-N" : " (a worker id shown by status)");
-            json_decref(request);
-            return NULL;
-        }
-        if (strcmp(command, "recycle") == 0)
-            json_object_set_new(request, "id", json_integer(value));
-        else if (argument[0] == '+' || argument[0] == '-')
-            json_object_set_new(request, "delta", json_integer(value));
-        else
-            json_object_set_new(request, "workers", json_integer(value));
-    }
-    if (strcmp(command, "stop") == 0)
-        json_object_set_new(request, "quick", json_boolean(options->quick));
-    if ((options->live || options->all) && strcmp(command, "health") != 0) {
-        fprintf(stderr, "arbiter ctl %s: --%s is an option of health only\n", command, options->live ? "live" : "all");
-        json_decref(request);
-        return NULL;
-    }
-    if (options->live)
-        json_object_set_new(request, "live", json_true());
-    if (options->all)
-        json_object_set_new(request, "all", json_true());
-    json_object_set_new(request, "wait", json_boolean(options->wait));
-    json_object_set_new(request, "timeout", json_real(options->timeout));
-    return request;
-}
-
 /* After `upgrade` was accepted: the arbiter re-executes; wait until the new image answers status
  * with one more upgrade, and say what changed. */
 static int ctl_wait_for_upgrade(const char *path, json_t *accepted, double timeout, bool quiet) {
@@ -386,8 +334,227 @@ static int ctl_wait_for_exit(pid_t pid, double timeout) {
     return 0;
 }
 
-int ctl_main(int argc, char **argv) {
-    struct ctl_options options = {.wait = true, .timeout = CONTROL_DEFAULT_TIMEOUT_S, .name = "arbiter"};
+/* ---- the commands ---- */
+
+/* "N" or "+N"/"-N": a whole number, else a message naming what it should be. */
+static int parse_whole_number(const char *command, const char *argument, const char *hint, long long *value) {
+    char *end;
+    errno = 0;
+    *value = strtoll(argument, &end, 10);
+    if (errno || *end || !*argument) {
+        fprintf(stderr, "arbiter ctl %s: '%s' is not a whole number from 1 to %d%s\n", command, argument,
+                CONFIG_MAX_WORKERS_LIMIT, hint);
+        return -1;
+    }
+    return 0;
+}
+
+static int scale_argument(json_t *request, const char *argument) {
+    long long value;
+    if (parse_whole_number("scale", argument, ", or +N/-N", &value) != 0)
+        return -1;
+    bool relative = argument[0] == '+' || argument[0] == '-';
+    json_object_set_new(request, relative ? "delta" : "workers", json_integer(value));
+    return 0;
+}
+
+static int recycle_argument(json_t *request, const char *argument) {
+    long long value;
+    if (parse_whole_number("recycle", argument, " (a worker id shown by status)", &value) != 0)
+        return -1;
+    json_object_set_new(request, "id", json_integer(value));
+    return 0;
+}
+
+static int autoscale_argument(json_t *request, const char *argument) {
+    unsigned min, max;
+    char err[160];
+    if (strcmp(argument, "off") == 0) {
+        json_object_set_new(request, "enabled", json_false());
+        return 0;
+    }
+    if (autoscale_parse_range(argument, CONFIG_MAX_WORKERS_LIMIT, &min, &max, err, sizeof err) != 0) {
+        fprintf(stderr, "arbiter ctl autoscale: %s, or off\n", err);
+        return -1;
+    }
+    json_object_set_new(request, "min", json_integer(min));
+    json_object_set_new(request, "max", json_integer(max));
+    return 0;
+}
+
+static void status_print(json_t *reply, const struct ctl_options *options) {
+    (void)options;
+    ctl_print_status(reply);
+}
+
+static void scale_print(json_t *reply, const struct ctl_options *options) {
+    printf("%lld workers%s\n", (long long)json_integer_value(json_object_get(reply, "target_workers")),
+           options->wait ? " ready" : " requested");
+}
+
+static void reload_print(json_t *reply, const struct ctl_options *options) {
+    printf(options->wait ? "reloaded: generation %lld\n" : "reload started: generation %lld\n",
+           (long long)json_integer_value(json_object_get(reply, "generation")));
+}
+
+static void recycle_print(json_t *reply, const struct ctl_options *options) {
+    printf("worker %lld recycled%s\n", (long long)json_integer_value(json_object_get(reply, "id")),
+           options->wait ? "" : " (in progress)");
+}
+
+static void stop_print(json_t *reply, const struct ctl_options *options) {
+    (void)reply, (void)options;
+    printf("stopped\n");
+}
+
+static void autoscale_print(json_t *reply, const struct ctl_options *options) {
+    (void)options;
+    ctl_print_autoscale(json_object_get(reply, "autoscale"));
+}
+
+static void upgrade_print(json_t *reply, const struct ctl_options *options) {
+    (void)reply;
+    if (!options->wait) /* waited for: ctl_wait_for_upgrade said what changed */
+        printf("upgrade started (pre-flight passed)\n");
+}
+
+static void health_print(json_t *reply, const struct ctl_options *options) {
+    (void)options;
+    printf("%s\n", json_string_value(json_object_get(reply, "reason")));
+}
+
+static int stop_wait(const char *path, json_t *reply, const struct ctl_options *options) {
+    (void)path;
+    return ctl_wait_for_exit((pid_t)json_integer_value(json_object_get(reply, "pid")), options->timeout);
+}
+
+static int upgrade_wait(const char *path, json_t *reply, const struct ctl_options *options) {
+    return ctl_wait_for_upgrade(path, reply, options->timeout, options->json);
+}
+
+/* The client's half of a control command (the arbiter's half is control_commands.c's table). */
+struct ctl_command {
+    const char *name;
+    const char *usage; /* its lines in `arbiter ctl --help` */
+    /* Its one argument into the request, -1 after printing why it is wrong; NULL: takes none. */
+    int (*argument)(json_t *request, const char *argument);
+    const char *missing; /* the usage error when the argument is missing */
+    bool quick;          /* sends --quick */
+    bool probe;          /* takes --live and --all */
+    void (*print)(json_t *reply, const struct ctl_options *options); /* the success line(s) without --json */
+    /* With --wait (the default), after the arbiter accepted: waits for what it started; the exit code. */
+    int (*wait)(const char *path, json_t *reply, const struct ctl_options *options);
+};
+
+static const struct ctl_command ctl_commands[] = {
+    {"status", "  status              the workers: id, pid, state, uptime, requests, restarts, memory\n", NULL, NULL,
+     false, false, status_print, NULL},
+    {"scale", "  scale N|+N|-N       set the number of workers; waits until they are ready\n", scale_argument,
+     "needs N, +N or -N (e.g. scale 8, scale +2)", false, false, scale_print, NULL},
+    {"reload", "  reload              replace every worker, each new one ready before the old one drains\n", NULL,
+     NULL, false, false, reload_print, NULL},
+    {"recycle", "  recycle ID          replace one worker the same way\n", recycle_argument,
+     "needs a worker ID (see ctl status)", false, false, recycle_print, NULL},
+    {"stop", "  stop [--quick]      stop gracefully (or quickly); waits until the arbiter has exited\n", NULL, NULL,
+     true, false, stop_print, stop_wait},
+    {"autoscale", "  autoscale MIN:MAX   scale between MIN and MAX workers on load; autoscale off: keep the count\n",
+     autoscale_argument, "needs MIN:MAX or off (e.g. autoscale 2:8)", false, false, autoscale_print, NULL},
+    {"upgrade",
+     "  upgrade             re-execute the installed arbiter binary in place (same pid, sockets and\n"
+     "                      workers); waits until it is back\n",
+     NULL, NULL, false, false, upgrade_print, upgrade_wait},
+    {"health",
+     "  health [--all]      exit 0 while serving with at least --min-ready (--all: every) worker\n"
+     "                      ready and not stopping, else 1 with the reason (as /healthz)\n"
+     "  health --live       exit 0 while the arbiter answers at all, draining included\n"
+     "                      (for liveness probes, which must not kill a draining container)\n",
+     NULL, NULL, false, true, health_print, NULL},
+};
+
+/* The row for a command the arbiter knows; a command with no row takes no argument and prints nothing. */
+static const struct ctl_command *ctl_find_command(const char *name) {
+    static const struct ctl_command plain = {0};
+    for (size_t i = 0; i < sizeof ctl_commands / sizeof ctl_commands[0]; i++)
+        if (strcmp(ctl_commands[i].name, name) == 0)
+            return &ctl_commands[i];
+    return &plain;
+}
+
+static void ctl_usage(FILE *out) {
+    fprintf(out, "usage: arbiter ctl [--control PATH] [--name NAME] [--json] [--no-wait] [--timeout S] COMMAND\n\n"
+                 "commands:\n");
+    for (size_t i = 0; i < sizeof ctl_commands / sizeof ctl_commands[0]; i++)
+        fputs(ctl_commands[i].usage, out);
+    fprintf(out, "\nThe control socket is --control PATH, else $ARBITER_CONTROL, else $RUNTIME_DIRECTORY/NAME.sock,\n"
+                 "else /run/arbiter/NAME.sock for root or $XDG_RUNTIME_DIR/arbiter-NAME.sock (NAME: arbiter).\n");
+}
+
+/* Builds the request from COMMAND [ARG]; returns NULL after printing a usage error. */
+static json_t *ctl_build_request(const char *command, const char *argument, const struct ctl_options *options) {
+    const struct ctl_command *row = ctl_find_command(command);
+    json_t *request = json_pack("{s:s}", "cmd", command);
+    if (!request)
+        return NULL;
+    if ((row->argument != NULL) != (argument != NULL)) {
+        fprintf(stderr, "arbiter ctl %s: %s\n", command, row->argument ? row->missing : "takes no argument");
+        goto fail;
+    }
+    if (argument && row->argument(request, argument) != 0)
+        goto fail;
+    if (row->quick)
+        json_object_set_new(request, "quick", json_boolean(options->quick));
+    if ((options->live || options->all) && !row->probe) {
+        fprintf(stderr, "arbiter ctl %s: --%s is an option of health only\n", command, options->live ? "live" : "all");
+        goto fail;
+    }
+    if (options->live)
+        json_object_set_new(request, "live", json_true());
+    if (options->all)
+        json_object_set_new(request, "all", json_true());
+    json_object_set_new(request, "wait", json_boolean(options->wait));
+    json_object_set_new(request, "timeout", json_real(options->timeout));
+    return request;
+fail:
+    json_decref(request);
+    return NULL;
+}
+
+/* ---- the command line ---- */
+
+#define CTL_CONTINUE (-1) /* ctl_parse_options: go on */
+
+/* One option getopt_long returned; CTL_CONTINUE, or the exit code. */
+static int ctl_apply_option(int ch, struct ctl_options *options, char **argv) {
+    switch (ch) {
+    case 'c': options->control = optarg; break;
+    case 'n': options->name = optarg; break;
+    case 'j': options->json = true; break;
+    case 'W': options->wait = false; break;
+    case 'q': options->quick = true; break;
+    case 'L': options->live = true; break;
+    case 'A': options->all = true; break;
+    case 't': {
+        char *end;
+        errno = 0;
+        options->timeout = strtod(optarg, &end);
+        if (errno || end == optarg || *end || !(options->timeout > 0) || options->timeout > 86400) {
+            fprintf(stderr, "arbiter ctl: --timeout '%s' is not a number of seconds above 0 and at most 86400\n", optarg);
+            return 2;
+        }
+        break;
+    }
+    case 'h': ctl_usage(stdout); return 0;
+    default:
+        fprintf(stderr, "arbiter ctl: unknown option '%s'\n", argv[optind - 1]);
+        ctl_usage(stderr);
+        return 2;
+    }
+    return CTL_CONTINUE;
+}
+
+/* Options into options, operands into positional[3] (*count may exceed 3); CTL_CONTINUE or the exit code. */
+static int ctl_parse_options(int argc, char **argv, struct ctl_options *options, const char *positional[3],
+                             size_t *count) {
     static const struct option long_options[] = {
         {"control", required_argument, NULL, 'c'}, {"name", required_argument, NULL, 'n'},
         {"json", no_argument, NULL, 'j'},          {"no-wait", no_argument, NULL, 'W'},
@@ -395,52 +562,78 @@ int ctl_main(int argc, char **argv) {
         {"live", no_argument, NULL, 'L'},          {"all", no_argument, NULL, 'A'},
         {"help", no_argument, NULL, 'h'},          {0, 0, 0, 0},
     };
-    const char *positional[3] = {0};
-    size_t positional_count = 0;
     optind = 0;
     opterr = 0;
     /* '-' keeps operands in order and lets "scale -2" through: a dash followed by a digit is a number. */
     while (optind < argc) {
-        if (argv[optind][0] == '-' && (argv[optind][1] >= '0' && argv[optind][1] <= '9')) {
-            if (positional_count < 3)
-                positional[positional_count] = argv[optind];
-            positional_count++;
-            optind++;
-            continue;
-        }
-        int ch = getopt_long(argc, argv, "+h", long_options, NULL);
-        if (ch == -1) {
-            if (positional_count < 3)
-                positional[positional_count] = argv[optind];
-            positional_count++;
-            optind++;
-            continue;
-        }
-        switch (ch) {
-        case 'c': options.control = optarg; break;
-        case 'n': options.name = optarg; break;
-        case 'j': options.json = true; break;
-        case 'W': options.wait = false; break;
-        case 'q': options.quick = true; break;
-        case 'L': options.live = true; break;
-        case 'A': options.all = true; break;
-        case 't': {
-            char *end;
-            errno = 0;
-            options.timeout = strtod(optarg, &end);
-            if (errno || end == optarg || *end || !(options.timeout > 0) || options.timeout > 86400) {
-                fprintf(stderr, "arbiter ctl: --timeout '%s' is not a number of seconds above 0 and at most 86400\n", optarg);
-                return 2;
-            }
+        bool number = argv[optind][0] == '-' && (argv[optind][1] >= '0' && argv[optind][1] <= '9');
+        int ch = number ? -1 : getopt_long(argc, argv, "+h", long_options, NULL);
+        if (ch == -1 && optind >= argc) /* `arbiter ctl` alone, or ending in --: no operand left */
             break;
+        if (ch == -1) {
+            if (*count < 3)
+                positional[*count] = argv[optind];
+            (*count)++;
+            optind++;
+            continue;
         }
-        case 'h': ctl_usage(stdout); return 0;
-        default:
-            fprintf(stderr, "arbiter ctl: unknown option '%s'\n", argv[optind - 1]);
-            ctl_usage(stderr);
+        int code = ctl_apply_option(ch, options, argv);
+        if (code != CTL_CONTINUE)
+            return code;
+    }
+    return CTL_CONTINUE;
+}
+
+/* The control socket's path into path (CTL_PATH_MAX bytes); CTL_CONTINUE or the exit code. */
+static int ctl_socket_path(const struct ctl_options *options, char path[CTL_PATH_MAX]) {
+    if (options->control) {
+        if (strlen(options->control) >= CTL_PATH_MAX) {
+            fprintf(stderr, "arbiter ctl: --control %s: the path is too long (at most %zu bytes)\n", options->control,
+                    (size_t)CTL_PATH_MAX - 1);
             return 2;
         }
+        snprintf(path, CTL_PATH_MAX, "%s", options->control);
+        return CTL_CONTINUE;
     }
+    char err[512];
+    if (control_default_path(options->name, path, CTL_PATH_MAX, err, sizeof err) != 0) {
+        fprintf(stderr, "arbiter ctl: %s\n", err);
+        return 1;
+    }
+    return CTL_CONTINUE;
+}
+
+/* The reply shown, and what was started waited for; the exit code. */
+static int ctl_finish(const char *command, const char *path, json_t *reply, const struct ctl_options *options) {
+    const struct ctl_command *row = ctl_find_command(command);
+    int code = 0;
+    if (!json_is_true(json_object_get(reply, "ok"))) {
+        json_t *error = json_object_get(reply, "error");
+        if (!options->json)
+            fprintf(stderr, "arbiter ctl %s: %s (%s)\n", command, json_string_value(json_object_get(error, "message")),
+                    json_string_value(json_object_get(error, "code")));
+        code = 1;
+    } else if (row->wait && options->wait) {
+        code = row->wait(path, reply, options);
+    }
+    if (options->json) {
+        char *text = json_dumps(reply, JSON_COMPACT);
+        if (text)
+            puts(text);
+        free(text);
+    } else if (code == 0 && row->print) {
+        row->print(reply, options);
+    }
+    return code;
+}
+
+int ctl_main(int argc, char **argv) {
+    struct ctl_options options = {.wait = true, .timeout = CONTROL_DEFAULT_TIMEOUT_S, .name = "arbiter"};
+    const char *positional[3] = {0};
+    size_t positional_count = 0;
+    int code = ctl_parse_options(argc, argv, &options, positional, &positional_count);
+    if (code != CTL_CONTINUE)
+        return code;
     if (positional_count == 0 || positional_count > 2) {
         fprintf(stderr, positional_count ? "arbiter ctl: too many arguments\n" : "arbiter ctl: missing COMMAND\n");
         ctl_usage(stderr);
@@ -454,71 +647,20 @@ int ctl_main(int argc, char **argv) {
     json_t *request = ctl_build_request(command, positional_count > 1 ? positional[1] : NULL, &options);
     if (!request)
         return 2;
-    char path[108];
-    if (options.control) {
-        if (strlen(options.control) >= sizeof path) {
-            fprintf(stderr, "arbiter ctl: --control %s: the path is too long (at most %zu bytes)\n", options.control,
-                    sizeof path - 1);
-            json_decref(request);
-            return 2;
-        }
-        snprintf(path, sizeof path, "%s", options.control);
-    } else {
-        char err[512];
-        if (control_default_path(options.name, path, sizeof path, err, sizeof err) != 0) {
-            fprintf(stderr, "arbiter ctl: %s\n", err);
-            json_decref(request);
-            return 1;
-        }
-    }
-    int fd = ctl_connect(path);
-    if (fd < 0) {
+    char path[CTL_PATH_MAX];
+    int fd = -1;
+    if ((code = ctl_socket_path(&options, path)) == CTL_CONTINUE && (fd = ctl_connect(path)) < 0)
+        code = 1;
+    if (code != CTL_CONTINUE) {
         json_decref(request);
-        return 1;
+        return code;
     }
     json_t *reply = ctl_exchange(fd, request, options.timeout + 5);
     close(fd);
     json_decref(request);
     if (!reply)
         return 1;
-    int code = 0;
-    if (!json_is_true(json_object_get(reply, "ok"))) {
-        json_t *error = json_object_get(reply, "error");
-        if (!options.json)
-            fprintf(stderr, "arbiter ctl %s: %s (%s)\n", command, json_string_value(json_object_get(error, "message")),
-                    json_string_value(json_object_get(error, "code")));
-        code = 1;
-    } else if (strcmp(command, "stop") == 0 && options.wait) {
-        code = ctl_wait_for_exit((pid_t)json_integer_value(json_object_get(reply, "pid")), options.timeout);
-    } else if (strcmp(command, "upgrade") == 0 && options.wait) {
-        code = ctl_wait_for_upgrade(path, reply, options.timeout, options.json);
-    }
-    if (options.json) {
-        char *text = json_dumps(reply, JSON_COMPACT);
-        if (text)
-            puts(text);
-        free(text);
-    } else if (code == 0) {
-        if (strcmp(command, "status") == 0)
-            ctl_print_status(reply);
-        else if (strcmp(command, "scale") == 0)
-            printf("%lld workers%s\n", (long long)json_integer_value(json_object_get(reply, "target_workers")),
-                   options.wait ? " ready" : " requested");
-        else if (strcmp(command, "reload") == 0)
-            printf(options.wait ? "reloaded: generation %lld\n" : "reload started: generation %lld\n",
-                   (long long)json_integer_value(json_object_get(reply, "generation")));
-        else if (strcmp(command, "recycle") == 0)
-            printf("worker %lld recycled%s\n", (long long)json_integer_value(json_object_get(reply, "id")),
-                   options.wait ? "" : " (in progress)");
-        else if (strcmp(command, "stop") == 0)
-            printf("stopped\n");
-        else if (strcmp(command, "autoscale") == 0)
-            ctl_print_autoscale(json_object_get(reply, "autoscale"));
-        else if (strcmp(command, "upgrade") == 0 && !options.wait)
-            printf("upgrade started (pre-flight passed)\n");
-        else if (strcmp(command, "health") == 0)
-            printf("%s\n", json_string_value(json_object_get(reply, "reason")));
-    }
+    code = ctl_finish(command, path, reply, &options);
     json_decref(reply);
     return code;
 }

@@ -93,14 +93,14 @@ static void builder_putf(struct env_builder *b, const char *fmt, ...) {
     builder_put(b, entry);
 }
 
-char **environment_build(char *const *base, const struct string_list *extra, const struct worker_identity *id) {
+char **environment_build(char *const *base, char *const *extra, size_t extra_count, const struct worker_identity *id) {
     struct env_builder b = {0};
     for (; base && *base; base++)
         if (!is_dropped(*base))
             builder_put(&b, *base);
-    for (size_t i = 0; extra && i < extra->count; i++)
-        if (!is_dropped(extra->items[i]))
-            builder_put(&b, extra->items[i]);
+    for (size_t i = 0; extra && i < extra_count; i++)
+        if (!is_dropped(extra[i]))
+            builder_put(&b, extra[i]);
     if (id->shim_dir) {
         const char *existing = environment_get(b.items, "PYTHONPATH");
         if (existing && *existing)

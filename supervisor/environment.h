@@ -5,8 +5,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "config.h"
-
 /* What only the arbiter knows about one worker. */
 struct worker_identity {
     unsigned worker_id;
@@ -26,10 +24,11 @@ struct worker_identity {
 };
 
 /* Builds a NULL-terminated environment: base (the arbiter's own) minus the variables that belong to
- * the arbiter alone (NOTIFY_SOCKET, WATCHDOG_*, LISTEN_*, ARBITER_*), plus extra (--env, --env-file,
- * later entries win), plus ARBITER_* for this worker. Returns NULL when memory runs out.
+ * the arbiter alone (NOTIFY_SOCKET, WATCHDOG_*, LISTEN_*, ARBITER_*), plus the extra_count KEY=VALUE
+ * entries of extra (--env, --env-file, later entries win; NULL when none), plus ARBITER_* for this worker. Returns NULL when memory runs out.
  * Free with environment_free. */
-char **environment_build(char *const *base, const struct string_list *extra, const struct worker_identity *identity);
+char **environment_build(char *const *base, char *const *extra, size_t extra_count,
+                         const struct worker_identity *identity);
 void environment_free(char **env);
 
 /* Looks NAME up in a NULL-terminated environment. */

@@ -21,19 +21,10 @@
 #include "log.h"
 #include "privileges.h"
 
-extern char **environ;
-
 static void slot_on_restart_timer(uv_timer_t *timer);
 static void pool_advance_replacements(struct pool *pool);
 static void pool_changed(struct pool *pool);
 static void pool_detach_and_stop(struct pool *pool, struct worker *w, bool graceful);
-
-static double heartbeat_interval(const struct config *config) {
-    if (config->timeout <= 0)
-        return 5.0;
-    double interval = config->timeout / 4;
-    return interval < 0.05 ? 0.05 : interval > 5.0 ? 5.0 : interval;
-}
 
 const char *exit_reason_name(enum exit_reason reason) {
     static const char *const names[EXIT_REASON_COUNT] = {"stopped",      "error",           "signal",
@@ -76,74 +67,27 @@ int pool_init(struct pool *pool, uv_loop_t *loop, const struct config *config, s
     return pool->slots ? 0 : -1;
 }
 
-/* [/proc/self/exe exec-worker] PYTHON -m arbiter_worker [--zygote] [uvicorn options] [--max-requests N] APP */
-char **pool_build_argv(const struct pool *pool, char numbers[3][32], bool zygote) {
-    const struct config *c = pool->config;
-    char **argv = calloc(c->forward.count + 18, sizeof *argv);
-    if (!argv)
-        return NULL;
-    size_t n = 0;
-    if (pool->set_uid || pool->set_gid) { /* privileges.c: become --user/--group, then exec PYTHON */
-        argv[n++] = "/proc/self/exe";
-        argv[n++] = PRIVILEGES_EXEC_COMMAND;
-    }
-    argv[n++] = c->python;
-    argv[n++] = "-m";
-    argv[n++] = "arbiter_worker";
-    if (zygote)
-        argv[n++] = "--zygote";
-    for (size_t i = 0; i < c->forward.count; i++)
-        argv[n++] = c->forward.items[i];
-    argv[n++] = "--log-level";
-    argv[n++] = (char *)log_level_name(c->log_level);
-    argv[n++] = c->access_log ? "--access-log" : "--no-access-log";
-    snprintf(numbers[0], sizeof numbers[0], "%g", c->graceful_timeout);
-    argv[n++] = "--graceful-timeout";
-    argv[n++] = numbers[0];
-    if (c->max_requests && !zygote) {
-        unsigned jitter = c->max_requests_jitter ? (unsigned)random() % (c->max_requests_jitter + 1) : 0;
-        snprintf(numbers[1], sizeof numbers[1], "%u", c->max_requests + jitter);
-        argv[n++] = "--max-requests";
-        argv[n++] = numbers[1];
-    }
-    if (c->factory)
-        argv[n++] = "--factory";
-    argv[n++] = c->app;
-    argv[n] = NULL;
-    return argv;
-}
-
-char **pool_build_env(const struct pool *pool, unsigned worker_id, unsigned generation, size_t listen_fds,
-                      unsigned board_index) {
-    const struct config *c = pool->config;
-    struct worker_identity identity = {
-        .worker_id = worker_id,
-        .generation = generation,
-        .arbiter_pid = (int)getpid(),
-        .listen_fds = listen_fds,
-        .heartbeat_interval = heartbeat_interval(c),
-        .log_format = c->log_format == LOG_FORMAT_JSON ? "json" : "text",
-        .log_file = c->log_file,
+struct launch_context pool_launch_context(const struct pool *pool) {
+    return (struct launch_context){
+        .config = pool->config,
         .shim_dir = pool->shim_dir,
-        .balance = balance_mode_name(c->balance),
-        .board_index = board_index,
         .set_uid = pool->set_uid,
         .set_gid = pool->set_gid,
         .uid = (unsigned)pool->uid,
         .gid = (unsigned)pool->gid,
-        .user = pool->set_uid ? c->user : NULL,
     };
-    return environment_build(environ, &c->env, &identity);
 }
 
 /* Asks the spawner for a worker for slot; NULL with err set when it could not even be asked. */
 static struct worker *pool_spawn_worker(struct pool *pool, struct slot *slot, char *err, size_t err_size) {
     const struct config *c = pool->config;
     struct worker *w = calloc(1, sizeof *w);
-    char numbers[3][32];
+    struct launch_numbers numbers;
+    struct launch_context ctx = pool_launch_context(pool);
+    unsigned max_requests = launch_max_requests(c);
     unsigned board_index = pool->board ? board_claim(pool->board) : 0;
-    char **argv = pool_build_argv(pool, numbers, false);
-    char **env = pool_build_env(pool, slot->id, pool->generation, pool->listen_fd_count, board_index);
+    char **argv = launch_argv(&ctx, &numbers, false, max_requests);
+    char **env = launch_env(&ctx, slot->id, pool->generation, pool->listen_fd_count, board_index);
     if (!w || !argv || !env) {
         snprintf(err, err_size, "out of memory preparing a worker");
         if (pool->board)
@@ -164,7 +108,7 @@ static struct worker *pool_spawn_worker(struct pool *pool, struct slot *slot, ch
         .cwd = c->chdir,
         .listen_fds = pool->config->reuse_port ? slot->listen_fds : pool->listen_fds,
         .listen_fd_count = pool->listen_fd_count,
-        .max_requests = c->max_requests ? (unsigned)strtoul(numbers[1], NULL, 10) : 0,
+        .max_requests = max_requests,
         .board_fd = board_index ? pool->board->fd : -1,
         .board_index = board_index,
     };

@@ -9,6 +9,7 @@
 #include "backoff.h"
 #include "board.h"
 #include "config.h"
+#include "launch.h"
 #include "leftovers.h"
 #include "listener.h"
 #include "reaper.h"
@@ -142,11 +143,8 @@ unsigned pool_spawning_count(const struct pool *pool);
 struct slot *pool_find_slot(const struct pool *pool, unsigned slot_id);
 const char *slot_state_name(const struct slot *slot);
 
-/* A worker's command line (PYTHON -m arbiter_worker ...; the zygote's with zygote) and environment
- * (the arbiter's, cleaned, plus --env and the ARBITER_* variables). NULL when memory runs out. */
-char **pool_build_argv(const struct pool *pool, char numbers[3][32], bool zygote);
-char **pool_build_env(const struct pool *pool, unsigned worker_id, unsigned generation, size_t listen_fds,
-                      unsigned board_index);
+/* The launch recipe's view of this pool (launch.h): configuration, shim dir, --user/--group. */
+struct launch_context pool_launch_context(const struct pool *pool);
 
 /* In-place upgrade: the whole pool as JSON (fds under keys ending in _fd/_fds), and its adoption by
  * the next image (after pool_init, instead of pool_start). */

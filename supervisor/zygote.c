@@ -41,6 +41,7 @@
 #include "worker.h"
 
 #define FORK_DEADLINE_MS 10000u /* a zygote that takes longer to fork is hung: killed and restarted */
+#define ZYGOTE_REQUEST_MAX 4096u /* zygote.py's MAX_REQUEST_BYTES: the longest fork request it reads */
 
 extern char **environ;
 
@@ -354,9 +355,10 @@ static struct zygote *zygote_start(struct fork_server *server, unsigned generati
     struct pool *pool = server_pool(server);
     const struct config *c = pool->config;
     struct zygote *z = calloc(1, sizeof *z);
-    char numbers[3][32];
-    char **argv = pool_build_argv(pool, numbers, true);
-    char **env = pool_build_env(pool, 0, generation, 0, 0);
+    struct launch_numbers numbers;
+    struct launch_context ctx = pool_launch_context(pool);
+    char **argv = launch_argv(&ctx, &numbers, true, 0);
+    char **env = launch_env(&ctx, 0, generation, 0, 0);
     int pair[2] = {-1, -1};
     if (!z || !argv || !env) {
         log_error("zygote_start_failed", "out of memory preparing the zygote");
@@ -480,14 +482,51 @@ static void fork_server_on_fork_deadline(uv_timer_t *timer) {
     zygote_signal(z, SIGKILL);
 }
 
-static int fork_request_send(struct zygote *z, const struct fork_request *request, char *err, size_t err_size) {
-    char line[256];
+/* The request line: the worker's numbers, and in "env" its ARBITER_* variables as launch.c computes
+ * them (a value that is not UTF-8, a --log-file path or --user name, is left out: the zygote's own
+ * environment, which the worker inherits, holds the same). NULL with err set. */
+static char *fork_request_line(struct zygote *z, const struct fork_request *request, char *err, size_t err_size) {
     const struct worker *w = request->worker;
-    int length = snprintf(line, sizeof line,
-                          "{\"type\":\"fork\",\"worker_id\":%u,\"generation\":%u,\"max_requests\":%u,\"listen_fds\":%zu,"
-                          "\"board_index\":%u,\"stdio\":%d}\n",
-                          w->slot_id, z->generation, request->max_requests, request->listen_fd_count, request->board_index,
-                          child_output_write_end(&w->output) >= 0);
+    struct launch_context ctx = pool_launch_context(server_pool(z->server));
+    char **vars = launch_variables(&ctx, w->slot_id, z->generation, request->listen_fd_count, request->board_index);
+    json_t *env = json_object();
+    for (char **p = vars; env && p && *p; p++) {
+        char *eq = strchr(*p, '=');
+        json_t *value = eq ? json_string(eq + 1) : NULL;
+        if (value)
+            json_object_setn_new(env, *p, (size_t)(eq - *p), value);
+    }
+    json_t *json = vars && env ? json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:i, s:O}", "type", "fork", "worker_id",
+                                           (json_int_t)w->slot_id, "generation", (json_int_t)z->generation,
+                                           "max_requests", (json_int_t)request->max_requests, "listen_fds",
+                                           (json_int_t)request->listen_fd_count, "board_index",
+                                           (json_int_t)request->board_index, "stdio",
+                                           child_output_write_end(&w->output) >= 0, "env", env)
+                               : NULL;
+    char *line = json ? json_dumps(json, JSON_COMPACT) : NULL;
+    environment_free(vars);
+    json_decref(env);
+    json_decref(json);
+    if (!line) {
+        snprintf(err, err_size, "out of memory preparing the fork request");
+        return NULL;
+    }
+    if (strlen(line) + 1 > ZYGOTE_REQUEST_MAX) {
+        snprintf(err, err_size, "the fork request is %zu bytes, more than the zygote reads (%u)", strlen(line) + 1,
+                 ZYGOTE_REQUEST_MAX);
+        free(line);
+        return NULL;
+    }
+    return line;
+}
+
+static int fork_request_send(struct zygote *z, const struct fork_request *request, char *err, size_t err_size) {
+    const struct worker *w = request->worker;
+    char *text = fork_request_line(z, request, err, err_size);
+    if (!text)
+        return -1;
+    size_t length = strlen(text);
+    text[length++] = '\n'; /* json_dumps' NUL becomes the line end */
     int fds[3 + LISTENER_MAX];
     size_t count = 0;
     fds[count++] = request->channel_fd;
@@ -504,7 +543,7 @@ static int fork_request_send(struct zygote *z, const struct fork_request *reques
         struct cmsghdr align;
     } control;
     memset(&control, 0, sizeof control);
-    struct iovec iov = {.iov_base = line, .iov_len = (size_t)length};
+    struct iovec iov = {.iov_base = text, .iov_len = length};
     struct msghdr message = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buffer,
                              .msg_controllen = CMSG_SPACE(count * sizeof(int))};
     struct cmsghdr *cmsg = CMSG_FIRSTHDR(&message);
@@ -516,9 +555,11 @@ static int fork_request_send(struct zygote *z, const struct fork_request *reques
     do
         sent = sendmsg(z->channel_fd, &message, MSG_NOSIGNAL);
     while (sent < 0 && errno == EINTR);
-    if (sent != length) {
+    int send_errno = errno;
+    free(text);
+    if (sent < 0 || (size_t)sent != length) {
         snprintf(err, err_size, "cannot send the fork request to the zygote (pid %d): %s", z->pid,
-                 sent < 0 ? strerror(errno) : "short write");
+                 sent < 0 ? strerror(send_errno) : "short write");
         return -1;
     }
     return 0;

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "environment.h"
 #include "handshake.h"
 #include "privileges.h"
@@ -32,7 +33,7 @@ START_TEST(test_systemd_variables_are_not_passed_to_workers) {
     char *base[] = {"PATH=/usr/bin", "NOTIFY_SOCKET=/run/systemd/notify", "WATCHDOG_USEC=30000000",
                     "WATCHDOG_PID=1", "LISTEN_PID=1", "LISTEN_FDS=2", "LISTEN_FDNAMES=http:https", NULL};
     struct worker_identity id = identity(1);
-    char **env = environment_build(base, NULL, &id);
+    char **env = environment_build(base, NULL, 0, &id);
     ck_assert_ptr_nonnull(env);
     ck_assert_str_eq(environment_get(env, "PATH"), "/usr/bin");
     const char *dropped[] = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"};
@@ -45,7 +46,7 @@ END_TEST
 START_TEST(test_stale_arbiter_variables_are_replaced_by_this_workers) {
     char *base[] = {"ARBITER_WORKER_ID=99", "ARBITER_STALE=1", "ARBITER_LISTEN_FDS=9", NULL};
     struct worker_identity id = identity(1);
-    char **env = environment_build(base, NULL, &id);
+    char **env = environment_build(base, NULL, 0, &id);
     ck_assert_ptr_nonnull(env);
     ck_assert_ptr_null(environment_get(env, "ARBITER_STALE"));
     ck_assert_str_eq(environment_get(env, "ARBITER_WORKER_ID"), "3");
@@ -58,7 +59,7 @@ END_TEST
 START_TEST(test_worker_identity_is_set) {
     char *base[] = {NULL};
     struct worker_identity id = identity(2);
-    char **env = environment_build(base, NULL, &id);
+    char **env = environment_build(base, NULL, 0, &id);
     ck_assert_ptr_nonnull(env);
     ck_assert_str_eq(environment_get(env, "ARBITER_LISTEN_FDS"), "2");
     ck_assert_str_eq(environment_get(env, "ARBITER_WORKER_ID"), "3");
@@ -74,7 +75,7 @@ START_TEST(test_arbiter_protocol_is_this_arbiters_channel_protocol_even_if_stale
     char *base[] = {"ARBITER_PROTOCOL=999", NULL};
     struct string_list extra = {.items = (char *[]){"ARBITER_PROTOCOL=7"}, .count = 1};
     struct worker_identity id = identity(1);
-    char **env = environment_build(base, &extra, &id);
+    char **env = environment_build(base, extra.items, extra.count, &id);
     ck_assert_ptr_nonnull(env);
     char expected[16];
     snprintf(expected, sizeof expected, "%d", ARBITER_CHANNEL_PROTOCOL);
@@ -88,7 +89,7 @@ START_TEST(test_channel_fd_follows_the_listen_fds) {
     char *base[] = {NULL};
     for (size_t listen_fds = 0; listen_fds < 4; listen_fds++) {
         struct worker_identity id = identity(listen_fds);
-        char **env = environment_build(base, NULL, &id);
+        char **env = environment_build(base, NULL, 0, &id);
         ck_assert_ptr_nonnull(env);
         ck_assert_int_eq(atoi(environment_get(env, "ARBITER_CHANNEL_FD")), 3 + (int)listen_fds);
         environment_free(env);
@@ -101,7 +102,7 @@ START_TEST(test_env_entries_override_the_arbiters_own) {
     char *extra_items[] = {"DATABASE_URL=postgres://new", "FEATURE=on", NULL};
     struct string_list extra = {.items = extra_items, .count = 2, .capacity = 3};
     struct worker_identity id = identity(1);
-    char **env = environment_build(base, &extra, &id);
+    char **env = environment_build(base, extra.items, extra.count, &id);
     ck_assert_ptr_nonnull(env);
     ck_assert_str_eq(environment_get(env, "DATABASE_URL"), "postgres://new");
     ck_assert_uint_eq(count_named(env, "DATABASE_URL"), 1);
@@ -116,7 +117,7 @@ START_TEST(test_later_env_entry_wins) {
     char *extra_items[] = {"MODE=a", "MODE=b", NULL};
     struct string_list extra = {.items = extra_items, .count = 2, .capacity = 3};
     struct worker_identity id = identity(1);
-    char **env = environment_build(base, &extra, &id);
+    char **env = environment_build(base, extra.items, extra.count, &id);
     ck_assert_ptr_nonnull(env);
     ck_assert_str_eq(environment_get(env, "MODE"), "b");
     ck_assert_uint_eq(count_named(env, "MODE"), 1);
@@ -129,7 +130,7 @@ START_TEST(test_env_entries_cannot_forge_the_worker_identity) {
     char *extra_items[] = {"ARBITER_WORKER_ID=1", "NOTIFY_SOCKET=/tmp/x", NULL};
     struct string_list extra = {.items = extra_items, .count = 2, .capacity = 3};
     struct worker_identity id = identity(1);
-    char **env = environment_build(base, &extra, &id);
+    char **env = environment_build(base, extra.items, extra.count, &id);
     ck_assert_ptr_nonnull(env);
     ck_assert_str_eq(environment_get(env, "ARBITER_WORKER_ID"), "3");
     ck_assert_ptr_null(environment_get(env, "NOTIFY_SOCKET"));
@@ -141,7 +142,7 @@ START_TEST(test_shim_dir_is_prepended_to_an_existing_pythonpath) {
     char *base[] = {"PYTHONPATH=/srv/app/lib", NULL};
     struct worker_identity id = identity(1);
     id.shim_dir = "/usr/share/arbiter/python";
-    char **env = environment_build(base, NULL, &id);
+    char **env = environment_build(base, NULL, 0, &id);
     ck_assert_ptr_nonnull(env);
     ck_assert_str_eq(environment_get(env, "PYTHONPATH"), "/usr/share/arbiter/python:/srv/app/lib");
     ck_assert_uint_eq(count_named(env, "PYTHONPATH"), 1);
@@ -155,7 +156,7 @@ START_TEST(test_shim_dir_is_prepended_to_a_pythonpath_from_env) {
     struct string_list extra = {.items = extra_items, .count = 1, .capacity = 2};
     struct worker_identity id = identity(1);
     id.shim_dir = "/shim";
-    char **env = environment_build(base, &extra, &id);
+    char **env = environment_build(base, extra.items, extra.count, &id);
     ck_assert_ptr_nonnull(env);
     ck_assert_str_eq(environment_get(env, "PYTHONPATH"), "/shim:/from/env");
     environment_free(env);
@@ -169,7 +170,7 @@ START_TEST(test_shim_dir_alone_when_pythonpath_is_unset_or_empty) {
     for (size_t i = 0; i < 2; i++) {
         struct worker_identity id = identity(1);
         id.shim_dir = "/shim";
-        char **env = environment_build(bases[i], NULL, &id);
+        char **env = environment_build(bases[i], NULL, 0, &id);
         ck_assert_ptr_nonnull(env);
         ck_assert_str_eq(environment_get(env, "PYTHONPATH"), "/shim");
         environment_free(env);
@@ -180,7 +181,7 @@ END_TEST
 START_TEST(test_pythonpath_untouched_without_shim_dir) {
     char *base[] = {"PYTHONPATH=/srv/app/lib", NULL};
     struct worker_identity id = identity(1);
-    char **env = environment_build(base, NULL, &id);
+    char **env = environment_build(base, NULL, 0, &id);
     ck_assert_ptr_nonnull(env);
     ck_assert_str_eq(environment_get(env, "PYTHONPATH"), "/srv/app/lib");
     environment_free(env);
@@ -190,7 +191,7 @@ END_TEST
 START_TEST(test_pythonunbuffered_is_added_when_unset) {
     char *base[] = {NULL};
     struct worker_identity id = identity(1);
-    char **env = environment_build(base, NULL, &id);
+    char **env = environment_build(base, NULL, 0, &id);
     ck_assert_ptr_nonnull(env);
     ck_assert_str_eq(environment_get(env, "PYTHONUNBUFFERED"), "1");
     environment_free(env);
@@ -200,7 +201,7 @@ END_TEST
 START_TEST(test_pythonunbuffered_set_by_the_user_is_kept) {
     char *base[] = {"PYTHONUNBUFFERED=", NULL};
     struct worker_identity id = identity(1);
-    char **env = environment_build(base, NULL, &id);
+    char **env = environment_build(base, NULL, 0, &id);
     ck_assert_ptr_nonnull(env);
     ck_assert_str_eq(environment_get(env, "PYTHONUNBUFFERED"), "");
     ck_assert_uint_eq(count_named(env, "PYTHONUNBUFFERED"), 1);
@@ -210,7 +211,7 @@ END_TEST
 
 START_TEST(test_environment_is_null_terminated_without_a_base) {
     struct worker_identity id = identity(0);
-    char **env = environment_build(NULL, NULL, &id);
+    char **env = environment_build(NULL, NULL, 0, &id);
     ck_assert_ptr_nonnull(env);
     size_t count = 0;
     while (env[count])
@@ -238,7 +239,7 @@ START_TEST(test_entry_without_equals_does_not_become_the_pythonpath) {
     char *base[] = {"PYTHONPATH", "PYTHONUNBUFFERED", NULL};
     struct worker_identity id = identity(1);
     id.shim_dir = "/shim";
-    char **env = environment_build(base, NULL, &id);
+    char **env = environment_build(base, NULL, 0, &id);
     ck_assert_ptr_nonnull(env);
     ck_assert_str_eq(environment_get(env, "PYTHONPATH"), "/shim");
     ck_assert_str_eq(environment_get(env, "PYTHONUNBUFFERED"), "1");
@@ -257,7 +258,7 @@ START_TEST(test_user_and_group_reach_the_worker_as_arbiter_variables) {
     id.uid = 999;
     id.gid = 998;
     id.user = "app";
-    char **env = environment_build(base, &forged, &id);
+    char **env = environment_build(base, forged.items, forged.count, &id);
     ck_assert_ptr_nonnull(env);
     ck_assert_str_eq(environment_get(env, "ARBITER_UID"), "999");
     ck_assert_str_eq(environment_get(env, "ARBITER_GID"), "998");
@@ -276,7 +277,7 @@ END_TEST
 START_TEST(test_without_user_or_group_no_identity_variable_is_set) {
     char *base[] = {"PATH=/usr/bin", "ARBITER_UID=0", "ARBITER_USER=root", NULL};
     struct worker_identity id = identity(1);
-    char **env = environment_build(base, NULL, &id);
+    char **env = environment_build(base, NULL, 0, &id);
     ck_assert_ptr_null(environment_get(env, "ARBITER_UID"));
     ck_assert_ptr_null(environment_get(env, "ARBITER_GID"));
     ck_assert_ptr_null(environment_get(env, "ARBITER_USER"));

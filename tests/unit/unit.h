@@ -14,6 +14,7 @@ Suite *backoff_suite(void);
 Suite *config_suite(void);
 Suite *control_suite(void);
 Suite *environment_suite(void);
+Suite *launch_suite(void);
 Suite *handshake_suite(void);
 Suite *line_buffer_suite(void);
 Suite *listener_suite(void);

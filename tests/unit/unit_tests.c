@@ -10,6 +10,7 @@ int main(void) {
     srunner_add_suite(runner, config_suite());
     srunner_add_suite(runner, control_suite());
     srunner_add_suite(runner, environment_suite());
+    srunner_add_suite(runner, launch_suite());
     srunner_add_suite(runner, handshake_suite());
     srunner_add_suite(runner, line_buffer_suite());
     srunner_add_suite(runner, listener_suite());

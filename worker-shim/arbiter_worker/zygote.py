@@ -134,18 +134,16 @@ def become_worker(
     set_title(worker_title(worker_id, zygote_pid, options.app))
     set_source(worker_id)
     zygote_sock.close()
-    board_index = int(str(request.get("board_index", 0)))
+    # The arbiter computed this worker's ARBITER_* variables (launch.c) and sent them as "env"; only
+    # the fd numbers are the zygote's to say: it is where the fds arrived, not 3 onwards.
+    env = request.get("env")
+    if isinstance(env, dict):
+        os.environ.update({str(name): str(value) for name, value in env.items()})
     os.environ.update(
-        {
-            "ARBITER_WORKER_ID": worker_id,
-            "ARBITER_GENERATION": str(request.get("generation", "0")),
-            "ARBITER_LISTEN_FDS": str(len(fds.listeners)),
-            "ARBITER_LISTEN_FD_NUMBERS": ",".join(map(str, fds.listeners)),
-            "ARBITER_CHANNEL_FD": str(fds.channel),
-        }
+        {"ARBITER_LISTEN_FD_NUMBERS": ",".join(map(str, fds.listeners)), "ARBITER_CHANNEL_FD": str(fds.channel)}
     )
     if fds.board is not None:
-        os.environ.update({"ARBITER_BOARD_FD": str(fds.board), "ARBITER_BOARD_INDEX": str(board_index)})
+        os.environ["ARBITER_BOARD_FD"] = str(fds.board)
     environment: WorkerEnvironment = parse_environment(os.environ)
     if not wait_for_arbiter_as_parent(environment.arbiter_pid):
         print("arbiter_worker: the arbiter is gone (not our parent after the fork); exiting", file=sys.stderr)
