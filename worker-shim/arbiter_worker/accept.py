@@ -241,3 +241,51 @@ class Acceptor:
 
         self._held[fd] = self._loop.call_later(HOLD_POLL_SECONDS, look_again)
         self._holding[fd] = sock
+
+
+class EvenBalance:
+    """The even policy as WorkerServer sees it: one object for the whole of it, made only with a board
+    and ``ARBITER_BALANCE=even``. uvicorn gets no listener (``uvicorn_sockets``); once lifespan
+    startup is done the shim's Acceptor takes them (``start``); the connection count it publishes
+    includes the connections it accepted whose protocol does not exist yet (``pending``), and a change
+    of the count may let it watch a listener again (``connections_changed``); each tick it sheds what
+    is above its share (``tick``); the drain stops it and waits for what it accepted (``stop``, ``settle``)."""
+
+    def __init__(self, board: Board) -> None:
+        self._board = board
+        self._acceptor: Acceptor | None = None
+
+    @staticmethod
+    def uvicorn_sockets(sockets: list[socket.socket] | None) -> list[socket.socket]:
+        """What uvicorn's startup gets: an empty list, not None (which would make it bind), so it
+        builds no server of its own."""
+        return []
+
+    def start(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sockets: list[socket.socket],
+        protocol_factory: Callable[[], asyncio.Protocol],
+        connections: Callable[[], int],
+    ) -> None:
+        self._acceptor = Acceptor(loop, sockets, protocol_factory, self._board, connections)
+        self._acceptor.start()
+
+    def pending(self) -> int:
+        return self._acceptor.accepting if self._acceptor is not None else 0
+
+    def connections_changed(self) -> None:
+        if self._acceptor is not None:
+            self._acceptor.connections_changed()
+
+    def tick(self, connections: Collection[object]) -> None:
+        if self._acceptor is not None:
+            self._acceptor.rebalance(connections)
+
+    def stop(self) -> None:
+        if self._acceptor is not None:
+            self._acceptor.stop()
+
+    async def settle(self) -> None:
+        if self._acceptor is not None:
+            await self._acceptor.settle()

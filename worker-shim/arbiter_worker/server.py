@@ -26,19 +26,21 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from types import FrameType
 
 import uvicorn
 from uvicorn.importer import ImportFromStringError, import_from_string
 
 from arbiter_worker import exits
-from arbiter_worker.accept import Acceptor
-from arbiter_worker.board import Board, CountingSet
+from arbiter_worker.accept import EvenBalance
+from arbiter_worker.board import Board
 from arbiter_worker.channel import Channel
 from arbiter_worker.heartbeat import Heartbeat
 from arbiter_worker.logs import SHIM_LOGGER, adopt_log_file
+from arbiter_worker.protocols import protocol_factory
 from arbiter_worker.protocols.close_codes import GOING_AWAY, SERVICE_RESTART
+from arbiter_worker.report import BoardReport
 from arbiter_worker.sockets import accept_queued, describe
 
 logger = logging.getLogger(SHIM_LOGGER)
@@ -78,12 +80,10 @@ class WorkerServer(uvicorn.Server):
         self._stop_signalled_at: float | None = None
         """time.monotonic() when SIGTERM arrived: the stop budget counts from there (docs/worker-channel.md)."""
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._board = board
-        self._acceptor: Acceptor | None = None
-        self._even = board is not None and balance == "even"
-        if board is not None:
-            self.server_state.connections = CountingSet(
-                self._publish_connections, lambda c: hasattr(c, "close_after_next_response"))
+        self._balance = EvenBalance(board) if board is not None and balance == "even" else None
+        self._report = BoardReport(board, self._balance) if board is not None else None
+        if self._report is not None:
+            self.server_state.connections = self._report.connections
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -148,43 +148,28 @@ class WorkerServer(uvicorn.Server):
             return
         if not self.started or self.should_exit:
             return
-        if self._even and self._board is not None:
-            self._acceptor = Acceptor(loop, list(sockets or []), self._create_protocol, self._board,
-                                      lambda: len(self.server_state.connections))
-            self._acceptor.start()
+        if self._balance is not None:
+            self._balance.start(loop, list(sockets or []), self._protocol_factory(),
+                                lambda: len(self.server_state.connections))
         for sock in sockets or []:
             logger.info("Serving on %s", describe(sock))
         self._channel.send({"type": "ready", "pid": os.getpid()})
 
     async def _startup_or_exit(self, sockets: list[socket.socket] | None) -> None:
         try:
-            # Even balance: uvicorn builds no server of its own (an empty list, not None, which would
-            # make it bind); the acceptor starts once lifespan startup is done, like uvicorn's would.
-            await super().startup(sockets=[] if self._even else sockets)
+            # Even balance: the shim's acceptor starts once lifespan startup is done, like uvicorn's would.
+            await super().startup(sockets=self._balance.uvicorn_sockets(sockets) if self._balance else sockets)
         except SystemExit:
             pass  # uvicorn >= 0.37 exits on a failed lifespan startup; older ones only set should_exit
 
-    def _create_protocol(self) -> asyncio.Protocol:
-        """What uvicorn's startup passes to create_server, for connections the shim accepts."""
-        config = self.config
-        protocol: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
-            config=config, server_state=self.server_state, app_state=self.lifespan.state, _loop=self._loop
-        )
-        return protocol
-
-    def _publish_connections(self, count: int) -> None:
-        if self._board is not None:
-            self._board.publish_connections(count + (self._acceptor.accepting if self._acceptor else 0))
-        if self._acceptor is not None:
-            self._acceptor.connections_changed()
+    def _protocol_factory(self) -> Callable[[], asyncio.Protocol]:
+        return protocol_factory(self.config, self.server_state, self.lifespan.state)
 
     async def on_tick(self, counter: int) -> bool:
-        if self._board is not None:
-            connections = self.server_state.connections
-            sessions = connections.not_http if isinstance(connections, CountingSet) else 0
-            self._board.tick(asyncio.get_running_loop().time(), max(0, len(self.server_state.tasks) - sessions))
-        if self._acceptor is not None:
-            self._acceptor.rebalance(self.server_state.connections)
+        if self._report is not None:
+            self._report.tick(asyncio.get_running_loop().time(), len(self.server_state.tasks))
+        if self._balance is not None:
+            self._balance.tick(self.server_state.connections)
         if self._max_requests and not self._retire_sent and self.server_state.total_requests >= self._max_requests:
             self._retire_sent = True
             logger.info("Served %d requests (--max-requests): asking to be replaced", self._max_requests)
@@ -258,16 +243,16 @@ class WorkerServer(uvicorn.Server):
         # to close a listener would make the kernel reset whatever is still queued on it: take the
         # queued connections first and serve them like any other (no await in between, so nothing
         # can be queued after the sweep but before the close, except in the kernel's own instant).
-        if self._acceptor is not None:
-            self._acceptor.stop()
+        if self._balance is not None:
+            self._balance.stop()
         queued = [] if self.force_exit else accept_queued(sockets or [])
         for server in self.servers:
             server.close()
         for sock in sockets or []:
             sock.close()
         await self._serve_accepted(queued)
-        if self._acceptor is not None and not self.force_exit:
-            await self._acceptor.settle()
+        if self._balance is not None and not self.force_exit:
+            await self._balance.settle()
 
         if not self.force_exit:
             logger.info(
@@ -304,13 +289,7 @@ class WorkerServer(uvicorn.Server):
         if not connections:
             return
         loop = asyncio.get_running_loop()
-        config = self.config
-
-        def create_protocol() -> asyncio.Protocol:
-            return config.http_protocol_class(  # type: ignore[call-arg]
-                config=config, server_state=self.server_state, app_state=self.lifespan.state
-            )
-
+        create_protocol = self._protocol_factory()
         logger.info("Serving %d connection(s) still queued on the listeners before closing them", len(connections))
         for connection in connections:
             try:

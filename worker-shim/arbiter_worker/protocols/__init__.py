@@ -7,7 +7,10 @@ library (httptools, h11, websockets).
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
+from collections.abc import Callable
+from typing import Any
 
 
 def http_implementation(name: str) -> str:
@@ -56,3 +59,12 @@ def websocket_protocol_class(name: str) -> type[asyncio.Protocol] | str:
         return DrainingWebSocketProtocol
     # wsproto, "none", or a custom module:Class: uvicorn's own class (its shutdown sends close code 1012).
     return name
+
+
+def protocol_factory(config: Any, server_state: Any, app_state: dict[str, Any]) -> Callable[[], asyncio.Protocol]:
+    """The protocol factory for connections the shim hands to uvicorn itself (the even policy's
+    accepts, the stop's sweep of the queues): what uvicorn's startup passes to create_server."""
+    factory: Callable[[], asyncio.Protocol] = functools.partial(
+        config.http_protocol_class, config=config, server_state=server_state, app_state=app_state
+    )
+    return factory
