@@ -9,11 +9,13 @@ What changes compared with uvicorn's own Server:
 - ``capture_signals``: TERM drains, INT and QUIT stop quickly, and nothing is re-raised afterwards
   (uvicorn re-raises the captured signal, which would turn a clean stop into death by SIGTERM).
 - ``on_tick``: ``retire`` once after --max-requests (uvicorn's limit_max_requests would exit instead).
-- ``shutdown``: the graceful drain (protocols/drain.py) bounded by --graceful-timeout, then lifespan
-  shutdown, instead of closing idle keep-alive connections at once.
+- ``shutdown``: the graceful drain (stopping.py, protocols/drain.py) bounded by --graceful-timeout,
+  then lifespan shutdown, instead of closing idle keep-alive connections at once.
 - with a board (board.py): the open connections, requests in flight and event-loop lag are published
-  there, and with ``ARBITER_BALANCE=even`` the shim accepts itself (accept.py) instead of the event
-  loop's server, so the workers share the accept queue evenly.
+  there (report.py), and with ``ARBITER_BALANCE=even`` the shim accepts itself (accept.py's
+  EvenBalance) instead of the event loop's server, so the workers share the accept queue evenly.
+
+Each of those is its own object; this class only calls them at the points uvicorn's Server offers.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import os
 import signal
 import socket
 import threading
-import time
 from collections.abc import Callable, Generator, Mapping
 from types import FrameType
 
@@ -39,20 +40,11 @@ from arbiter_worker.channel import Channel
 from arbiter_worker.heartbeat import Heartbeat
 from arbiter_worker.logs import SHIM_LOGGER, adopt_log_file
 from arbiter_worker.protocols import protocol_factory
-from arbiter_worker.protocols.close_codes import GOING_AWAY, SERVICE_RESTART
 from arbiter_worker.report import BoardReport
-from arbiter_worker.sockets import accept_queued, describe
+from arbiter_worker.sockets import describe
+from arbiter_worker.stopping import Drain
 
 logger = logging.getLogger(SHIM_LOGGER)
-
-DRAIN_POLL_SECONDS = 0.05
-IDLE_GRACE_SECONDS = 0.5
-"""How long an idle keep-alive connection stays open once the drain began (see protocols/drain.py)."""
-LIFESPAN_SHUTDOWN_SHARE = 0.2
-LIFESPAN_SHUTDOWN_MAX_RESERVE = 5.0
-LIFESPAN_SHUTDOWN_MIN_SECONDS = 0.5
-"""Lifespan shutdown always gets this long, even past the budget: well inside the arbiter's kill margin."""
-CANCELLED_TASKS_WAIT = 1.0
 
 
 class WorkerServer(uvicorn.Server):
@@ -70,20 +62,15 @@ class WorkerServer(uvicorn.Server):
         self.boot_failed = False
         self._channel = channel
         self._heartbeat = Heartbeat(channel, heartbeat_interval, self.server_state)
-        self._graceful_timeout = graceful_timeout
         self._max_requests = max_requests
         self._retire_sent = False
-        self._told_to_drain: set[object] = set()
-        self._websocket_close_code = GOING_AWAY
-        """1012 once the arbiter said the drain is a restart (reload, recycle, scale-down), else 1001."""
         self._stop_requested: asyncio.Event | None = None
-        self._stop_signalled_at: float | None = None
-        """time.monotonic() when SIGTERM arrived: the stop budget counts from there (docs/worker-channel.md)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._balance = EvenBalance(board) if board is not None and balance == "even" else None
         self._report = BoardReport(board, self._balance) if board is not None else None
         if self._report is not None:
             self.server_state.connections = self._report.connections
+        self._drain = Drain(self, graceful_timeout, self._balance, self._protocol_factory)
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -196,8 +183,7 @@ class WorkerServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
     def _request_graceful_stop(self, sig: int, frame: FrameType | None) -> None:
-        if self._stop_signalled_at is None:
-            self._stop_signalled_at = time.monotonic()
+        self._drain.signalled()
         self.should_exit = True
         self._wake_startup()
 
@@ -215,8 +201,7 @@ class WorkerServer(uvicorn.Server):
             adopt_log_file(files.pop(0))
             logger.debug("Writing to the log file the arbiter reopened")
         elif message.get("type") == "drain":
-            restart = message.get("reason") == "restart"
-            self._websocket_close_code = SERVICE_RESTART if restart else GOING_AWAY
+            self._drain.announced(restart=message.get("reason") == "restart")
         else:
             logger.debug("Ignoring a message from the arbiter: %.80r", message)
         for fd in files:
@@ -226,84 +211,7 @@ class WorkerServer(uvicorn.Server):
         logger.error("The arbiter closed the channel (it died): exiting now")
         os._exit(exits.PARENT_GONE)
 
-    # --- the drain --------------------------------------------------------------------------
+    # --- the drain (stopping.py) ------------------------------------------------------------
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        state = self.server_state
-        # The budget counts from the signal, not from here (uvicorn notices should_exit on its next
-        # tick): the arbiter's SIGKILL comes --graceful-timeout plus a margin after it sent SIGTERM,
-        # so everything below must end by stop_deadline (docs/worker-channel.md, "Stop deadlines").
-        began = self._stop_signalled_at if self._stop_signalled_at is not None else time.monotonic()
-        stop_deadline = began + self._graceful_timeout
-        reserve = min(LIFESPAN_SHUTDOWN_MAX_RESERVE, self._graceful_timeout * LIFESPAN_SHUTDOWN_SHARE)
-        drain_deadline = stop_deadline - reserve
-
-        # Stop accepting. Only our copies close: the arbiter and the other workers may keep theirs.
-        # At the end of a graceful stop the arbiter has closed its copies first, so the last worker
-        # to close a listener would make the kernel reset whatever is still queued on it: take the
-        # queued connections first and serve them like any other (no await in between, so nothing
-        # can be queued after the sweep but before the close, except in the kernel's own instant).
-        if self._balance is not None:
-            self._balance.stop()
-        queued = [] if self.force_exit else accept_queued(sockets or [])
-        for server in self.servers:
-            server.close()
-        for sock in sockets or []:
-            sock.close()
-        await self._serve_accepted(queued)
-        if self._balance is not None and not self.force_exit:
-            await self._balance.settle()
-
-        if not self.force_exit:
-            logger.info(
-                "Draining %d connection(s), %d request(s) in flight (up to %.1fs)",
-                len(state.connections), len(state.tasks), max(0.0, drain_deadline - time.monotonic()),
-            )
-            while (state.connections or state.tasks) and not self.force_exit and time.monotonic() < drain_deadline:
-                for connection in list(state.connections):
-                    self._drain_connection(connection)
-                await asyncio.sleep(DRAIN_POLL_SECONDS)
-
-        if state.connections or state.tasks:
-            if not self.force_exit:
-                logger.warning(
-                    "Drain budget spent: closing %d connection(s), cancelling %d request(s)",
-                    len(state.connections), len(state.tasks),
-                )
-            for connection in list(state.connections):
-                connection.shutdown()
-            tasks = list(state.tasks)
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                await asyncio.wait(tasks, timeout=max(0.01, min(CANCELLED_TASKS_WAIT, stop_deadline - time.monotonic())))
-
-        remaining = max(LIFESPAN_SHUTDOWN_MIN_SECONDS, stop_deadline - time.monotonic())
-        try:
-            await asyncio.wait_for(self.lifespan.shutdown(), timeout=remaining)
-        except asyncio.TimeoutError:
-            logger.error("Lifespan shutdown did not finish within %.1fs", remaining)
-
-    async def _serve_accepted(self, connections: list[socket.socket]) -> None:
-        """Hand connections accepted by the stop's sweep to uvicorn, exactly as its server would."""
-        if not connections:
-            return
-        loop = asyncio.get_running_loop()
-        create_protocol = self._protocol_factory()
-        logger.info("Serving %d connection(s) still queued on the listeners before closing them", len(connections))
-        for connection in connections:
-            try:
-                await loop.connect_accepted_socket(create_protocol, connection)
-            except OSError:
-                connection.close()
-
-    def _drain_connection(self, connection: object) -> None:
-        if connection in self._told_to_drain:
-            return
-        self._told_to_drain.add(connection)
-        begin_drain = getattr(connection, "begin_drain", None)
-        if begin_drain is not None:
-            begin_drain(IDLE_GRACE_SECONDS, self._websocket_close_code)
-        else:
-            # A protocol without a drain (wsproto, a custom class): uvicorn's own shutdown.
-            getattr(connection, "shutdown")()
+        await self._drain.run(sockets)
