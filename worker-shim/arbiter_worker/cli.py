@@ -53,8 +53,8 @@ class UvicornOption:
     flag: str
     keyword: str
     default: Any
-    type: Callable[[str], Any] | None = None
-    """None for a switch (``action``)."""
+    parse: Callable[[str], Any] | None = None
+    """argparse's type; None for a switch (``action``)."""
     help: str | None = None
     choices: tuple[str, ...] | None = None
     action: str | type[argparse.Action] | None = None
@@ -124,7 +124,8 @@ def _add_uvicorn_option(parser: argparse.ArgumentParser, option: UvicornOption) 
     if option.action is not None:
         settings["action"] = option.action
     else:
-        settings.update(type=option.type, choices=option.choices, metavar=None if option.choices else option.keyword.upper())
+        metavar = None if option.choices else option.keyword.upper()
+        settings.update(type=option.parse, choices=option.choices, metavar=metavar)
     parser.add_argument(option.flag, **settings)
 
 

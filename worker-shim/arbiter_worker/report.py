@@ -8,6 +8,8 @@ WebSocket sessions, which run as long as the session) and the event loop's lag.
 
 from __future__ import annotations
 
+from typing import Any
+
 from arbiter_worker.accept import EvenBalance
 from arbiter_worker.board import Board, CountingSet
 
@@ -21,7 +23,7 @@ class BoardReport:
     def __init__(self, board: Board, balance: EvenBalance | None) -> None:
         self._board = board
         self._balance = balance
-        self.connections: CountingSet[object] = CountingSet(self._connections_changed, is_http)
+        self.connections: CountingSet[Any] = CountingSet(self._connections_changed, is_http)
         """To be uvicorn's server_state.connections."""
 
     def _connections_changed(self, count: int) -> None:

@@ -11,6 +11,7 @@ import logging
 import socket
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import uvicorn
 from uvicorn.config import LOG_LEVELS
@@ -30,7 +31,8 @@ def build_config(options: Options, environment: WorkerEnvironment, logging_appli
     """logging_applied: a forked worker, whose zygote configured logging before the app's import; uvicorn
     then only applies --log-level and --access-log (a dictConfig would close the app's handlers).
     The keywords are those of cli.UVICORN_OPTIONS, with the draining protocol classes for --http and --ws."""
-    keywords = {**options.config, "http": http_protocol_class(options.http), "ws": websocket_protocol_class(options.ws)}
+    keywords: dict[str, Any] = dict(options.config)
+    keywords.update(http=http_protocol_class(options.http), ws=websocket_protocol_class(options.ws))
     return uvicorn.Config(
         app=options.app,
         **keywords,

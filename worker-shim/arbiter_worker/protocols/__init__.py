@@ -7,10 +7,13 @@ library (httptools, h11, websockets).
 from __future__ import annotations
 
 import asyncio
-import functools
 import importlib.util
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import uvicorn
+    from uvicorn.server import ServerState
 
 
 def http_implementation(name: str) -> str:
@@ -61,10 +64,15 @@ def websocket_protocol_class(name: str) -> type[asyncio.Protocol] | str:
     return name
 
 
-def protocol_factory(config: Any, server_state: Any, app_state: dict[str, Any]) -> Callable[[], asyncio.Protocol]:
+def protocol_factory(
+    config: uvicorn.Config, server_state: ServerState, app_state: dict[str, Any]
+) -> Callable[[], asyncio.Protocol]:
     """The protocol factory for connections the shim hands to uvicorn itself (the even policy's
     accepts, the stop's sweep of the queues): what uvicorn's startup passes to create_server."""
-    factory: Callable[[], asyncio.Protocol] = functools.partial(
-        config.http_protocol_class, config=config, server_state=server_state, app_state=app_state
-    )
-    return factory
+
+    def create_protocol() -> asyncio.Protocol:
+        return config.http_protocol_class(  # type: ignore[call-arg]
+            config=config, server_state=server_state, app_state=app_state
+        )
+
+    return create_protocol
