@@ -2,18 +2,17 @@
 
 uvicorn hands each listener to the event loop's own server, which accepts every queued connection
 the moment it wakes up. All workers watch the same queue, so whichever gets the CPU first takes a
-whole burst: 64 keep-alive connections opened at once can land on one or two of four workers and
-stay there (measured: 0, 0, 31,542 and 31,942 requests). Here the shim accepts instead, and
+whole burst: keep-alive connections opened at once can land on one or two of four workers and
+stay there (docs/benchmarks/balance.md has the measurements). Here the shim accepts instead, and
 before each accept it looks at the board (board.py): while this worker holds more than its share of
 the connections of the workers that can accept right now (their count divided among them, plus one),
 it stops watching the listener and lets the others take the queue. It watches again the moment one
 of its own connections closes and brings it back within its share (with short-lived connections,
 ``Connection: close`` from nginx's default upstream, that is most of the time: waiting for the next
-look instead left the worker idle next to a full queue, 4,270 instead of 5,800 req/s at W=2), and it
-looks again every HOLD_POLL_SECONDS: once the queue is empty, or it is back within its share, it
-watches again; if
-the queue is still not empty after HOLD_MAX_SECONDS (the others are slow to be scheduled), it takes
-one connection anyway, so holding off can delay a connection but never strand it. A worker whose loop
+look instead left the worker idle next to a full queue: see docs/benchmarks/), and it looks again
+every HOLD_POLL_SECONDS: once the queue is empty, or it is back within its share, it watches again;
+if the queue is still not empty after HOLD_MAX_SECONDS (the others are slow to be scheduled), it
+takes one connection anyway, so holding off can delay a connection but never strand it. A worker whose loop
 is blocked stops ticking and drops out of the share, so the others do not wait for it.
 
 Long-lived connections are shared too: a worker holding clearly more than its share (after a
@@ -242,3 +241,51 @@ class Acceptor:
 
         self._held[fd] = self._loop.call_later(HOLD_POLL_SECONDS, look_again)
         self._holding[fd] = sock
+
+
+class EvenBalance:
+    """The even policy as WorkerServer sees it: one object for the whole of it, made only with a board
+    and ``ARBITER_BALANCE=even``. uvicorn gets no listener (``uvicorn_sockets``); once lifespan
+    startup is done the shim's Acceptor takes them (``start``); the connection count it publishes
+    includes the connections it accepted whose protocol does not exist yet (``pending``), and a change
+    of the count may let it watch a listener again (``connections_changed``); each tick it sheds what
+    is above its share (``tick``); the drain stops it and waits for what it accepted (``stop``, ``settle``)."""
+
+    def __init__(self, board: Board) -> None:
+        self._board = board
+        self._acceptor: Acceptor | None = None
+
+    @staticmethod
+    def uvicorn_sockets(sockets: list[socket.socket] | None) -> list[socket.socket]:
+        """What uvicorn's startup gets: an empty list, not None (which would make it bind), so it
+        builds no server of its own."""
+        return []
+
+    def start(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sockets: list[socket.socket],
+        protocol_factory: Callable[[], asyncio.Protocol],
+        connections: Callable[[], int],
+    ) -> None:
+        self._acceptor = Acceptor(loop, sockets, protocol_factory, self._board, connections)
+        self._acceptor.start()
+
+    def pending(self) -> int:
+        return self._acceptor.accepting if self._acceptor is not None else 0
+
+    def connections_changed(self) -> None:
+        if self._acceptor is not None:
+            self._acceptor.connections_changed()
+
+    def tick(self, connections: Collection[object]) -> None:
+        if self._acceptor is not None:
+            self._acceptor.rebalance(connections)
+
+    def stop(self) -> None:
+        if self._acceptor is not None:
+            self._acceptor.stop()
+
+    async def settle(self) -> None:
+        if self._acceptor is not None:
+            await self._acceptor.settle()

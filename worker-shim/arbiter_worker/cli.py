@@ -9,33 +9,11 @@ This module does not import uvicorn: it must work before the shim knows uvicorn 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
-
-
-@dataclass(frozen=True)
-class Options:
-    app: str
-    factory: bool
-    loop: str
-    http: str
-    ws: str
-    lifespan: str
-    proxy_headers: bool
-    forwarded_allow_ips: str | None
-    root_path: str
-    timeout_keep_alive: int
-    limit_concurrency: int | None
-    log_level: str
-    access_log: bool
-    graceful_timeout: float
-    max_requests: int
-    zygote: bool = False
-    backlog: int = 2048
-    """The arbiter's --backlog: uvicorn's create_server listens again on an adopted socket with its
-    own backlog, which would otherwise replace the arbiter's (--balance kernel)."""
 
 
 def _non_negative_float(text: str) -> float:
@@ -59,6 +37,98 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _zero_is_none(value: Any) -> Any:
+    return value or None
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+@dataclass(frozen=True)
+class UvicornOption:
+    """One option passed through to uvicorn: its flag, how argparse reads it, and the uvicorn.Config
+    keyword its value goes to (Options.config)."""
+
+    flag: str
+    keyword: str
+    default: Any
+    parse: Callable[[str], Any] | None = None
+    """argparse's type; None for a switch (``action``)."""
+    help: str | None = None
+    choices: tuple[str, ...] | None = None
+    action: str | type[argparse.Action] | None = None
+    to_config: Callable[[Any], Any] = _same
+    """From the parsed value to the Config keyword's (limit_concurrency: 0 is no limit, None)."""
+
+
+UVICORN_OPTIONS: tuple[UvicornOption, ...] = (
+    UvicornOption("--factory", "factory", False, action="store_true",
+                  help="APP is a callable that returns the ASGI app"),
+    UvicornOption("--loop", "loop", "auto", str, "event loop: auto, asyncio, uvloop, none, or module:factory"),
+    UvicornOption("--http", "http", "auto", str, "HTTP/1.1 implementation", choices=("auto", "h11", "httptools")),
+    UvicornOption("--ws", "ws", "auto", str,
+                  "WebSocket implementation: auto, none, websockets, websockets-sansio, wsproto"),
+    UvicornOption("--lifespan", "lifespan", "auto", str, choices=("auto", "on", "off")),
+    UvicornOption("--proxy-headers", "proxy_headers", True, action=argparse.BooleanOptionalAction,
+                  help="trust X-Forwarded-For/Proto from --forwarded-allow-ips"),
+    UvicornOption("--forwarded-allow-ips", "forwarded_allow_ips", None, str,
+                  "comma-separated addresses trusted for proxy headers"),
+    UvicornOption("--root-path", "root_path", "", str, "ASGI root_path, for an app mounted below a path prefix"),
+    UvicornOption("--timeout-keep-alive", "timeout_keep_alive", 5, _non_negative_int,
+                  "seconds an idle keep-alive connection stays open"),
+    UvicornOption("--limit-concurrency", "limit_concurrency", None, _non_negative_int,
+                  "answer 503 above this many connections/tasks", to_config=_zero_is_none),
+    UvicornOption("--log-level", "log_level", "info", str.lower, choices=LOG_LEVELS),
+    UvicornOption("--access-log", "access_log", True, action=argparse.BooleanOptionalAction),
+    # The arbiter's --backlog: uvicorn's create_server listens again on an adopted socket with its own
+    # backlog, which would otherwise replace the arbiter's (--balance kernel).
+    UvicornOption("--backlog", "backlog", 2048, _positive_int, "the listen queue the arbiter set (--backlog)"),
+)
+"""Adding a uvicorn option is adding a row here: the flag, the Options.config entry, the Config
+keyword and uvicorn_contract.py's check of it all come from it."""
+
+_PASSED = "uvicorn:"
+"""The argparse dest prefix of UVICORN_OPTIONS, so parse_args can tell them from the shim's own."""
+
+
+@dataclass(frozen=True)
+class Options:
+    app: str
+    graceful_timeout: float
+    max_requests: int
+    config: Mapping[str, Any]
+    """The uvicorn.Config keywords of UVICORN_OPTIONS, by keyword."""
+    zygote: bool = False
+
+    # What the shim itself reads of uvicorn's options.
+    @property
+    def loop(self) -> str:
+        return str(self.config["loop"])
+
+    @property
+    def http(self) -> str:
+        return str(self.config["http"])
+
+    @property
+    def ws(self) -> str:
+        return str(self.config["ws"])
+
+    @property
+    def log_level(self) -> str:
+        return str(self.config["log_level"])
+
+
+def _add_uvicorn_option(parser: argparse.ArgumentParser, option: UvicornOption) -> None:
+    settings: dict[str, Any] = {"dest": _PASSED + option.keyword, "default": option.default, "help": option.help}
+    if option.action is not None:
+        settings["action"] = option.action
+    else:
+        metavar = None if option.choices else option.keyword.upper()
+        settings.update(type=option.parse, choices=option.choices, metavar=metavar)
+    parser.add_argument(option.flag, **settings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m arbiter_worker",
@@ -66,24 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     add("app", metavar="APP", help="the ASGI app as module:attribute")
-    add("--factory", action="store_true", help="APP is a callable that returns the ASGI app")
-    add("--loop", default="auto", help="event loop: auto, asyncio, uvloop, none, or module:factory")
-    add("--http", default="auto", choices=("auto", "h11", "httptools"), help="HTTP/1.1 implementation")
-    add("--ws", default="auto", help="WebSocket implementation: auto, none, websockets, websockets-sansio, wsproto")
-    add("--lifespan", default="auto", choices=("auto", "on", "off"))
-    add("--proxy-headers", action=argparse.BooleanOptionalAction, default=True,
-        help="trust X-Forwarded-For/Proto from --forwarded-allow-ips")
-    add("--forwarded-allow-ips", default=None, help="comma-separated addresses trusted for proxy headers")
-    add("--root-path", default="", help="ASGI root_path, for an app mounted below a path prefix")
-    add("--timeout-keep-alive", type=_non_negative_int, default=5, help="seconds an idle keep-alive connection stays open")
-    add("--limit-concurrency", type=_non_negative_int, default=None, help="answer 503 above this many connections/tasks")
-    add("--log-level", default="info", choices=LOG_LEVELS, type=str.lower)
-    add("--access-log", action=argparse.BooleanOptionalAction, default=True)
+    for option in UVICORN_OPTIONS:
+        _add_uvicorn_option(parser, option)
     add("--graceful-timeout", type=_non_negative_float, default=30.0,
         help="seconds allowed for the drain and lifespan shutdown after SIGTERM")
     add("--max-requests", type=_non_negative_int, default=0,
         help="ask the arbiter for a replacement after this many requests (0: never)")
-    add("--backlog", type=_positive_int, default=2048, help="the listen queue the arbiter set (--backlog)")
     add("--zygote", action="store_true",
         help="fork server (arbiter --preload): import the app once, then fork workers on the arbiter's request")
     return parser
@@ -91,23 +149,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
     """Parse the command line; on a usage error argparse prints why and exits 2."""
-    namespace = build_parser().parse_args(argv)
-    return Options(
-        app=namespace.app,
-        factory=namespace.factory,
-        loop=namespace.loop,
-        http=namespace.http,
-        ws=namespace.ws,
-        lifespan=namespace.lifespan,
-        proxy_headers=namespace.proxy_headers,
-        forwarded_allow_ips=namespace.forwarded_allow_ips,
-        root_path=namespace.root_path,
-        timeout_keep_alive=namespace.timeout_keep_alive,
-        limit_concurrency=namespace.limit_concurrency or None,
-        log_level=namespace.log_level,
-        access_log=namespace.access_log,
-        graceful_timeout=namespace.graceful_timeout,
-        max_requests=namespace.max_requests,
-        zygote=namespace.zygote,
-        backlog=namespace.backlog,
-    )
+    values = vars(build_parser().parse_args(argv))
+    config = {option.keyword: option.to_config(values.pop(_PASSED + option.keyword)) for option in UVICORN_OPTIONS}
+    return Options(config=config, **values)

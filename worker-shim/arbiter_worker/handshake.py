@@ -54,7 +54,7 @@ def uvicorn_version() -> str | None:
     """The installed uvicorn's version, without importing it; None when there is none.
 
     Read from the name of the ``uvicorn-X.Y.Z.dist-info`` directory beside the package (one listdir);
-    importlib.metadata says the same for any layout but costs ~40 ms to import, paid only when the
+    importlib.metadata says the same for any layout but is slow to import (docs/benchmarks/), paid only when the
     directory is not there. Cached: a fork server looks it up once for every worker it forks.
     """
     spec = importlib.util.find_spec("uvicorn")

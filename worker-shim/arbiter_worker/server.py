@@ -9,11 +9,13 @@ What changes compared with uvicorn's own Server:
 - ``capture_signals``: TERM drains, INT and QUIT stop quickly, and nothing is re-raised afterwards
   (uvicorn re-raises the captured signal, which would turn a clean stop into death by SIGTERM).
 - ``on_tick``: ``retire`` once after --max-requests (uvicorn's limit_max_requests would exit instead).
-- ``shutdown``: the graceful drain (protocols/drain.py) bounded by --graceful-timeout, then lifespan
-  shutdown, instead of closing idle keep-alive connections at once.
+- ``shutdown``: the graceful drain (stopping.py, protocols/drain.py) bounded by --graceful-timeout,
+  then lifespan shutdown, instead of closing idle keep-alive connections at once.
 - with a board (board.py): the open connections, requests in flight and event-loop lag are published
-  there, and with ``ARBITER_BALANCE=even`` the shim accepts itself (accept.py) instead of the event
-  loop's server, so the workers share the accept queue evenly.
+  there (report.py), and with ``ARBITER_BALANCE=even`` the shim accepts itself (accept.py's
+  EvenBalance) instead of the event loop's server, so the workers share the accept queue evenly.
+
+Each of those is its own object; this class only calls them at the points uvicorn's Server offers.
 """
 
 from __future__ import annotations
@@ -25,32 +27,24 @@ import os
 import signal
 import socket
 import threading
-import time
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from types import FrameType
 
 import uvicorn
 from uvicorn.importer import ImportFromStringError, import_from_string
 
 from arbiter_worker import exits
-from arbiter_worker.accept import Acceptor
-from arbiter_worker.board import Board, CountingSet
+from arbiter_worker.accept import EvenBalance
+from arbiter_worker.board import Board
 from arbiter_worker.channel import Channel
 from arbiter_worker.heartbeat import Heartbeat
 from arbiter_worker.logs import SHIM_LOGGER, adopt_log_file
-from arbiter_worker.protocols.close_codes import GOING_AWAY, SERVICE_RESTART
-from arbiter_worker.sockets import accept_queued, describe
+from arbiter_worker.protocols import protocol_factory
+from arbiter_worker.report import BoardReport
+from arbiter_worker.sockets import describe
+from arbiter_worker.stopping import Drain
 
 logger = logging.getLogger(SHIM_LOGGER)
-
-DRAIN_POLL_SECONDS = 0.05
-IDLE_GRACE_SECONDS = 0.5
-"""How long an idle keep-alive connection stays open once the drain began (see protocols/drain.py)."""
-LIFESPAN_SHUTDOWN_SHARE = 0.2
-LIFESPAN_SHUTDOWN_MAX_RESERVE = 5.0
-LIFESPAN_SHUTDOWN_MIN_SECONDS = 0.5
-"""Lifespan shutdown always gets this long, even past the budget: well inside the arbiter's kill margin."""
-CANCELLED_TASKS_WAIT = 1.0
 
 
 class WorkerServer(uvicorn.Server):
@@ -68,22 +62,15 @@ class WorkerServer(uvicorn.Server):
         self.boot_failed = False
         self._channel = channel
         self._heartbeat = Heartbeat(channel, heartbeat_interval, self.server_state)
-        self._graceful_timeout = graceful_timeout
         self._max_requests = max_requests
         self._retire_sent = False
-        self._told_to_drain: set[object] = set()
-        self._websocket_close_code = GOING_AWAY
-        """1012 once the arbiter said the drain is a restart (reload, recycle, scale-down), else 1001."""
         self._stop_requested: asyncio.Event | None = None
-        self._stop_signalled_at: float | None = None
-        """time.monotonic() when SIGTERM arrived: the stop budget counts from there (docs/worker-channel.md)."""
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._board = board
-        self._acceptor: Acceptor | None = None
-        self._even = board is not None and balance == "even"
-        if board is not None:
-            self.server_state.connections = CountingSet(
-                self._publish_connections, lambda c: hasattr(c, "close_after_next_response"))
+        self._balance = EvenBalance(board) if board is not None and balance == "even" else None
+        self._report = BoardReport(board, self._balance) if board is not None else None
+        if self._report is not None:
+            self.server_state.connections = self._report.connections
+        self._drain = Drain(self, graceful_timeout, self._balance, self._protocol_factory)
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -148,43 +135,28 @@ class WorkerServer(uvicorn.Server):
             return
         if not self.started or self.should_exit:
             return
-        if self._even and self._board is not None:
-            self._acceptor = Acceptor(loop, list(sockets or []), self._create_protocol, self._board,
-                                      lambda: len(self.server_state.connections))
-            self._acceptor.start()
+        if self._balance is not None:
+            self._balance.start(loop, list(sockets or []), self._protocol_factory(),
+                                lambda: len(self.server_state.connections))
         for sock in sockets or []:
             logger.info("Serving on %s", describe(sock))
         self._channel.send({"type": "ready", "pid": os.getpid()})
 
     async def _startup_or_exit(self, sockets: list[socket.socket] | None) -> None:
         try:
-            # Even balance: uvicorn builds no server of its own (an empty list, not None, which would
-            # make it bind); the acceptor starts once lifespan startup is done, like uvicorn's would.
-            await super().startup(sockets=[] if self._even else sockets)
+            # Even balance: the shim's acceptor starts once lifespan startup is done, like uvicorn's would.
+            await super().startup(sockets=self._balance.uvicorn_sockets(sockets) if self._balance else sockets)
         except SystemExit:
             pass  # uvicorn >= 0.37 exits on a failed lifespan startup; older ones only set should_exit
 
-    def _create_protocol(self) -> asyncio.Protocol:
-        """What uvicorn's startup passes to create_server, for connections the shim accepts."""
-        config = self.config
-        protocol: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
-            config=config, server_state=self.server_state, app_state=self.lifespan.state, _loop=self._loop
-        )
-        return protocol
-
-    def _publish_connections(self, count: int) -> None:
-        if self._board is not None:
-            self._board.publish_connections(count + (self._acceptor.accepting if self._acceptor else 0))
-        if self._acceptor is not None:
-            self._acceptor.connections_changed()
+    def _protocol_factory(self) -> Callable[[], asyncio.Protocol]:
+        return protocol_factory(self.config, self.server_state, self.lifespan.state)
 
     async def on_tick(self, counter: int) -> bool:
-        if self._board is not None:
-            connections = self.server_state.connections
-            sessions = connections.not_http if isinstance(connections, CountingSet) else 0
-            self._board.tick(asyncio.get_running_loop().time(), max(0, len(self.server_state.tasks) - sessions))
-        if self._acceptor is not None:
-            self._acceptor.rebalance(self.server_state.connections)
+        if self._report is not None:
+            self._report.tick(asyncio.get_running_loop().time(), len(self.server_state.tasks))
+        if self._balance is not None:
+            self._balance.tick(self.server_state.connections)
         if self._max_requests and not self._retire_sent and self.server_state.total_requests >= self._max_requests:
             self._retire_sent = True
             logger.info("Served %d requests (--max-requests): asking to be replaced", self._max_requests)
@@ -211,8 +183,7 @@ class WorkerServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
     def _request_graceful_stop(self, sig: int, frame: FrameType | None) -> None:
-        if self._stop_signalled_at is None:
-            self._stop_signalled_at = time.monotonic()
+        self._drain.signalled()
         self.should_exit = True
         self._wake_startup()
 
@@ -230,8 +201,7 @@ class WorkerServer(uvicorn.Server):
             adopt_log_file(files.pop(0))
             logger.debug("Writing to the log file the arbiter reopened")
         elif message.get("type") == "drain":
-            restart = message.get("reason") == "restart"
-            self._websocket_close_code = SERVICE_RESTART if restart else GOING_AWAY
+            self._drain.announced(restart=message.get("reason") == "restart")
         else:
             logger.debug("Ignoring a message from the arbiter: %.80r", message)
         for fd in files:
@@ -241,90 +211,7 @@ class WorkerServer(uvicorn.Server):
         logger.error("The arbiter closed the channel (it died): exiting now")
         os._exit(exits.PARENT_GONE)
 
-    # --- the drain --------------------------------------------------------------------------
+    # --- the drain (stopping.py) ------------------------------------------------------------
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        state = self.server_state
-        # The budget counts from the signal, not from here (uvicorn notices should_exit on its next
-        # tick): the arbiter's SIGKILL comes --graceful-timeout plus a margin after it sent SIGTERM,
-        # so everything below must end by stop_deadline (docs/worker-channel.md, "Stop deadlines").
-        began = self._stop_signalled_at if self._stop_signalled_at is not None else time.monotonic()
-        stop_deadline = began + self._graceful_timeout
-        reserve = min(LIFESPAN_SHUTDOWN_MAX_RESERVE, self._graceful_timeout * LIFESPAN_SHUTDOWN_SHARE)
-        drain_deadline = stop_deadline - reserve
-
-        # Stop accepting. Only our copies close: the arbiter and the other workers may keep theirs.
-        # At the end of a graceful stop the arbiter has closed its copies first, so the last worker
-        # to close a listener would make the kernel reset whatever is still queued on it: take the
-        # queued connections first and serve them like any other (no await in between, so nothing
-        # can be queued after the sweep but before the close, except in the kernel's own instant).
-        if self._acceptor is not None:
-            self._acceptor.stop()
-        queued = [] if self.force_exit else accept_queued(sockets or [])
-        for server in self.servers:
-            server.close()
-        for sock in sockets or []:
-            sock.close()
-        await self._serve_accepted(queued)
-        if self._acceptor is not None and not self.force_exit:
-            await self._acceptor.settle()
-
-        if not self.force_exit:
-            logger.info(
-                "Draining %d connection(s), %d request(s) in flight (up to %.1fs)",
-                len(state.connections), len(state.tasks), max(0.0, drain_deadline - time.monotonic()),
-            )
-            while (state.connections or state.tasks) and not self.force_exit and time.monotonic() < drain_deadline:
-                for connection in list(state.connections):
-                    self._drain_connection(connection)
-                await asyncio.sleep(DRAIN_POLL_SECONDS)
-
-        if state.connections or state.tasks:
-            if not self.force_exit:
-                logger.warning(
-                    "Drain budget spent: closing %d connection(s), cancelling %d request(s)",
-                    len(state.connections), len(state.tasks),
-                )
-            for connection in list(state.connections):
-                connection.shutdown()
-            tasks = list(state.tasks)
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                await asyncio.wait(tasks, timeout=max(0.01, min(CANCELLED_TASKS_WAIT, stop_deadline - time.monotonic())))
-
-        remaining = max(LIFESPAN_SHUTDOWN_MIN_SECONDS, stop_deadline - time.monotonic())
-        try:
-            await asyncio.wait_for(self.lifespan.shutdown(), timeout=remaining)
-        except asyncio.TimeoutError:
-            logger.error("Lifespan shutdown did not finish within %.1fs", remaining)
-
-    async def _serve_accepted(self, connections: list[socket.socket]) -> None:
-        """Hand connections accepted by the stop's sweep to uvicorn, exactly as its server would."""
-        if not connections:
-            return
-        loop = asyncio.get_running_loop()
-        config = self.config
-
-        def create_protocol() -> asyncio.Protocol:
-            return config.http_protocol_class(  # type: ignore[call-arg]
-                config=config, server_state=self.server_state, app_state=self.lifespan.state
-            )
-
-        logger.info("Serving %d connection(s) still queued on the listeners before closing them", len(connections))
-        for connection in connections:
-            try:
-                await loop.connect_accepted_socket(create_protocol, connection)
-            except OSError:
-                connection.close()
-
-    def _drain_connection(self, connection: object) -> None:
-        if connection in self._told_to_drain:
-            return
-        self._told_to_drain.add(connection)
-        begin_drain = getattr(connection, "begin_drain", None)
-        if begin_drain is not None:
-            begin_drain(IDLE_GRACE_SECONDS, self._websocket_close_code)
-        else:
-            # A protocol without a drain (wsproto, a custom class): uvicorn's own shutdown.
-            getattr(connection, "shutdown")()
+        await self._drain.run(sockets)

@@ -29,7 +29,10 @@ import sys
 import types
 from collections.abc import Iterable, Iterator
 
+from arbiter_worker.cli import UVICORN_OPTIONS
 from arbiter_worker.requirements import supported_range
+
+CONFIG_KEYWORDS = ", ".join(["app", *(option.keyword for option in UVICORN_OPTIONS), "log_config", "workers"])
 
 SERVER = (
     # server.py: WorkerServer(uvicorn.Server) overrides these; uvicorn calls them with these keywords.
@@ -56,10 +59,9 @@ SERVER = (
     # server.py: the app is imported first, for full tracebacks.
     "uvicorn.importer:import_from_string",
     "uvicorn.importer:ImportFromStringError",
-    # worker.py: Config takes the draining protocol classes and the options by these names; the
-    # event loop comes from get_loop_factory (uvicorn >= 0.36).
-    "uvicorn.config:Config.__init__(app, factory, loop, http, ws, lifespan, proxy_headers, forwarded_allow_ips,"
-    " root_path, timeout_keep_alive, limit_concurrency, log_config, log_level, access_log, workers)",
+    # worker.py: Config takes the draining protocol classes and the options by these names (every
+    # row of cli.UVICORN_OPTIONS); the event loop comes from get_loop_factory (uvicorn >= 0.36).
+    f"uvicorn.config:Config.__init__({CONFIG_KEYWORDS})",
     "uvicorn.config:Config.load()",
     "uvicorn.config:Config.app",
     "uvicorn.config:Config.http_protocol_class",

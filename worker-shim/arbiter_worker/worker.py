@@ -11,6 +11,7 @@ import logging
 import socket
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import uvicorn
 from uvicorn.config import LOG_LEVELS
@@ -28,23 +29,14 @@ from arbiter_worker.sockets import SocketInvalid, adopt_listeners
 
 def build_config(options: Options, environment: WorkerEnvironment, logging_applied: bool = False) -> uvicorn.Config:
     """logging_applied: a forked worker, whose zygote configured logging before the app's import; uvicorn
-    then only applies --log-level and --access-log (a dictConfig would close the app's handlers)."""
+    then only applies --log-level and --access-log (a dictConfig would close the app's handlers).
+    The keywords are those of cli.UVICORN_OPTIONS, with the draining protocol classes for --http and --ws."""
+    keywords: dict[str, Any] = dict(options.config)
+    keywords.update(http=http_protocol_class(options.http), ws=websocket_protocol_class(options.ws))
     return uvicorn.Config(
         app=options.app,
-        factory=options.factory,
-        loop=options.loop,
-        http=http_protocol_class(options.http),
-        ws=websocket_protocol_class(options.ws),
-        lifespan=options.lifespan,  # type: ignore[arg-type]
-        proxy_headers=options.proxy_headers,
-        forwarded_allow_ips=options.forwarded_allow_ips,
-        root_path=options.root_path,
-        timeout_keep_alive=options.timeout_keep_alive,
-        limit_concurrency=options.limit_concurrency,
-        backlog=options.backlog,
+        **keywords,
         log_config=None if logging_applied else logging_config(environment.log_format, environment.worker_id),
-        log_level=options.log_level,
-        access_log=options.access_log,
         workers=1,  # one process: ignore WEB_CONCURRENCY, which is the arbiter's business
     )
 

@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import uvicorn
+    from uvicorn.server import ServerState
 
 
 def http_implementation(name: str) -> str:
@@ -56,3 +62,17 @@ def websocket_protocol_class(name: str) -> type[asyncio.Protocol] | str:
         return DrainingWebSocketProtocol
     # wsproto, "none", or a custom module:Class: uvicorn's own class (its shutdown sends close code 1012).
     return name
+
+
+def protocol_factory(
+    config: uvicorn.Config, server_state: ServerState, app_state: dict[str, Any]
+) -> Callable[[], asyncio.Protocol]:
+    """The protocol factory for connections the shim hands to uvicorn itself (the even policy's
+    accepts, the stop's sweep of the queues): what uvicorn's startup passes to create_server."""
+
+    def create_protocol() -> asyncio.Protocol:
+        return config.http_protocol_class(  # type: ignore[call-arg]
+            config=config, server_state=server_state, app_state=app_state
+        )
+
+    return create_protocol
