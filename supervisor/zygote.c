@@ -93,21 +93,7 @@ static void fork_server_fail_queue(struct fork_server *server, const char *reaso
 
 /* ---- the zygote process ---- */
 
-static void zygote_on_close(uv_handle_t *handle) {
-    struct zygote *z = handle->data;
-    if (--z->open_handles == 0)
-        free(z);
-}
-
-static void zygote_close(struct zygote *z) {
-    child_output_close(&z->output, zygote_on_close);
-    uv_handle_t *handles[] = {(uv_handle_t *)&z->process, (uv_handle_t *)&z->channel};
-    for (size_t i = 0; i < 2; i++)
-        if (handles[i]->loop && !uv_is_closing(handles[i]))
-            uv_close(handles[i], zygote_on_close);
-    if (z->open_handles == 0)
-        free(z);
-}
+static void zygote_close(struct zygote *z) { child_close(&z->child); /* frees z once its handles are closed */ }
 
 static void zygote_signal(struct zygote *z, int signum) {
     if (z->state != ZYGOTE_EXITED && z->pid > 0 && kill(z->pid, signum) != 0 && errno != ESRCH)
@@ -254,30 +240,6 @@ static void zygote_handle_message(struct zygote *z, const char *line, size_t len
     json_decref(message);
 }
 
-static void zygote_on_line(void *context, const char *line, size_t length) {
-    zygote_handle_message(context, line, length);
-}
-
-static void zygote_on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
-    struct zygote *z = handle->data;
-    size_t size;
-    char *space = line_buffer_space(&z->lines, &size);
-    (void)suggested;
-    *buf = uv_buf_init(space, (unsigned)size);
-}
-
-static void zygote_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
-    struct zygote *z = stream->data;
-    (void)buf;
-    if (nread < 0) {
-        uv_read_stop(stream); /* EOF: the exit tells what happened */
-        return;
-    }
-    if (!line_buffer_commit(&z->lines, (size_t)nread, zygote_on_line, z))
-        log_event(LOG_WARNING, "zygote_line_too_long", 0, z->pid, "discarding a channel line longer than %d bytes",
-                  ZYGOTE_LINE_MAX);
-}
-
 static void zygote_schedule_restart(struct fork_server *server);
 
 static void zygote_exited(struct zygote *z, int64_t exit_status, int term_signal) {
@@ -338,112 +300,73 @@ static void zygote_exited(struct zygote *z, int64_t exit_status, int term_signal
         fork_server_pump(server);
 }
 
-static void zygote_on_reaped(struct reaper_entry *entry, int64_t exit_status, int term_signal) {
-    zygote_exited((struct zygote *)((char *)entry - offsetof(struct zygote, reaped)), exit_status, term_signal);
+static struct zygote *zygote_of(struct child *child) { return child->data; }
+
+static void zygote_on_child_line(struct child *child, const char *line, size_t length) {
+    zygote_handle_message(zygote_of(child), line, length);
 }
 
-static void zygote_on_process_exit(uv_process_t *process, int64_t exit_status, int term_signal) {
-    struct zygote *z = process->data;
-    struct pool *pool = server_pool(z->server);
-    if (pool->reaper)
-        reaper_unwatch(pool->reaper, &z->reaped);
-    zygote_exited(z, exit_status, term_signal);
+static void zygote_on_child_exit(struct child *child, int64_t exit_status, int term_signal) {
+    zygote_exited(zygote_of(child), exit_status, term_signal);
+}
+
+static void zygote_on_child_closed(struct child *child) { free(zygote_of(child)); }
+
+static const struct child_ops zygote_child_ops = {
+    .kind = "zygote",
+    .line = zygote_on_child_line,
+    .exited = zygote_on_child_exit,
+    .closed = zygote_on_child_closed,
+};
+
+static struct zygote *zygote_new(struct fork_server *server, unsigned generation) {
+    struct zygote *z = calloc(1, sizeof *z);
+    if (!z)
+        return NULL;
+    z->server = server;
+    z->generation = generation;
+    child_init(&z->child, &zygote_child_ops, z, server_pool(server)->loop, server_pool(server)->reaper, 0);
+    return z;
+}
+
+/* Spawns the zygote process of z: its output logged, its channel on fd 3. Returns its pid or -1. */
+static int zygote_spawn(struct zygote *z, char **argv, char **env, char *err, size_t err_size) {
+    int peer_fd;
+    if (child_open_pair(&z->child, true, &peer_fd, err, err_size) != 0)
+        return -1;
+    struct child_spec spec = {.argv = argv, .env = env, .cwd = server_pool(z->server)->config->chdir, .output = true,
+                              .channel_at = 0};
+    return child_spawn(&z->child, &spec, peer_fd, err, err_size);
 }
 
 static struct zygote *zygote_start(struct fork_server *server, unsigned generation) {
     struct pool *pool = server_pool(server);
-    const struct config *c = pool->config;
-    struct zygote *z = calloc(1, sizeof *z);
+    struct zygote *z = zygote_new(server, generation);
     char numbers[3][32];
     char **argv = pool_build_argv(pool, numbers, true);
     char **env = pool_build_env(pool, 0, generation, 0, 0);
-    int pair[2] = {-1, -1};
-    if (!z || !argv || !env) {
+    char err[400];
+    int pid = -1;
+    if (!z || !argv || !env)
         log_error("zygote_start_failed", "out of memory preparing the zygote");
-        goto fail;
+    else if ((pid = zygote_spawn(z, argv, env, err, sizeof err)) < 0)
+        log_error("zygote_start_failed", "the zygote: %s", err);
+    if (pid > 0) {
+        z->state = ZYGOTE_IMPORTING;
+        z->pid = pid;
+        z->started_ms = uv_now(pool->loop);
+        server->live_zygotes++;
+        log_event(LOG_INFO, "zygote_started", 0, pid, "zygote for generation %u is importing %s", generation,
+                  pool->config->app);
     }
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
-        log_error("zygote_start_failed", "socketpair() for the zygote channel failed: %s (check ulimit -n)", strerror(errno));
-        goto fail;
-    }
-    z->server = server;
-    z->generation = generation;
-    z->state = ZYGOTE_IMPORTING;
-    z->channel_fd = pair[0];
-    z->process.data = z;
-    z->channel.data = z;
-    z->reaped.exited = zygote_on_reaped;
-    uv_pipe_init(pool->loop, &z->channel, 0);
-    z->open_handles = 1;
-    int rc = uv_pipe_open(&z->channel, pair[0]);
-    if (rc != 0) {
-        log_error("zygote_start_failed", "cannot watch the zygote channel: %s", uv_strerror(rc));
-        close(pair[0]);
-        close(pair[1]);
-        zygote_close(z);
-        z = NULL;
-        goto fail;
-    }
-    z->output.pipe.data = z;
-    char output_err[160];
-    rc = child_output_open(&z->output, pool->loop, output_err, sizeof output_err);
-    z->open_handles += z->output.opened ? CHILD_OUTPUT_HANDLES : 0;
-    if (rc != 0) {
-        log_error("zygote_start_failed", "%s", output_err);
-        close(pair[1]);
-        zygote_close(z);
-        z = NULL;
-        goto fail;
-    }
-    uv_stdio_container_t stdio[4] = {
-        {.flags = UV_IGNORE},
-        {.flags = UV_INHERIT_FD, .data.fd = child_output_write_end(&z->output)},
-        {.flags = UV_INHERIT_FD, .data.fd = child_output_write_end(&z->output)},
-        {.flags = UV_INHERIT_FD, .data.fd = pair[1]},
-    };
-    uv_process_options_t options = {
-        .exit_cb = zygote_on_process_exit,
-        .file = argv[0],
-        .args = argv,
-        .env = env,
-        .cwd = c->chdir,
-        /* --user/--group: argv starts with `arbiter exec-worker` (privileges.c), as for a worker. */
-        .flags = UV_PROCESS_DETACHED,
-        .stdio_count = 4,
-        .stdio = stdio,
-    };
-    rc = uv_spawn(pool->loop, &z->process, &options);
-    close(pair[1]);
-    child_output_close_write_end(&z->output);
-    z->open_handles++;
-    if (rc != 0) {
-        log_error("zygote_start_failed", "cannot start the zygote %s: %s", argv[0], uv_strerror(rc));
-        zygote_close(z);
-        z = NULL;
-        goto fail;
-    }
-    z->pid = z->process.pid;
-    z->reaped.pid = z->pid;
-    z->started_ms = uv_now(pool->loop);
-    child_output_start(&z->output, "zygote", 0, z->pid);
-    line_buffer_init(&z->lines, z->line_storage, sizeof z->line_storage);
-    uv_read_start((uv_stream_t *)&z->channel, zygote_on_alloc, zygote_on_read);
-    int64_t exit_status;
-    int term_signal;
-    server->live_zygotes++;
-    log_event(LOG_INFO, "zygote_started", 0, z->pid, "zygote for generation %u is importing %s", generation, c->app);
     free(argv);
     environment_free(env);
-    if (pool->reaper && reaper_watch(pool->reaper, &z->reaped, &exit_status, &term_signal)) {
-        zygote_exited(z, exit_status, term_signal);
+    if (pid < 0) {
+        if (z)
+            zygote_close(z);
         return NULL;
     }
-    return z;
-fail:
-    free(z);
-    free(argv);
-    environment_free(env);
-    return NULL;
+    return child_started(&z->child, pid) ? NULL : z; /* NULL: it died already (zygote_exited ran) */
 }
 
 static void zygote_on_restart_timer(uv_timer_t *timer) {
@@ -487,7 +410,7 @@ static int fork_request_send(struct zygote *z, const struct fork_request *reques
                           "{\"type\":\"fork\",\"worker_id\":%u,\"generation\":%u,\"max_requests\":%u,\"listen_fds\":%zu,"
                           "\"board_index\":%u,\"stdio\":%d}\n",
                           w->slot_id, z->generation, request->max_requests, request->listen_fd_count, request->board_index,
-                          child_output_write_end(&w->output) >= 0);
+                          child_output_write_end(&w->child.output) >= 0);
     int fds[3 + LISTENER_MAX];
     size_t count = 0;
     fds[count++] = request->channel_fd;
@@ -497,8 +420,8 @@ static int fork_request_send(struct zygote *z, const struct fork_request *reques
         fds[count++] = request->board_fd;
     /* Last, flagged by "stdio": the worker's stdout and stderr (child_output.c); the zygote's child
      * puts it on fds 1 and 2. */
-    if (child_output_write_end(&w->output) >= 0)
-        fds[count++] = child_output_write_end(&w->output);
+    if (child_output_write_end(&w->child.output) >= 0)
+        fds[count++] = child_output_write_end(&w->child.output);
     union {
         char buffer[CMSG_SPACE(sizeof fds)];
         struct cmsghdr align;
@@ -514,7 +437,7 @@ static int fork_request_send(struct zygote *z, const struct fork_request *reques
     memcpy(CMSG_DATA(cmsg), fds, count * sizeof(int));
     ssize_t sent;
     do
-        sent = sendmsg(z->channel_fd, &message, MSG_NOSIGNAL);
+        sent = sendmsg(z->child.channel_fd, &message, MSG_NOSIGNAL);
     while (sent < 0 && errno == EINTR);
     if (sent != length) {
         snprintf(err, err_size, "cannot send the fork request to the zygote (pid %d): %s", z->pid,
@@ -546,7 +469,7 @@ static void fork_server_pump(struct fork_server *server) {
         }
         close(request->channel_fd); /* the zygote has its own copy now */
         request->channel_fd = -1;
-        child_output_close_write_end(&request->worker->output); /* as has it of the output pipe */
+        child_output_close_write_end(&request->worker->child.output); /* as has it of the output pipe */
         server->in_flight = request;
         server->in_flight_zygote = z;
         uv_timer_start(&server->fork_deadline, fork_server_on_fork_deadline, FORK_DEADLINE_MS, 0);
@@ -673,17 +596,16 @@ json_t *fork_server_save(const struct fork_server *server) {
     if (saved && z && z->state != ZYGOTE_EXITED)
         json_object_set_new(saved, "current", current =
                             json_pack("{s:i, s:i, s:i, s:s, s:f, s:I, s:I, s:I}", "pid", z->pid, "channel_fd",
-                                      z->channel_fd, "generation", (int)z->generation, "state",
+                                      z->child.channel_fd, "generation", (int)z->generation, "state",
                                       zygote_state_name(z->state), "import_seconds", z->import_seconds, "forks",
                                       (json_int_t)z->forks, "started_ms", (json_int_t)z->started_ms, "ready_ms",
                                       (json_int_t)z->ready_ms));
-    if (current && child_output_fd(&z->output) >= 0)
-        json_object_set_new(current, "output_fd", json_integer(child_output_fd(&z->output)));
+    if (current && child_output_fd(&z->child.output) >= 0)
+        json_object_set_new(current, "output_fd", json_integer(child_output_fd(&z->child.output)));
     return saved;
 }
 
 int fork_server_restore(struct fork_server *server, json_t *saved, char *err, size_t err_size) {
-    struct pool *pool = server_pool(server);
     server->zygote_restarts = (uint64_t)json_integer_value(json_object_get(saved, "restarts"));
     server->backoff.failures = (unsigned)json_integer_value(json_object_get(saved, "failures"));
     json_t *current = json_object_get(saved, "current");
@@ -700,51 +622,26 @@ int fork_server_restore(struct fork_server *server, json_t *saved, char *err, si
         snprintf(err, err_size, "the zygote in the upgrade state is malformed: %s", error.text);
         return -1;
     }
-    struct zygote *z = calloc(1, sizeof *z);
+    struct zygote *z = zygote_new(server, (unsigned)generation);
     if (!z) {
         snprintf(err, err_size, "out of memory adopting the zygote");
         return -1;
     }
-    z->server = server;
     z->pid = (int)pid;
-    z->reaped.pid = (int)pid;
-    z->reaped.exited = zygote_on_reaped;
-    z->channel_fd = (int)fd;
-    z->generation = (unsigned)generation;
     z->state = state && strcmp(state, "ready") == 0 ? ZYGOTE_READY : ZYGOTE_IMPORTING;
     z->import_seconds = import_seconds;
     z->forks = (uint64_t)forks;
     z->started_ms = (uint64_t)started;
     z->ready_ms = (uint64_t)ready;
-    z->channel.data = z;
-    uv_pipe_init(pool->loop, &z->channel, 0);
-    z->open_handles = 1;
-    int rc = uv_pipe_open(&z->channel, (int)fd);
-    if (rc != 0) {
-        snprintf(err, err_size, "cannot adopt the zygote's channel (fd %d): %s", (int)fd, uv_strerror(rc));
+    json_t *output_fd = json_object_get(current, "output_fd");
+    if (child_adopt(&z->child, (int)pid, (int)fd, output_fd ? (int)json_integer_value(output_fd) : -1, err,
+                    err_size) != 0) {
         zygote_close(z);
         return -1;
-    }
-    line_buffer_init(&z->lines, z->line_storage, sizeof z->line_storage);
-    uv_read_start((uv_stream_t *)&z->channel, zygote_on_alloc, zygote_on_read);
-    json_t *output_fd = json_object_get(current, "output_fd");
-    if (output_fd && json_integer_value(output_fd) >= 0) {
-        z->output.pipe.data = z;
-        rc = child_output_adopt(&z->output, pool->loop, (int)json_integer_value(output_fd), "zygote", 0, z->pid, err,
-                                err_size);
-        z->open_handles += z->output.opened ? CHILD_OUTPUT_HANDLES : 0;
-        if (rc != 0) {
-            zygote_close(z);
-            return -1;
-        }
     }
     procstat_read(z->pid, &z->stats);
     server->current = z;
     server->live_zygotes = 1;
-    int64_t exit_status;
-    int term_signal;
-    if (pool->reaper)
-        reaper_watch(pool->reaper, &z->reaped, &exit_status, &term_signal);
     return 0;
 }
 
@@ -754,8 +651,8 @@ void fork_server_send_log_file(struct fork_server *server) {
     struct zygote *zygotes[] = {server->current, server->next};
     for (size_t i = 0; i < 2; i++) {
         char err[256];
-        if (zygotes[i] && zygotes[i]->state != ZYGOTE_EXITED && child_output_fd(&zygotes[i]->output) < 0 &&
-            log_send_file(zygotes[i]->channel_fd, err, sizeof err) != 0)
+        if (zygotes[i] && zygotes[i]->state != ZYGOTE_EXITED && child_output_fd(&zygotes[i]->child.output) < 0 &&
+            log_send_file(zygotes[i]->child.channel_fd, err, sizeof err) != 0)
             log_event(LOG_WARNING, "reopen_logs_failed", 0, zygotes[i]->pid, "zygote: %s; it keeps the old file", err);
     }
 }

@@ -8,14 +8,11 @@
 #include <uv.h>
 
 #include "backoff.h"
-#include "child_output.h"
-#include "line_buffer.h"
+#include "child.h"
 #include "listener.h"
 #include "procstat.h"
 #include "reaper.h"
 #include "spawner.h"
-
-#define ZYGOTE_LINE_MAX 4096
 
 enum zygote_state { ZYGOTE_IMPORTING, ZYGOTE_READY, ZYGOTE_EXITED };
 
@@ -38,14 +35,7 @@ struct zygote {
     int term_signal;
     char refusal[200]; /* zygote_refused: why the app it imported cannot be forked; "" otherwise */
 
-    struct reaper_entry reaped;
-    uv_process_t process;
-    uv_pipe_t channel;
-    int channel_fd;
-    struct child_output output; /* its stdout and stderr (import errors, prints at import) */
-    unsigned open_handles;
-    struct line_buffer lines; /* the channel's framing, over line_storage */
-    char line_storage[ZYGOTE_LINE_MAX];
+    struct child child; /* the process: spawn, channel, output (import errors, prints), reaper entry */
 };
 
 /* A worker waiting for its fork: the worker is SPAWNING, the fds are what its process gets. */

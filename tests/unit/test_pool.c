@@ -112,8 +112,8 @@ static void all_ready(void) {
 
 /* As the reaper delivers it; the worker is freed afterwards (once the loop closes its handles). */
 static void worker_exits(struct worker *w, int exit_code, int term_signal) {
-    reaper_unwatch(&fx.reaper, &w->reaped);
-    w->reaped.exited(&w->reaped, exit_code, term_signal);
+    reaper_unwatch(&fx.reaper, &w->child.reaped);
+    w->child.reaped.exited(&w->child.reaped, exit_code, term_signal);
 }
 
 /* Runs the loop until cond holds, at most deadline_ms. */
