@@ -273,10 +273,10 @@ static void daemon_build_pool(struct arbiter *a) {
     a->pool.shim_dir = a->shim_dir[0] ? a->shim_dir : NULL;
     a->pool.leftovers = &a->leftovers;
     a->pool.reaper = &a->reaper;
-    a->exec_spawner = (struct spawner){.ops = &spawner_exec_ops, .pool = &a->pool};
+    a->exec_spawner = (struct spawner){.ops = &spawner_exec_ops};
     a->pool.spawner = &a->exec_spawner;
     if (a->config->preload) {
-        fork_server_init(&a->fork_server, &a->pool, a->pool.shim_dir);
+        fork_server_init(&a->fork_server, pool_spawner_env(&a->pool));
         a->pool.spawner = &a->fork_server.spawner;
     }
 }

@@ -78,6 +78,8 @@ struct pool {
     struct leftovers *leftovers; /* ends what an exited worker left in its group; NULL in unit tests */
     struct board *board;     /* one entry per live worker; NULL: workers run without one */
     struct reload reload;
+    struct worker_env worker_env;   /* what its workers share, their events coming back here */
+    struct spawner_env spawner_env; /* what its spawner works with, its events coming back here */
 
     struct slot **slots; /* slots[0..slot_count) ordered by id */
     size_t slot_count;
@@ -114,8 +116,9 @@ unsigned pool_surge(const struct pool *pool);
 /* Forgets every planned replacement and stops the successors still booting. */
 void pool_cancel_replacements(struct pool *pool);
 
-/* The spawner's own process (a zygote) changed: re-check whether a stopping pool is empty. */
-void pool_spawner_changed(struct pool *pool);
+/* What a spawner works with (the fork server's init takes it): the loop, config, reaper, the
+ * pool's generation, the zygote's command line, and the pool's own handlers of its events. */
+const struct spawner_env *pool_spawner_env(struct pool *pool);
 
 /* Replaces one slot's worker (overlapped). Returns -1 when there is no such slot. */
 int pool_recycle(struct pool *pool, unsigned slot_id);
@@ -152,10 +155,5 @@ char **pool_build_env(const struct pool *pool, unsigned worker_id, unsigned gene
  * the next image (after pool_init, instead of pool_start). */
 json_t *pool_save(const struct pool *pool);
 int pool_restore(struct pool *pool, json_t *saved, char *err, size_t err_size);
-
-/* Called by worker.c. */
-void pool_worker_ready(struct worker *worker);
-void pool_worker_exited(struct worker *worker);
-void pool_worker_retire(struct worker *worker, const char *reason);
 
 #endif

@@ -21,10 +21,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "board.h"
 #include "handshake.h"
 #include "leftovers.h"
+#include "listener.h"
 #include "log.h"
-#include "pool.h"
 #include "procstat.h"
 
 #define STACK_DUMP_GRACE_MS 1000u /* time for faulthandler to write the stacks before SIGKILL */
@@ -71,7 +72,7 @@ bool worker_transition(struct worker *w, enum worker_state next) {
                   worker_state_name(w->state), worker_state_name(next));
         return false;
     }
-    const struct config *config = w->pool->config;
+    const struct config *config = w->env->config;
     w->state = next;
     switch (next) {
     case WORKER_SPAWNING:
@@ -80,7 +81,7 @@ bool worker_transition(struct worker *w, enum worker_state next) {
         worker_arm_deadline(w, seconds_to_ms(config->boot_timeout));
         break;
     case WORKER_READY:
-        w->ready_ms = uv_now(w->pool->loop);
+        w->ready_ms = uv_now(w->env->loop);
         worker_arm_deadline(w, seconds_to_ms(config->timeout));
         break;
     case WORKER_DRAINING:
@@ -100,16 +101,16 @@ bool worker_transition(struct worker *w, enum worker_state next) {
  * arrives: no timer of its own, so it costs no wakeups, and a heartbeat interval (at most 5 s) is
  * precise enough for both limits. */
 static void worker_refresh_stats(struct worker *w, bool force) {
-    uint64_t now = uv_now(w->pool->loop);
-    if (force || !w->stats_ms || w->pool->config->max_memory || now - w->stats_ms >= WORKER_STATS_MAX_AGE_MS) {
+    uint64_t now = uv_now(w->env->loop);
+    if (force || !w->stats_ms || w->env->config->max_memory || now - w->stats_ms >= WORKER_STATS_MAX_AGE_MS) {
         if (procstat_read(w->pid, &w->stats) == 0)
             w->stats_ms = now ? now : 1;
     }
 }
 
 static void worker_on_heartbeat(struct worker *w) {
-    const struct config *config = w->pool->config;
-    uint64_t now = uv_now(w->pool->loop);
+    const struct config *config = w->env->config;
+    uint64_t now = uv_now(w->env->loop);
     worker_refresh_stats(w, false);
     if (w->state != WORKER_READY || w->retire_requested)
         return;
@@ -122,7 +123,7 @@ static void worker_on_heartbeat(struct worker *w) {
                  (double)config->max_memory / 1048576);
     if (reason[0]) {
         w->retire_requested = true;
-        pool_worker_retire(w, reason);
+        w->env->events.retire(w, reason, w->env->events.data);
     }
 }
 
@@ -161,7 +162,7 @@ void worker_handle_message(struct worker *w, const char *line, size_t length) {
         return;
     }
     if (w->state == WORKER_READY && w->kill_reason == KILL_NONE && !w->stack_dump_requested)
-        worker_arm_deadline(w, seconds_to_ms(w->pool->config->timeout)); /* any message is a sign of life */
+        worker_arm_deadline(w, seconds_to_ms(w->env->config->timeout)); /* any message is a sign of life */
     if (strcmp(type, "heartbeat") == 0) {
         json_int_t requests = json_integer_value(json_object_get(message, "requests"));
         json_int_t in_flight = json_integer_value(json_object_get(message, "in_flight"));
@@ -176,7 +177,7 @@ void worker_handle_message(struct worker *w, const char *line, size_t length) {
                       "ready arrived after --boot-timeout fired; ignoring it, the worker is killed as a boot timeout");
         } else if (w->state == WORKER_BOOTING && worker_transition(w, WORKER_READY)) {
             worker_refresh_stats(w, true); /* the app is imported now: memory worth showing */
-            pool_worker_ready(w);
+            w->env->events.ready(w, w->env->events.data);
         }
     } else if (strcmp(type, "retire") == 0) {
         json_t *reason = json_object_get(message, "reason");
@@ -184,8 +185,8 @@ void worker_handle_message(struct worker *w, const char *line, size_t length) {
             w->retire_requested = true;
             char shown[WORKER_LOG_EXCERPT]; /* the reason is logged: escaped like any bytes from a worker */
             const char *text = json_string_value(reason);
-            pool_worker_retire(w, text ? log_escape_excerpt(shown, sizeof shown, text, json_string_length(reason))
-                                       : "requested");
+            w->env->events.retire(w, text ? log_escape_excerpt(shown, sizeof shown, text, json_string_length(reason))
+                                          : "requested", w->env->events.data);
         }
     } else {
         char shown[WORKER_LOG_EXCERPT];
@@ -228,14 +229,14 @@ void worker_on_loop_stall(struct worker *w, uint64_t stalled_ms) {
         !uv_is_active((uv_handle_t *)&w->deadline))
         return; /* a kill already under way goes on */
     if (w->state == WORKER_READY)
-        worker_arm_deadline(w, seconds_to_ms(w->pool->config->timeout)); /* a heartbeat interval from now, it speaks */
+        worker_arm_deadline(w, seconds_to_ms(w->env->config->timeout)); /* a heartbeat interval from now, it speaks */
     else /* booting or draining: the time the arbiter lost is given back */
         worker_arm_deadline(w, uv_timer_get_due_in(&w->deadline) + stalled_ms);
 }
 
 static void worker_on_deadline(uv_timer_t *timer) {
     struct worker *w = timer->data;
-    const struct config *config = w->pool->config;
+    const struct config *config = w->env->config;
     if (!w->stack_dump_requested && (w->state == WORKER_READY || w->state == WORKER_BOOTING) && worker_read_waiting(w))
         return; /* its heartbeat (or ready) was waiting for us: it is alive */
     if (w->state == WORKER_SPAWNING) {
@@ -280,12 +281,12 @@ static void worker_exited(struct worker *w, int64_t exit_status, int term_signal
     w->exit_status = exit_status;
     w->term_signal = term_signal;
     /* What the app started in the worker's group goes with it: at once when it was killed hard. */
-    if (w->pid > 0 && w->pool->leftovers)
-        leftovers_group_exited(w->pool->leftovers, w->pid, w->slot_id, term_signal == SIGKILL);
+    if (w->pid > 0 && w->env->leftovers)
+        leftovers_group_exited(w->env->leftovers, w->pid, w->slot_id, term_signal == SIGKILL);
     else if (term_signal == SIGKILL && w->pid > 0)
         kill(-w->pid, SIGKILL);
     worker_transition(w, WORKER_EXITED);
-    pool_worker_exited(w); /* detaches the worker from its slot and decides what comes next */
+    w->env->events.exited(w, w->env->events.data); /* the pool detaches it and decides what comes next */
     worker_close(w);
 }
 
@@ -318,33 +319,34 @@ void worker_close(struct worker *w) {
 }
 
 /* The child and the deadline, before the channel is opened one way or another. */
-static void worker_prepare(struct worker *w, uv_loop_t *loop) {
+static void worker_prepare(struct worker *w) {
+    uv_loop_t *loop = w->env->loop;
     w->state = WORKER_SPAWNING;
-    child_init(&w->child, &worker_child_ops, w, loop, w->pool->reaper, w->slot_id);
+    child_init(&w->child, &worker_child_ops, w, loop, w->env->reaper, w->slot_id);
     w->deadline.data = w;
     uv_timer_init(loop, &w->deadline);
     child_hold_handle(&w->child);
 }
 
-int worker_open(struct worker *w, uv_loop_t *loop, int channel_fd, char *err, size_t err_size) {
-    worker_prepare(w, loop);
+int worker_open(struct worker *w, int channel_fd, char *err, size_t err_size) {
+    worker_prepare(w);
     if (child_open(&w->child, channel_fd, true, err, err_size) != 0)
         return -1;
-    worker_arm_deadline(w, seconds_to_ms(w->pool->config->boot_timeout));
+    worker_arm_deadline(w, seconds_to_ms(w->env->config->boot_timeout));
     return 0;
 }
 
-int worker_open_pair(struct worker *w, uv_loop_t *loop, int *peer_fd, char *err, size_t err_size) {
-    worker_prepare(w, loop);
+int worker_open_pair(struct worker *w, int *peer_fd, char *err, size_t err_size) {
+    worker_prepare(w);
     if (child_open_pair(&w->child, true, peer_fd, err, err_size) != 0)
         return -1;
-    worker_arm_deadline(w, seconds_to_ms(w->pool->config->boot_timeout));
+    worker_arm_deadline(w, seconds_to_ms(w->env->config->boot_timeout));
     return 0;
 }
 
 void worker_started(struct worker *w, int pid) {
     w->pid = pid;
-    w->started_ms = uv_now(w->pool->loop);
+    w->started_ms = uv_now(w->env->loop);
     worker_transition(w, WORKER_BOOTING);
     if (!child_started(&w->child, pid) && w->stop_requested)
         worker_stop(w, true); /* stopped while its fork was under way */
@@ -354,13 +356,13 @@ void worker_spawn_failed(struct worker *w, const char *reason) {
     w->kill_reason = KILL_SPAWN_FAILED;
     snprintf(w->spawn_error, sizeof w->spawn_error, "%s", reason);
     worker_transition(w, WORKER_EXITED);
-    pool_worker_exited(w);
+    w->env->events.exited(w, w->env->events.data);
     worker_close(w);
 }
 
-int worker_exec(struct worker *w, uv_loop_t *loop, const struct worker_launch *launch, char *err, size_t err_size) {
+int worker_exec(struct worker *w, const struct worker_launch *launch, char *err, size_t err_size) {
     int peer_fd;
-    if (worker_open_pair(w, loop, &peer_fd, err, err_size) != 0)
+    if (worker_open_pair(w, &peer_fd, err, err_size) != 0)
         return -1;
     int fds[LISTENER_MAX + 1];
     size_t count = 0;
@@ -387,8 +389,9 @@ static void worker_say_why_it_drains(struct worker *w) {
     int fd = w->child.channel_fd;
     if (fd < 0 || w->child.closing)
         return;
-    const char *line = w->pool->stopping ? stop : restart;
-    size_t length = w->pool->stopping ? sizeof stop - 1 : sizeof restart - 1;
+    bool stopping = w->env->stopping && *w->env->stopping;
+    const char *line = stopping ? stop : restart;
+    size_t length = stopping ? sizeof stop - 1 : sizeof restart - 1;
     ssize_t sent;
     do
         sent = send(fd, line, length, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -416,7 +419,7 @@ void worker_stop(struct worker *w, bool graceful) {
     if (graceful)
         worker_say_why_it_drains(w);
     worker_send_signal(w, graceful ? SIGTERM : SIGQUIT);
-    worker_arm_deadline(w, graceful ? worker_graceful_kill_ms(w->pool->config->graceful_timeout) : QUICK_STOP_MS);
+    worker_arm_deadline(w, graceful ? worker_graceful_kill_ms(w->env->config->graceful_timeout) : QUICK_STOP_MS);
 }
 
 /* The shim counts its stop budget (--graceful-timeout) from the moment its SIGTERM handler ran and
@@ -478,7 +481,7 @@ json_t *worker_save(const struct worker *w) {
     return saved;
 }
 
-struct worker *worker_restore(struct pool *pool, struct slot *slot, json_t *saved, char *err, size_t err_size) {
+struct worker *worker_restore(const struct worker_env *env, json_t *saved, char *err, size_t err_size) {
     json_int_t slot_id = 0, pid = 0, fd = -1, generation = 0, started = 0, ready = 0, requests = 0, in_flight = 0,
                kill_reason = 0, deadline = 0;
     int stop = 0, retire = 0, dump = 0;
@@ -504,11 +507,10 @@ struct worker *worker_restore(struct pool *pool, struct slot *slot, json_t *save
         snprintf(err, err_size, "out of memory adopting worker pid %lld", (long long)pid);
         return NULL;
     }
-    w->pool = pool;
-    w->slot = slot;
+    w->env = env;
     w->slot_id = (unsigned)slot_id;
     w->generation = (unsigned)generation;
-    worker_prepare(w, pool->loop);
+    worker_prepare(w);
     json_t *output_fd = json_object_get(saved, "output_fd");
     if (child_adopt(&w->child, (int)pid, (int)fd, output_fd ? (int)json_integer_value(output_fd) : -1, err, err_size) != 0) {
         worker_close(w);
@@ -527,9 +529,9 @@ struct worker *worker_restore(struct pool *pool, struct slot *slot, json_t *save
     w->kill_reason = (enum worker_kill_reason)kill_reason;
     w->greeted = json_is_true(json_object_get(saved, "greeted"));
     json_int_t board_index = json_integer_value(json_object_get(saved, "board_index"));
-    if (board_index > 0 && pool->board && board_get(pool->board, (unsigned)board_index)) {
+    if (board_index > 0 && env->board && board_get(env->board, (unsigned)board_index)) {
         w->board_index = (unsigned)board_index; /* the board came along: the worker keeps its entry */
-        board_mark_used(pool->board, w->board_index);
+        board_mark_used(env->board, w->board_index);
     }
     const char *pending = json_string_value(json_object_get(saved, "pending"));
     size_t pending_length = json_string_length(json_object_get(saved, "pending"));

@@ -36,12 +36,33 @@ enum worker_kill_reason {
     KILL_PROTOCOL_MISMATCH, /* its first message was not a hello of our protocol (handshake.h) */
 };
 
-struct pool;
+struct board;
+struct leftovers;
 struct slot;
+struct worker;
+
+/* How a worker tells its owner (the pool) what happened: it calls nothing above it. */
+struct worker_events {
+    void (*ready)(struct worker *worker, void *data);  /* booting -> ready */
+    void (*exited)(struct worker *worker, void *data); /* exited (reaped, or never ran); worker_close follows */
+    void (*retire)(struct worker *worker, const char *reason, void *data); /* asks for a replacement */
+    void *data;
+};
+
+/* What every worker of a pool shares; the pool owns it and outlives its workers. */
+struct worker_env {
+    uv_loop_t *loop;
+    const struct config *config; /* the timeouts and limits */
+    struct reaper *reaper;       /* delivers the exits; NULL in unit tests without processes */
+    struct leftovers *leftovers; /* ends what an exited worker left in its group; NULL: none */
+    struct board *board;         /* the workers' entries; NULL: workers run without one */
+    const bool *stopping;        /* the arbiter stops: a drain tells the shim so (1001); NULL: never */
+    struct worker_events events;
+};
 
 struct worker {
-    struct pool *pool;
-    struct slot *slot;     /* NULL once it left its slot to drain (after a replacement or a scale-down) */
+    const struct worker_env *env;
+    struct slot *slot;     /* the pool's, never read here; NULL once it left its slot to drain (after a replacement or a scale-down) */
     unsigned slot_id;
     unsigned generation;
     enum worker_state state;
@@ -95,12 +116,11 @@ bool worker_transition_allowed(enum worker_state from, enum worker_state to);
  * (worker_close). Spawners (spawner.h) call this, then worker_started() once the process exists,
  * or worker_spawn_failed(). worker_open watches channel_fd; worker_open_pair makes the socketpair
  * and hands back the worker's end in *peer_fd (close-on-exec) for the spawner to pass and close. */
-int worker_open(struct worker *worker, uv_loop_t *loop, int channel_fd, char *err, size_t err_size);
-int worker_open_pair(struct worker *worker, uv_loop_t *loop, int *peer_fd, char *err, size_t err_size);
+int worker_open(struct worker *worker, int channel_fd, char *err, size_t err_size);
+int worker_open_pair(struct worker *worker, int *peer_fd, char *err, size_t err_size);
 
 /* The exec spawner's work: worker_open_pair, child_spawn of launch->argv, worker_started(). */
-int worker_exec(struct worker *worker, uv_loop_t *loop, const struct worker_launch *launch, char *err,
-                size_t err_size);
+int worker_exec(struct worker *worker, const struct worker_launch *launch, char *err, size_t err_size);
 
 /* The process exists: the reaper watches it and the boot deadline starts. */
 void worker_started(struct worker *worker, int pid);
@@ -129,7 +149,7 @@ void worker_describe_exit(const struct worker *worker, char *out, size_t size);
 /* In-place upgrade: everything the next image needs to adopt the running worker (its channel fd
  * included, which the caller makes inheritable), and the adoption itself. */
 json_t *worker_save(const struct worker *worker);
-struct worker *worker_restore(struct pool *pool, struct slot *slot, json_t *saved, char *err, size_t err_size);
+struct worker *worker_restore(const struct worker_env *env, json_t *saved, char *err, size_t err_size);
 
 /* The arbiter's own loop ran stalled_ms late (stall.h): a ready worker's heartbeat deadline starts
  * again, a booting or draining one's is pushed back by the stall; a kill under way goes on. */

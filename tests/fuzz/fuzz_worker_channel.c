@@ -59,7 +59,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     assert(pool_init(&pool, &loop, &config, events, NULL, 0, "") == 0);
     worker = calloc(1, sizeof *worker);
     assert(worker != NULL);
-    worker->pool = &pool;
+    worker->env = &pool.worker_env;
     worker->slot_id = 1;
     worker->pid = worker->child.pid = INT_MAX;
     assert(uv_timer_init(&loop, &worker->deadline) == 0);

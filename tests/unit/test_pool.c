@@ -46,7 +46,7 @@ static int fake_spawn(struct spawner *spawner, struct worker *w, const struct wo
     }
     int pair[2];
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
-    ck_assert_int_eq(worker_open(w, spawner->pool->loop, pair[0], err, err_size), 0);
+    ck_assert_int_eq(worker_open(w, pair[0], err, err_size), 0);
     ck_assert_uint_lt(fake->peer_count, FAKE_PEERS_MAX);
     fake->peers[fake->peer_count++] = pair[1];
     worker_started(w, FAKE_PID_BASE + (int)fake->spawned++);
@@ -82,7 +82,7 @@ static void fixture_start(unsigned workers, unsigned max_surge) {
     ck_assert_int_eq(pool_init(&fx.pool, &fx.loop, &fx.config, events, NULL, 0, NULL), 0);
     fx.reaper.loop = &fx.loop;
     fx.pool.reaper = &fx.reaper;
-    fx.spawner.base = (struct spawner){.ops = &fake_ops, .pool = &fx.pool};
+    fx.spawner.base = (struct spawner){.ops = &fake_ops, .env = pool_spawner_env(&fx.pool)};
     fx.pool.spawner = &fx.spawner.base;
     char err[256];
     ck_assert_int_eq(pool_start(&fx.pool, err, sizeof err), 0);
