@@ -473,12 +473,12 @@ static const struct spawner_ops fork_server_ops = {
     .close = fork_server_close,
 };
 
-void fork_server_init(struct fork_server *server, const struct spawner_env *env) {
+void fork_server_init(struct fork_server *server, uv_loop_t *loop) {
     memset(server, 0, sizeof *server);
-    server->spawner = (struct spawner){.ops = &fork_server_ops, .env = env};
+    server->spawner = (struct spawner){.ops = &fork_server_ops};
     server->queue_tail = &server->queue;
-    uv_timer_init(env->loop, &server->restart_timer);
-    uv_timer_init(env->loop, &server->fork_deadline);
+    uv_timer_init(loop, &server->restart_timer);
+    uv_timer_init(loop, &server->fork_deadline);
     server->restart_timer.data = server;
     server->fork_deadline.data = server;
 }

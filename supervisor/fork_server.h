@@ -42,8 +42,8 @@ struct fork_server {
     unsigned live_zygotes; /* started and not yet reaped: current, next and retiring ones */
 };
 
-/* The fork server works with what env gives (the pool's; it outlives the server's work). */
-void fork_server_init(struct fork_server *server, const struct spawner_env *env);
+/* Its timers on loop; it works with the env pool_init gives its spawner (spawner.env). */
+void fork_server_init(struct fork_server *server, uv_loop_t *loop);
 
 /* The zygote serving now (NULL between a death and its restart), for status and metrics. */
 const struct zygote *fork_server_zygote(const struct fork_server *server);

@@ -86,7 +86,7 @@ static void pool_worker_exited(struct worker *w, void *data);
 static void pool_worker_retire(struct worker *w, const char *reason, void *data);
 
 /* What the pool's workers share: what the pool was handed, and its own flag and events. */
-static const struct worker_env *pool_worker_env(struct pool *pool) {
+static void pool_worker_env(struct pool *pool) {
     pool->worker_env = (struct worker_env){
         .loop = pool->loop,
         .config = pool->config,
@@ -96,20 +96,30 @@ static const struct worker_env *pool_worker_env(struct pool *pool) {
         .stopping = &pool->stopping,
         .events = {.ready = pool_worker_ready, .exited = pool_worker_exited, .retire = pool_worker_retire, .data = pool},
     };
-    return &pool->worker_env;
 }
 
-int pool_init(struct pool *pool, uv_loop_t *loop, const struct config *config, struct pool_events events,
-              const int *listen_fds, size_t listen_fd_count, const char *shim_dir) {
+static const struct spawner_env *pool_spawner_env(struct pool *pool);
+
+int pool_init(struct pool *pool, uv_loop_t *loop, const struct config *config, const struct pool_deps *deps) {
     memset(pool, 0, sizeof *pool);
     pool->loop = loop;
     pool->config = config;
-    pool->events = events;
-    pool->listen_fds = listen_fds;
-    pool->listen_fd_count = listen_fd_count;
-    pool->shim_dir = shim_dir;
+    pool->events = deps->events;
+    pool->listen_fds = deps->listen_fds;
+    pool->listen_fd_count = deps->listen_fd_count;
+    pool->shim_dir = deps->shim_dir;
+    pool->set_uid = deps->identity.set_uid;
+    pool->set_gid = deps->identity.set_gid;
+    pool->uid = deps->identity.uid;
+    pool->gid = deps->identity.gid;
+    pool->reaper = deps->reaper;
+    pool->leftovers = deps->leftovers;
+    pool->board = deps->board;
+    pool->spawner = deps->spawner;
     reload_init(&pool->reload, loop, pool_on_reload_deadline, pool);
     pool_worker_env(pool);
+    if (pool->spawner)
+        pool->spawner->env = pool_spawner_env(pool);
     pool->slots = calloc(config->max_workers, sizeof *pool->slots);
     return pool->slots ? 0 : -1;
 }
@@ -182,7 +192,9 @@ static char **pool_zygote_argv(char numbers[3][32], void *data) { return pool_bu
 
 static char **pool_zygote_env(unsigned generation, void *data) { return pool_build_env(data, 0, generation, 0, 0); }
 
-const struct spawner_env *pool_spawner_env(struct pool *pool) {
+/* What the spawner works with: the loop, config, reaper, the pool's generation, the zygote's
+ * command line, and the pool's own handlers of its events. */
+static const struct spawner_env *pool_spawner_env(struct pool *pool) {
     pool->spawner_env = (struct spawner_env){
         .loop = pool->loop,
         .config = pool->config,
@@ -197,7 +209,7 @@ const struct spawner_env *pool_spawner_env(struct pool *pool) {
 /* An adopted worker (in-place upgrade), placed in its slot (NULL: draining). */
 static struct worker *pool_restore_worker(struct pool *pool, struct slot *slot, json_t *saved, char *err,
                                           size_t err_size) {
-    struct worker *w = worker_restore(pool_worker_env(pool), saved, err, err_size);
+    struct worker *w = worker_restore(&pool->worker_env, saved, err, err_size);
     if (w)
         w->slot = slot;
     return w;
@@ -221,7 +233,7 @@ static struct worker *pool_spawn_worker(struct pool *pool, struct slot *slot, ch
         return NULL;
     }
     w->board_index = board_index;
-    w->env = pool_worker_env(pool);
+    w->env = &pool->worker_env;
     w->slot = slot;
     w->slot_id = slot->id;
     w->generation = pool->generation;

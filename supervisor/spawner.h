@@ -65,7 +65,7 @@ struct spawner_ops {
 
 struct spawner {
     const struct spawner_ops *ops;
-    const struct spawner_env *env; /* NULL for the exec spawner, which needs none */
+    const struct spawner_env *env; /* the pool's, set by pool_init (the exec spawner needs none) */
 };
 
 /* The default: each worker is `PYTHON -m arbiter_worker ...`, spawned with uv_spawn. */

@@ -328,20 +328,22 @@ static void worker_prepare(struct worker *w) {
     child_hold_handle(&w->child);
 }
 
-int worker_open(struct worker *w, int channel_fd, char *err, size_t err_size) {
-    worker_prepare(w);
-    if (child_open(&w->child, channel_fd, true, err, err_size) != 0)
+/* The channel is open (rc 0): --boot-timeout covers the wait for the process. */
+static int worker_opened(struct worker *w, int rc) {
+    if (rc != 0)
         return -1;
     worker_arm_deadline(w, seconds_to_ms(w->env->config->boot_timeout));
     return 0;
 }
 
+int worker_open(struct worker *w, int channel_fd, char *err, size_t err_size) {
+    worker_prepare(w);
+    return worker_opened(w, child_open(&w->child, channel_fd, true, err, err_size));
+}
+
 int worker_open_pair(struct worker *w, int *peer_fd, char *err, size_t err_size) {
     worker_prepare(w);
-    if (child_open_pair(&w->child, true, peer_fd, err, err_size) != 0)
-        return -1;
-    worker_arm_deadline(w, seconds_to_ms(w->env->config->boot_timeout));
-    return 0;
+    return worker_opened(w, child_open_pair(&w->child, true, peer_fd, err, err_size));
 }
 
 void worker_started(struct worker *w, int pid) {

@@ -56,7 +56,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     config.boot_timeout = 60;
     config.graceful_timeout = 30;
     struct pool_events events = {.changed = pool_on_event, .empty = pool_on_event, .boot_failed = pool_on_boot_failed};
-    assert(pool_init(&pool, &loop, &config, events, NULL, 0, "") == 0);
+    struct pool_deps deps = {.shim_dir = "", .events = events};
+    assert(pool_init(&pool, &loop, &config, &deps) == 0);
     worker = calloc(1, sizeof *worker);
     assert(worker != NULL);
     worker->env = &pool.worker_env;

@@ -79,11 +79,10 @@ static void fixture_start(unsigned workers, unsigned max_surge) {
     fx.config.log_level = LOG_CRITICAL;
     log_configure(LOG_CRITICAL, LOG_FORMAT_TEXT, "test");
     struct pool_events events = {on_changed, on_empty, on_boot_failed, on_reload_finished, &fx};
-    ck_assert_int_eq(pool_init(&fx.pool, &fx.loop, &fx.config, events, NULL, 0, NULL), 0);
     fx.reaper.loop = &fx.loop;
-    fx.pool.reaper = &fx.reaper;
-    fx.spawner.base = (struct spawner){.ops = &fake_ops, .env = pool_spawner_env(&fx.pool)};
-    fx.pool.spawner = &fx.spawner.base;
+    fx.spawner.base = (struct spawner){.ops = &fake_ops};
+    struct pool_deps deps = {.spawner = &fx.spawner.base, .reaper = &fx.reaper, .events = events};
+    ck_assert_int_eq(pool_init(&fx.pool, &fx.loop, &fx.config, &deps), 0);
     char err[256];
     ck_assert_int_eq(pool_start(&fx.pool, err, sizeof err), 0);
 }
