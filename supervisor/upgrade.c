@@ -290,6 +290,10 @@ static void upgrade_on_preflight_deadline(uv_timer_t *timer) {
 }
 
 static int upgrade_start_preflight(struct upgrade *u, char *err, size_t err_size) {
+    if (u->child.open_handles) { /* the last one's process handle closes on the next loop turn */
+        snprintf(err, err_size, "the previous pre-flight is still closing; try again in a moment");
+        return -1;
+    }
     json_t *state = u->hooks.save(u->hooks.data);
     if (!state) {
         snprintf(err, err_size, "out of memory describing the running state");
