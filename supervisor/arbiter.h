@@ -25,7 +25,7 @@
 #include "stall.h"
 #include "status.h"
 #include "upgrade.h"
-#include "zygote.h"
+#include "fork_server.h"
 
 /* What the core tells its observer (the composition root, which passes it on to the front doors). */
 enum arbiter_event {

@@ -25,19 +25,18 @@
 #include "shim.h"
 #include "version.h"
 
-static int resolve_identity(struct arbiter *a, char *err, size_t err_size) {
-    const struct config *c = a->config;
+static int resolve_identity(const struct config *c, struct pool_identity *id, char *err, size_t err_size) {
     if (c->user) {
         struct passwd *pw = getpwnam(c->user);
         if (!pw) {
             snprintf(err, err_size, "--user %s: no such user", c->user);
             return -1;
         }
-        a->pool.set_uid = true;
-        a->pool.uid = pw->pw_uid;
+        id->set_uid = true;
+        id->uid = pw->pw_uid;
         if (!c->group) {
-            a->pool.set_gid = true;
-            a->pool.gid = pw->pw_gid;
+            id->set_gid = true;
+            id->gid = pw->pw_gid;
         }
     }
     if (c->group) {
@@ -46,10 +45,10 @@ static int resolve_identity(struct arbiter *a, char *err, size_t err_size) {
             snprintf(err, err_size, "--group %s: no such group", c->group);
             return -1;
         }
-        a->pool.set_gid = true;
-        a->pool.gid = gr->gr_gid;
+        id->set_gid = true;
+        id->gid = gr->gr_gid;
     }
-    if ((a->pool.set_uid || a->pool.set_gid) && geteuid() != 0) {
+    if ((id->set_uid || id->set_gid) && geteuid() != 0) {
         snprintf(err, err_size, "--user/--group need the arbiter to start as root");
         return -1;
     }
@@ -80,7 +79,7 @@ static void seed_jitter(void) {
     srandom(seed);
 }
 
-static int open_listeners(struct arbiter *a, char *err, size_t err_size) {
+static int open_listeners(struct arbiter *a, const struct pool_identity *id, char *err, size_t err_size) {
     unsigned systemd_count = 0;
     if (listener_systemd_count(getenv("LISTEN_PID"), getenv("LISTEN_FDS"), (int)getpid(), &systemd_count, err, err_size) != 0)
         return -1;
@@ -113,9 +112,9 @@ static int open_listeners(struct arbiter *a, char *err, size_t err_size) {
             close(stored[i]);
         }
     }
-    if ((a->pool.set_uid || a->pool.set_gid) &&
-        listener_chown_unix(&a->listeners, a->pool.set_uid ? a->pool.uid : (uid_t)-1,
-                            a->pool.set_gid ? a->pool.gid : (gid_t)-1, err, err_size) != 0) {
+    if ((id->set_uid || id->set_gid) &&
+        listener_chown_unix(&a->listeners, id->set_uid ? id->uid : (uid_t)-1, id->set_gid ? id->gid : (gid_t)-1, err,
+                            err_size) != 0) {
         listener_close_all(&a->listeners);
         return -1;
     }
@@ -256,7 +255,7 @@ static int daemon_open_logs(const struct config *config) {
 
 /* Room for every slot's worker, a successor each, and as many draining: more only waits. After an
  * in-place upgrade the workers keep the board they have mapped. */
-static void daemon_open_board(struct arbiter *a, json_t *handed) {
+static struct board *daemon_open_board(struct arbiter *a, json_t *handed) {
     char err[CONFIG_ERROR_MAX];
     json_t *handed_board = handed ? json_object_get(handed, "board_fd") : NULL;
     if (handed_board ? board_adopt(&a->board, (int)json_integer_value(handed_board), err, sizeof err) != 0
@@ -264,21 +263,27 @@ static void daemon_open_board(struct arbiter *a, json_t *handed) {
         log_warning("board_unavailable", "%s; workers run without shared gauges (--balance kernel, no autoscale signals "
                     "but heartbeats)", err);
     else
-        a->pool.board = &a->board;
+        return &a->board;
+    return NULL;
 }
 
 /* The pool and its spawner: exec, or the fork server (--preload). */
-static void daemon_build_pool(struct arbiter *a) {
-    a->pool.listen_fd_count = a->listeners.count;
-    a->pool.shim_dir = a->shim_dir[0] ? a->shim_dir : NULL;
-    a->pool.leftovers = &a->leftovers;
-    a->pool.reaper = &a->reaper;
-    a->exec_spawner = (struct spawner){.ops = &spawner_exec_ops, .pool = &a->pool};
-    a->pool.spawner = &a->exec_spawner;
-    if (a->config->preload) {
-        fork_server_init(&a->fork_server, &a->pool, a->pool.shim_dir);
-        a->pool.spawner = &a->fork_server.spawner;
-    }
+static int daemon_build_pool(struct arbiter *a, const struct pool_identity *identity, struct board *board) {
+    a->exec_spawner = (struct spawner){.ops = &spawner_exec_ops};
+    if (a->config->preload)
+        fork_server_init(&a->fork_server, a->loop);
+    struct pool_deps deps = {
+        .listen_fds = a->listen_fds,
+        .listen_fd_count = a->listeners.count,
+        .shim_dir = a->shim_dir[0] ? a->shim_dir : NULL,
+        .identity = *identity,
+        .spawner = a->config->preload ? &a->fork_server.spawner : &a->exec_spawner,
+        .reaper = &a->reaper,
+        .leftovers = &a->leftovers,
+        .board = board,
+        .events = arbiter_pool_events(a),
+    };
+    return pool_init(&a->pool, a->loop, a->config, &deps);
 }
 
 /* The front doors: the control socket (not for `check`) and --metrics, opened or adopted. */
@@ -370,25 +375,24 @@ int daemon_run(struct config *config) {
         log_event(LOG_CRITICAL, "upgrade_failed", 0, 0, "%s", err);
         return EXIT_RUNTIME_FAILURE;
     }
-    if (pool_init(&a->pool, loop, config, arbiter_pool_events(a), a->listen_fds, 0, NULL) != 0) {
-        log_error("startup_failed", "out of memory");
-        json_decref(handed);
-        return EXIT_RUNTIME_FAILURE;
-    }
     a->config = config;
-    if (resolve_identity(a, err, sizeof err) != 0 ||
-        (handed ? adopt_listeners(a, handed, err, sizeof err) : open_listeners(a, err, sizeof err)) != 0) {
+    struct pool_identity identity = {0};
+    if (resolve_identity(config, &identity, err, sizeof err) != 0 ||
+        (handed ? adopt_listeners(a, handed, err, sizeof err) : open_listeners(a, &identity, err, sizeof err)) != 0) {
         log_event(LOG_CRITICAL, "config_error", 0, 0, "%s", err);
-        pool_close(&a->pool);
         json_decref(handed);
         return EXIT_USAGE;
     }
     arbiter_init(a, loop, config, (struct arbiter_observer){daemon_observe, d});
-    daemon_open_board(a, handed);
+    struct board *board = daemon_open_board(a, handed);
     shim_find_dir(a->shim_dir, sizeof a->shim_dir);
     if (!a->shim_dir[0]) /* installed with pip: the shim is in the venv's site-packages */
         log_debug("shim", "using the arbiter_worker package installed in the interpreter's environment");
-    daemon_build_pool(a);
+    if (daemon_build_pool(a, &identity, board) != 0) {
+        log_error("startup_failed", "out of memory");
+        json_decref(handed);
+        return EXIT_RUNTIME_FAILURE;
+    }
     seed_jitter();
     daemon_start(d, handed);
     json_decref(handed);

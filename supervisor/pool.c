@@ -22,6 +22,8 @@
 #include "privileges.h"
 
 static void slot_on_restart_timer(uv_timer_t *timer);
+static void pool_reload_fail(struct pool *pool, const char *reason);
+static void pool_on_reload_deadline(void *data);
 static void pool_advance_replacements(struct pool *pool);
 static void pool_changed(struct pool *pool);
 static void pool_detach_and_stop(struct pool *pool, struct worker *w, bool graceful);
@@ -47,22 +49,68 @@ static enum exit_reason classify_exit(const struct worker *w) {
     return w->exit_status == 0 && w->stop_requested ? EXIT_REASON_STOPPED : EXIT_REASON_ERROR;
 }
 
+/* Why a slot's worker is (or no longer is) to be replaced by an overlapped successor. */
+enum replace_reason {
+    REPLACE_NONE_REPLACED,  /* not any more: its successor took over */
+    REPLACE_NONE_CANCELLED, /* not any more: a reload failed, the pool stops, or no replacement could start */
+    REPLACE_NONE_RESTARTING, /* not any more: it exited, its restart is a fresh worker */
+    REPLACE_NONE_RESTORED,  /* as the previous image had it (in-place upgrade): not pending */
+    REPLACE_RELOAD,         /* it runs an older generation than the reload's */
+    REPLACE_RECYCLE,        /* ctl recycle */
+    REPLACE_RETIRE,         /* the worker asked (max-requests, max-lifetime, max-memory) */
+    REPLACE_RESTORED,       /* as the previous image had it: pending */
+};
+
+/* The one writer of slot->replace_pending. */
+static void slot_mark_replacement(struct slot *slot, enum replace_reason reason) {
+    slot->replace_pending = reason >= REPLACE_RELOAD;
+}
+
 const char *slot_state_name(const struct slot *slot) {
     if (slot->active)
         return worker_state_name(slot->active->state);
     return slot->state == SLOT_CRASHLOOP ? "crashloop" : "backoff";
 }
 
-int pool_init(struct pool *pool, uv_loop_t *loop, const struct config *config, struct pool_events events,
-              const int *listen_fds, size_t listen_fd_count, const char *shim_dir) {
+static void pool_worker_ready(struct worker *w, void *data);
+static void pool_worker_exited(struct worker *w, void *data);
+static void pool_worker_retire(struct worker *w, const char *reason, void *data);
+
+/* What the pool's workers share: what the pool was handed, and its own flag and events. */
+static void pool_worker_env(struct pool *pool) {
+    pool->worker_env = (struct worker_env){
+        .loop = pool->loop,
+        .config = pool->config,
+        .reaper = pool->reaper,
+        .leftovers = pool->leftovers,
+        .board = pool->board,
+        .stopping = &pool->stopping,
+        .events = {.ready = pool_worker_ready, .exited = pool_worker_exited, .retire = pool_worker_retire, .data = pool},
+    };
+}
+
+static const struct spawner_env *pool_spawner_env(struct pool *pool);
+
+int pool_init(struct pool *pool, uv_loop_t *loop, const struct config *config, const struct pool_deps *deps) {
     memset(pool, 0, sizeof *pool);
     pool->loop = loop;
     pool->config = config;
-    pool->events = events;
-    pool->listen_fds = listen_fds;
-    pool->listen_fd_count = listen_fd_count;
-    pool->shim_dir = shim_dir;
-    reload_init(&pool->reload, loop);
+    pool->events = deps->events;
+    pool->listen_fds = deps->listen_fds;
+    pool->listen_fd_count = deps->listen_fd_count;
+    pool->shim_dir = deps->shim_dir;
+    pool->set_uid = deps->identity.set_uid;
+    pool->set_gid = deps->identity.set_gid;
+    pool->uid = deps->identity.uid;
+    pool->gid = deps->identity.gid;
+    pool->reaper = deps->reaper;
+    pool->leftovers = deps->leftovers;
+    pool->board = deps->board;
+    pool->spawner = deps->spawner;
+    reload_init(&pool->reload, loop, pool_on_reload_deadline, pool);
+    pool_worker_env(pool);
+    if (pool->spawner)
+        pool->spawner->env = pool_spawner_env(pool);
     pool->slots = calloc(config->max_workers, sizeof *pool->slots);
     return pool->slots ? 0 : -1;
 }
@@ -76,6 +124,33 @@ struct launch_context pool_launch_context(const struct pool *pool) {
         .uid = (unsigned)pool->uid,
         .gid = (unsigned)pool->gid,
     };
+}
+
+static void pool_spawner_changed(void *data);
+
+static void pool_reload_failed(const char *reason, void *data) { pool_reload_fail(data, reason); }
+
+/* What the spawner works with: the loop, config, reaper, the pool's generation, the launch recipe's
+ * context, and the pool's own handlers of its events. */
+static const struct spawner_env *pool_spawner_env(struct pool *pool) {
+    pool->spawner_env = (struct spawner_env){
+        .loop = pool->loop,
+        .config = pool->config,
+        .reaper = pool->reaper,
+        .generation = &pool->generation,
+        .launch = pool_launch_context(pool),
+        .events = {.changed = pool_spawner_changed, .reload_failed = pool_reload_failed, .data = pool},
+    };
+    return &pool->spawner_env;
+}
+
+/* An adopted worker (in-place upgrade), placed in its slot (NULL: draining). */
+static struct worker *pool_restore_worker(struct pool *pool, struct slot *slot, json_t *saved, char *err,
+                                          size_t err_size) {
+    struct worker *w = worker_restore(&pool->worker_env, saved, err, err_size);
+    if (w)
+        w->slot = slot;
+    return w;
 }
 
 /* Asks the spawner for a worker for slot; NULL with err set when it could not even be asked. */
@@ -98,7 +173,7 @@ static struct worker *pool_spawn_worker(struct pool *pool, struct slot *slot, ch
         return NULL;
     }
     w->board_index = board_index;
-    w->pool = pool;
+    w->env = &pool->worker_env;
     w->slot = slot;
     w->slot_id = slot->id;
     w->generation = pool->generation;
@@ -283,10 +358,74 @@ int pool_scale(struct pool *pool, unsigned target) {
     return rc;
 }
 
+/* ---- the reload: reload.c keeps its state, the pool decides over the slots ---- */
+
+/* Begins a reload to the next generation (a running one is superseded). */
+static void pool_reload_start(struct pool *pool) {
+    pool->generation++;
+    uint64_t bound = reload_bound_ms((unsigned)pool->slot_count, pool_surge(pool), pool->config->boot_timeout);
+    reload_begin(&pool->reload, pool->generation, uv_now(pool->loop), bound, pool_surge(pool));
+    if (pool->spawner && pool->spawner->ops->reload)
+        pool->spawner->ops->reload(pool->spawner, pool->generation);
+}
+
+/* After any change (ready, exit, restart, scale): marks slots still on an older generation for
+ * replacement and finishes the reload when every slot serves the new one. Returns true when the
+ * reload finished just now. */
+static bool pool_reload_check(struct pool *pool) {
+    struct reload *r = &pool->reload;
+    if (r->state != RELOAD_RUNNING)
+        return false;
+    bool done = true;
+    for (size_t i = 0; i < pool->slot_count; i++) {
+        struct slot *slot = pool->slots[i];
+        const struct worker *w = slot->active;
+        if (w && w->generation < r->generation) {
+            slot_mark_replacement(slot, REPLACE_RELOAD);
+            done = false;
+        } else if (!w || w->state != WORKER_READY || slot->successor) {
+            done = false;
+        }
+    }
+    if (done)
+        reload_finish(r, uv_now(pool->loop), pool_ready_count(pool), pool->target);
+    return done;
+}
+
+/* Ends the running reload as failed; the workers that serve keep serving. */
+static void pool_reload_fail(struct pool *pool, const char *reason) {
+    if (!reload_fail(&pool->reload, uv_now(pool->loop), reason))
+        return;
+    pool_cancel_replacements(pool);
+    reload_log_failure(&pool->reload, reason, pool_ready_count(pool), pool->target);
+}
+
+/* The reload's bound passed: it fails, naming the slots that are not done. */
+static void pool_on_reload_deadline(void *data) {
+    struct pool *pool = data;
+    struct reload *r = &pool->reload;
+    char reason[sizeof r->failure] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < pool->slot_count && used < sizeof reason - 1; i++) {
+        const struct slot *slot = pool->slots[i];
+        const struct worker *w = slot->active;
+        if (w && w->generation >= r->generation && w->state == WORKER_READY && !slot->successor)
+            continue;
+        int n = snprintf(reason + used, sizeof reason - used, "%sworker %u %s (last exit: %s)", used ? "; " : "",
+                         slot->id, slot_state_name(slot), slot->last_exit);
+        used = n > 0 ? used + (size_t)n : used;
+    }
+    char message[sizeof r->failure];
+    snprintf(message, sizeof message, "not finished after %.0f s: %s", (double)(uv_now(pool->loop) - r->started_ms) / 1000,
+             reason[0] ? reason : "workers still draining");
+    pool_reload_fail(pool, message);
+    pool->events.changed(pool);
+}
+
 void pool_reload(struct pool *pool) {
     if (pool->stopping)
         return;
-    reload_start(pool);
+    pool_reload_start(pool);
     pool_changed(pool);
 }
 
@@ -300,7 +439,7 @@ unsigned pool_surge(const struct pool *pool) {
 void pool_cancel_replacements(struct pool *pool) {
     for (size_t i = 0; i < pool->slot_count; i++) {
         struct slot *slot = pool->slots[i];
-        slot->replace_pending = false;
+        slot_mark_replacement(slot, REPLACE_NONE_CANCELLED);
         if (slot->successor) {
             struct worker *successor = slot->successor;
             slot->successor = NULL;
@@ -313,7 +452,7 @@ int pool_recycle(struct pool *pool, unsigned slot_id) {
     struct slot *slot = pool_find_slot(pool, slot_id);
     if (!slot || pool->stopping)
         return -1;
-    slot->replace_pending = true;
+    slot_mark_replacement(slot, REPLACE_RECYCLE);
     pool_changed(pool);
     return 0;
 }
@@ -331,7 +470,7 @@ static void pool_advance_replacements(struct pool *pool) {
         if (!slot->replace_pending || slot->successor)
             continue;
         if (!slot->active) {
-            slot->replace_pending = false; /* restarting anyway, with the new generation */
+            slot_mark_replacement(slot, REPLACE_NONE_RESTARTING); /* restarting anyway, with the new generation */
             continue;
         }
         if (slot->active->state != WORKER_READY)
@@ -342,13 +481,13 @@ static void pool_advance_replacements(struct pool *pool) {
             booting++;
             continue;
         }
-        slot->replace_pending = false;
+        slot_mark_replacement(slot, REPLACE_NONE_CANCELLED);
         pool->replace_failures++;
         log_event(LOG_ERROR, "replace_failed", slot->id, slot->active->pid,
                   "cannot start a replacement (%s); the current worker keeps serving", err);
         char reason[256];
         snprintf(reason, sizeof reason, "the replacement for worker %u could not start: %.180s", slot->id, err);
-        reload_fail(pool, reason);
+        pool_reload_fail(pool, reason);
         return;
     }
 }
@@ -356,7 +495,7 @@ static void pool_advance_replacements(struct pool *pool) {
 /* After any change: let the reload look at the slots again, start what may start, tell the owner. */
 static void pool_changed(struct pool *pool) {
     if (!pool->stopping) {
-        bool finished = reload_check(pool);
+        bool finished = pool_reload_check(pool);
         pool_advance_replacements(pool);
         if (finished && pool->events.reload_finished)
             pool->events.reload_finished(pool);
@@ -401,7 +540,8 @@ static bool pool_is_empty(const struct pool *pool) {
                                           pool->spawner->ops->live(pool->spawner) == 0);
 }
 
-void pool_spawner_changed(struct pool *pool) {
+static void pool_spawner_changed(void *data) {
+    struct pool *pool = data;
     if (pool->stopping && !pool->emptied && pool_is_empty(pool)) {
         pool->emptied = true;
         pool->events.empty(pool);
@@ -411,8 +551,8 @@ void pool_spawner_changed(struct pool *pool) {
         pool_changed(pool);
 }
 
-void pool_worker_ready(struct worker *w) {
-    struct pool *pool = w->pool;
+static void pool_worker_ready(struct worker *w, void *data) {
+    struct pool *pool = data;
     struct slot *slot = w->slot;
     pool->ever_ready = true;
     log_event(LOG_INFO, "worker_ready", w->slot_id, w->pid, "ready in %llu ms (generation %u)",
@@ -421,7 +561,7 @@ void pool_worker_ready(struct worker *w) {
         struct worker *old = slot->active;
         slot->active = w;
         slot->successor = NULL;
-        slot->replace_pending = false;
+        slot_mark_replacement(slot, REPLACE_NONE_REPLACED);
         if (old) {
             log_event(LOG_INFO, "worker_replaced", slot->id, old->pid, "replaced by pid %d; draining", w->pid);
             pool_detach_and_stop(pool, old, true);
@@ -430,13 +570,14 @@ void pool_worker_ready(struct worker *w) {
     pool_changed(pool);
 }
 
-void pool_worker_retire(struct worker *w, const char *reason) {
+static void pool_worker_retire(struct worker *w, const char *reason, void *data) {
+    struct pool *pool = data;
     struct slot *slot = w->slot;
-    if (!slot || slot->active != w || w->pool->stopping)
+    if (!slot || slot->active != w || pool->stopping)
         return;
     log_event(LOG_INFO, "worker_retire", w->slot_id, w->pid, "asked to be replaced (%s)", reason);
-    slot->replace_pending = true;
-    pool_changed(w->pool);
+    slot_mark_replacement(slot, REPLACE_RETIRE);
+    pool_changed(pool);
 }
 
 static bool pool_remove_draining(struct pool *pool, struct worker *w) {
@@ -477,8 +618,8 @@ static bool pool_fail_boot_if_never_ready(struct pool *pool, const struct worker
     return true;
 }
 
-void pool_worker_exited(struct worker *w) {
-    struct pool *pool = w->pool;
+static void pool_worker_exited(struct worker *w, void *data) {
+    struct pool *pool = data;
     struct slot *slot = w->slot;
     char description[96];
     worker_describe_exit(w, description, sizeof description);
@@ -501,13 +642,13 @@ void pool_worker_exited(struct worker *w) {
             char reason[256];
             snprintf(reason, sizeof reason, "the new worker %u exited before it was ready (%s)", slot->id, description);
             if (reload_running(&pool->reload))
-                reload_fail(pool, reason);
+                pool_reload_fail(pool, reason);
             else
-                slot->replace_pending = false;
+                slot_mark_replacement(slot, REPLACE_NONE_CANCELLED);
         }
     } else {
         slot->active = NULL;
-        slot->replace_pending = false; /* its restart is a fresh worker; reload_check re-marks an old one */
+        slot_mark_replacement(slot, REPLACE_NONE_RESTARTING); /* pool_reload_check re-marks an old one */
         snprintf(slot->last_exit, sizeof slot->last_exit, "%s", description);
         if (pool->stopping || w->stop_requested) {
             log_event(LOG_INFO, "worker_exited", w->slot_id, w->pid, "stopped: %s", description);
@@ -537,7 +678,7 @@ void pool_stop(struct pool *pool, bool graceful) {
     for (size_t i = 0; i < pool->slot_count; i++) {
         struct slot *slot = pool->slots[i];
         uv_timer_stop(&slot->restart_timer);
-        slot->replace_pending = false;
+        slot_mark_replacement(slot, REPLACE_NONE_CANCELLED);
         if (slot->successor)
             worker_stop(slot->successor, graceful);
         if (slot->active)
@@ -547,7 +688,7 @@ void pool_stop(struct pool *pool, bool graceful) {
         worker_stop(w, graceful);
     if (first) {
         if (reload_running(&pool->reload))
-            reload_fail(pool, "the arbiter is stopping");
+            pool_reload_fail(pool, "the arbiter is stopping");
         uv_timer_stop(&pool->reload.deadline);
         if (pool->spawner && pool->spawner->ops->stop)
             pool->spawner->ops->stop(pool->spawner);
@@ -632,7 +773,8 @@ static int slot_restore(struct pool *pool, json_t *saved, char *err, size_t err_
     slot->state = SLOT_BACKOFF;
     slot->restarts = (uint64_t)saved_integer(saved, "restarts");
     slot->backoff.failures = (unsigned)saved_integer(saved, "failures");
-    slot->replace_pending = json_is_true(json_object_get(saved, "replace_pending"));
+    slot_mark_replacement(slot, json_is_true(json_object_get(saved, "replace_pending")) ? REPLACE_RESTORED
+                                                                                       : REPLACE_NONE_RESTORED);
     slot->spawn_failed = json_is_true(json_object_get(saved, "spawn_failed"));
     snprintf(slot->last_exit, sizeof slot->last_exit, "%s", json_string_value(json_object_get(saved, "last_exit")) ?: "none");
     snprintf(slot->spawn_error, sizeof slot->spawn_error, "%s", json_string_value(json_object_get(saved, "spawn_error")) ?: "");
@@ -646,9 +788,9 @@ static int slot_restore(struct pool *pool, json_t *saved, char *err, size_t err_
     slot->restart_timer.data = slot;
     pool->slots[pool->slot_count++] = slot;
     json_t *active = json_object_get(saved, "active"), *successor = json_object_get(saved, "successor");
-    if (active && !(slot->active = worker_restore(pool, slot, active, err, err_size)))
+    if (active && !(slot->active = pool_restore_worker(pool, slot, active, err, err_size)))
         return -1;
-    if (successor && !(slot->successor = worker_restore(pool, slot, successor, err, err_size)))
+    if (successor && !(slot->successor = pool_restore_worker(pool, slot, successor, err, err_size)))
         return -1;
     if (slot->active)
         slot->state = SLOT_RUNNING;
@@ -694,7 +836,7 @@ int pool_restore(struct pool *pool, json_t *saved, char *err, size_t err_size) {
             return -1;
     }
     json_array_foreach(json_object_get(saved, "detached"), i, item) {
-        struct worker *w = worker_restore(pool, NULL, item, err, err_size);
+        struct worker *w = pool_restore_worker(pool, NULL, item, err, err_size);
         if (!w)
             return -1;
         w->next = pool->draining;

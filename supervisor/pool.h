@@ -79,6 +79,8 @@ struct pool {
     struct leftovers *leftovers; /* ends what an exited worker left in its group; NULL in unit tests */
     struct board *board;     /* one entry per live worker; NULL: workers run without one */
     struct reload reload;
+    struct worker_env worker_env;   /* what its workers share, their events coming back here */
+    struct spawner_env spawner_env; /* what its spawner works with (spawner->env), its events coming back here */
 
     struct slot **slots; /* slots[0..slot_count) ordered by id */
     size_t slot_count;
@@ -96,8 +98,27 @@ struct pool {
     uint64_t requests_of_exited; /* requests served by workers that are gone */
 };
 
-int pool_init(struct pool *pool, uv_loop_t *loop, const struct config *config, struct pool_events events,
-              const int *listen_fds, size_t listen_fd_count, const char *shim_dir);
+/* Who the workers run as: --user/--group, resolved (set_*: false keeps the arbiter's own). */
+struct pool_identity {
+    bool set_uid, set_gid;
+    uv_uid_t uid;
+    uv_gid_t gid;
+};
+
+/* Everything a pool is built with; pool_init copies it (the pointers must outlive the pool). */
+struct pool_deps {
+    const int *listen_fds; /* the arbiter's listeners, passed to every worker */
+    size_t listen_fd_count;
+    const char *shim_dir;  /* prepended to the workers' PYTHONPATH; NULL: installed in the venv */
+    struct pool_identity identity;
+    struct spawner *spawner;     /* exec, or the fork server (--preload); its env becomes the pool's */
+    struct reaper *reaper;       /* delivers the workers' exits; NULL in unit tests without processes */
+    struct leftovers *leftovers; /* ends what an exited worker left in its group; NULL: none */
+    struct board *board;         /* one entry per live worker; NULL: workers run without one */
+    struct pool_events events;
+};
+
+int pool_init(struct pool *pool, uv_loop_t *loop, const struct config *config, const struct pool_deps *deps);
 
 /* Starts the spawner, creates the target number of slots and starts their workers. */
 int pool_start(struct pool *pool, char *err, size_t err_size);
@@ -115,8 +136,6 @@ unsigned pool_surge(const struct pool *pool);
 /* Forgets every planned replacement and stops the successors still booting. */
 void pool_cancel_replacements(struct pool *pool);
 
-/* The spawner's own process (a zygote) changed: re-check whether a stopping pool is empty. */
-void pool_spawner_changed(struct pool *pool);
 
 /* Replaces one slot's worker (overlapped). Returns -1 when there is no such slot. */
 int pool_recycle(struct pool *pool, unsigned slot_id);
@@ -150,10 +169,5 @@ struct launch_context pool_launch_context(const struct pool *pool);
  * the next image (after pool_init, instead of pool_start). */
 json_t *pool_save(const struct pool *pool);
 int pool_restore(struct pool *pool, json_t *saved, char *err, size_t err_size);
-
-/* Called by worker.c. */
-void pool_worker_ready(struct worker *worker);
-void pool_worker_exited(struct worker *worker);
-void pool_worker_retire(struct worker *worker, const char *reason);
 
 #endif

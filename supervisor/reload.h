@@ -1,12 +1,13 @@
-/* reload.h - the one answer to "is a reload running, is it done, did it fail, what is left?" */
+/* reload.h - the one answer to "is a reload running, is it done, did it fail?"
+ *
+ * Pure state over the reload itself: pool.c decides (which slots are left, what failed) and tells
+ * it; reload.c calls nothing of the pool. */
 #ifndef ARBITER_RELOAD_H
 #define ARBITER_RELOAD_H
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
-
-struct pool;
 
 enum reload_state { RELOAD_IDLE, RELOAD_RUNNING, RELOAD_DONE, RELOAD_FAILED };
 
@@ -23,21 +24,24 @@ struct reload {
     uint64_t last_request_ms; /* its start, or the last request that joined it */
     char failure[256];   /* RELOAD_FAILED: why, for the log, `ctl reload` and status */
     uv_timer_t deadline; /* the upper bound: a reload never stays "reloading" forever */
+    void (*expired)(void *data); /* the bound passed while running: the owner fails it with the reason */
+    void *data;
 };
 
-void reload_init(struct reload *reload, uv_loop_t *loop);
+void reload_init(struct reload *reload, uv_loop_t *loop, void (*expired)(void *data), void *data);
 void reload_close(struct reload *reload);
 
-/* Begins a reload of the pool to the next generation (a running one is superseded). */
-void reload_start(struct pool *pool);
+/* A reload to `generation` begins (a running one is superseded), bounded by bound_ms; surge: the
+ * replacements booting at once, for the log. */
+void reload_begin(struct reload *reload, unsigned generation, uint64_t now_ms, uint64_t bound_ms, unsigned surge);
 
-/* Re-examines the pool after any change (ready, exit, restart, scale): marks slots still on an older
- * generation for replacement and finishes the reload when every slot serves the new one. Returns
- * true when the reload finished just now. */
-bool reload_check(struct pool *pool);
+/* Every slot serves the new generation: the reload is done (ready and target: for the log). */
+void reload_finish(struct reload *reload, uint64_t now_ms, unsigned ready, unsigned target);
 
-/* Ends the running reload as failed; the workers that serve keep serving. */
-void reload_fail(struct pool *pool, const char *reason);
+/* Ends the running reload as failed, for reason. Returns false when none was running; then the
+ * owner cancels its replacements and calls reload_log_failure. */
+bool reload_fail(struct reload *reload, uint64_t now_ms, const char *reason);
+void reload_log_failure(const struct reload *reload, const char *reason, unsigned ready, unsigned target);
 
 /* A burst of requests (100 SIGHUPs sent by a loop, a deploy tool that signals twice) is one reload: a
  * request within RELOAD_JOIN_MS of the previous one (the start of the reload, or a request that

@@ -42,7 +42,7 @@ static void send_log_file(struct worker *w, const struct slot *slot, void *data)
     unsigned *failures = data;
     uv_os_fd_t fd;
     char err[256];
-    if (w->state == WORKER_EXITED || child_output_fd(&w->output) >= 0 || uv_fileno((uv_handle_t *)&w->channel, &fd) != 0)
+    if (w->state == WORKER_EXITED || child_output_fd(&w->child.output) >= 0 || uv_fileno((uv_handle_t *)&w->child.channel, &fd) != 0)
         return; /* its output comes through the arbiter, which just reopened the file */
     if (log_send_file(fd, err, sizeof err) != 0) {
         log_event(LOG_WARNING, "reopen_logs_failed", w->slot_id, w->pid, "%s; it keeps writing to the old file", err);

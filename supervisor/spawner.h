@@ -10,16 +10,38 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-struct pool;
+#include "launch.h"
+
+#include <uv.h>
+
+struct config;
+struct reaper;
 struct spawner;
 struct worker;
 struct worker_launch;
+
+/* How a spawner tells the pool what happened: it calls nothing above it. */
+struct spawner_events {
+    void (*changed)(void *data);                           /* its own process (a zygote) came or went */
+    void (*reload_failed)(const char *reason, void *data); /* the new code cannot be loaded: the reload fails */
+    void *data;
+};
+
+/* What a spawner is given instead of the pool; the pool owns it and outlives the spawner's work. */
+struct spawner_env {
+    uv_loop_t *loop;
+    const struct config *config;
+    struct reaper *reaper;
+    const unsigned *generation; /* the pool's current generation: a restarted zygote imports it */
+    struct launch_context launch; /* what the zygote's command line, its environment and a fork request's "env" are built from (launch.h) */
+    struct spawner_events events;
+};
 
 struct spawner_ops {
     const char *name;
     /* The pool is starting: e.g. the zygote begins importing the app. */
     int (*start)(struct spawner *spawner, char *err, size_t err_size);
-    /* Creates the process for w (pool, slot and generation set). Returns 0 with w SPAWNING or
+    /* Creates the process for w (env, slot and generation set). Returns 0 with w SPAWNING or
      * BOOTING, its channel open; or -1 with err set, w's handles closing (worker_close) or never
      * opened. A fork that fails later ends in worker_spawn_failed(). */
     int (*spawn)(struct spawner *spawner, struct worker *w, const struct worker_launch *launch, char *err,
@@ -36,7 +58,7 @@ struct spawner_ops {
 
 struct spawner {
     const struct spawner_ops *ops;
-    struct pool *pool;
+    const struct spawner_env *env; /* the pool's, set by pool_init (the exec spawner needs none) */
 };
 
 /* The default: each worker is `PYTHON -m arbiter_worker ...`, spawned with uv_spawn. */

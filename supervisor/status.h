@@ -20,7 +20,7 @@
 #include "procstat.h"
 #include "reaper.h"
 #include "upgrade.h"
-#include "zygote.h"
+#include "fork_server.h"
 
 /* The arbiter's own life. A reload is not a state of its own: the pool's reload knows, and
  * status_state_name says "reloading". */

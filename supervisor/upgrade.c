@@ -198,10 +198,7 @@ static void state_set_inheritable(json_t *value, bool inheritable, bool is_fd) {
 /* ---- the pre-flight ---- */
 
 static void upgrade_finish(struct upgrade *u, const char *failure) {
-    if (u->process_open) {
-        uv_close((uv_handle_t *)&u->process, NULL); /* embedded in struct arbiter */
-        u->process_open = false;
-    }
+    child_close(&u->child); /* its process handle closed at the spawn already; nothing to free */
     if (u->output_open) {
         uv_close((uv_handle_t *)&u->output, NULL);
         u->output_open = false;
@@ -224,7 +221,7 @@ static void upgrade_finish(struct upgrade *u, const char *failure) {
 static void upgrade_exec(uv_timer_t *timer);
 
 static void upgrade_preflight_done(struct upgrade *u) {
-    if (!u->exited || !u->output_done || u->phase != UPGRADE_PREFLIGHT)
+    if (!u->child.exited || !u->output_done || u->phase != UPGRADE_PREFLIGHT)
         return;
     while (u->output_length && (u->output_text[u->output_length - 1] == '\n' || u->output_text[u->output_length - 1] == ' '))
         u->output_length--;
@@ -244,22 +241,19 @@ static void upgrade_preflight_done(struct upgrade *u) {
     uv_timer_start(&u->timer, upgrade_exec, 20, 0);
 }
 
-static void upgrade_on_exited(struct upgrade *u, int64_t exit_status, int term_signal) {
-    u->exited = true;
+/* Started, not yet reaped, and not abandoned (upgrade_finish). */
+static bool preflight_running(const struct upgrade *u) {
+    return u->child.pid > 0 && !u->child.exited && !u->child.closing;
+}
+
+static void upgrade_on_exited(struct child *child, int64_t exit_status, int term_signal) {
+    struct upgrade *u = child->data;
     u->exit_status = exit_status;
     u->term_signal = term_signal;
     upgrade_preflight_done(u);
 }
 
-static void upgrade_on_reaped(struct reaper_entry *entry, int64_t exit_status, int term_signal) {
-    upgrade_on_exited((struct upgrade *)((char *)entry - offsetof(struct upgrade, reaped)), exit_status, term_signal);
-}
-
-static void upgrade_on_process_exit(uv_process_t *process, int64_t exit_status, int term_signal) {
-    struct upgrade *u = process->data;
-    reaper_unwatch(u->reaper, &u->reaped);
-    upgrade_on_exited(u, exit_status, term_signal);
-}
+static const struct child_ops preflight_child_ops = {.kind = "upgrade", .exited = upgrade_on_exited};
 
 static void upgrade_on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
     struct upgrade *u = handle->data;
@@ -285,16 +279,21 @@ static void upgrade_on_preflight_deadline(uv_timer_t *timer) {
     struct upgrade *u = timer->data;
     if (u->phase != UPGRADE_PREFLIGHT)
         return;
-    if (u->process_open && !u->exited)
-        kill(u->process.pid, SIGKILL);
+    bool running = preflight_running(u);
+    if (running)
+        kill(u->child.pid, SIGKILL);
     char failure[128];
     snprintf(failure, sizeof failure, "its pre-flight did not answer within %u ms", UPGRADE_PREFLIGHT_MS);
-    if (u->process_open && !u->exited)
-        reaper_unwatch(u->reaper, &u->reaped); /* reaped as an orphan later */
+    if (running)
+        child_forget(&u->child); /* reaped as an orphan later */
     upgrade_finish(u, failure);
 }
 
 static int upgrade_start_preflight(struct upgrade *u, char *err, size_t err_size) {
+    if (u->child.open_handles) { /* the last one's process handle closes on the next loop turn */
+        snprintf(err, err_size, "the previous pre-flight is still closing; try again in a moment");
+        return -1;
+    }
     json_t *state = u->hooks.save(u->hooks.data);
     if (!state) {
         snprintf(err, err_size, "out of memory describing the running state");
@@ -331,42 +330,25 @@ static int upgrade_start_preflight(struct upgrade *u, char *err, size_t err_size
     char state_env[64];
     snprintf(state_env, sizeof state_env, "%s=3", UPGRADE_STATE_FD_ENV);
     env[env_count] = state_env;
-    uv_stdio_container_t stdio[4] = {
-        {.flags = UV_IGNORE},
-        {.flags = UV_INHERIT_FD, .data.fd = pair[1]},
-        {.flags = UV_INHERIT_FD, .data.fd = pair[1]},
-        {.flags = UV_INHERIT_FD, .data.fd = u->state_fd},
-    };
-    uv_process_options_t options = {
-        .exit_cb = upgrade_on_process_exit,
-        .file = u->exe_path,
-        .args = argv,
-        .env = env,
-        .stdio_count = 4,
-        .stdio = stdio,
-    };
-    u->process.data = u;
+    struct child_spec spec = {.argv = argv, .env = env, .stdout_fd = pair[1], .fds = &u->state_fd, .fd_count = 1,
+                              .channel_at = CHILD_NO_CHANNEL, .keep_session = true};
     u->output.data = u;
-    u->exited = u->output_done = false;
+    u->output_done = false;
     u->output_length = 0;
     uv_pipe_init(u->loop, &u->output, 0);
     u->output_open = true;
     uv_pipe_open(&u->output, pair[0]);
-    int rc = uv_spawn(u->loop, &u->process, &options);
-    u->process_open = true;
+    child_init(&u->child, &preflight_child_ops, u, u->loop, u->reaper, 0);
+    char spawn_err[400];
+    int pid = child_spawn(&u->child, &spec, -1, spawn_err, sizeof spawn_err);
     close(pair[1]);
     free(argv);
     free(env);
-    if (rc != 0) {
-        snprintf(err, err_size, "cannot run the pre-flight %s: %s", u->exe_path, uv_strerror(rc));
+    if (pid < 0) {
+        snprintf(err, err_size, "the pre-flight: %s", spawn_err);
         return -1;
     }
-    u->reaped.pid = u->process.pid;
-    u->reaped.exited = upgrade_on_reaped;
-    int64_t exit_status;
-    int term_signal;
-    if (reaper_watch(u->reaper, &u->reaped, &exit_status, &term_signal))
-        upgrade_on_exited(u, exit_status, term_signal);
+    child_started(&u->child, pid);
     uv_read_start((uv_stream_t *)&u->output, upgrade_on_alloc, upgrade_on_output);
     uv_timer_start(&u->timer, upgrade_on_preflight_deadline, UPGRADE_PREFLIGHT_MS, 0);
     return 0;
@@ -450,9 +432,9 @@ static void upgrade_exec(uv_timer_t *timer) {
 }
 
 void upgrade_close(struct upgrade *u) {
-    if (u->process_open && !u->exited) {
-        kill(u->process.pid, SIGKILL);
-        reaper_unwatch(u->reaper, &u->reaped);
+    if (preflight_running(u)) {
+        kill(u->child.pid, SIGKILL);
+        child_forget(&u->child);
     }
     upgrade_finish(u, NULL);
     if (u->timer.loop && !uv_is_closing((uv_handle_t *)&u->timer))

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "child.h"
 #include "reaper.h"
 
 /* The format of the state document one image hands to the next. A binary reads versions up to
@@ -40,11 +41,10 @@ struct upgrade {
     char failure[640];     /* why the last one was refused */
 
     /* The pre-flight: the binary now installed at our path, asked whether it can take over. */
-    uv_process_t process;
-    struct reaper_entry reaped;
+    struct child child; /* its process (child.h): spawned, reaped; no channel, its output read below */
     uv_pipe_t output;
     uv_timer_t timer; /* the pre-flight's deadline, then the short wait before the exec */
-    bool process_open, output_open, exited, output_done;
+    bool output_open, output_done;
     int64_t exit_status;
     int term_signal;
     int state_fd; /* the state document given to the pre-flight */

@@ -1,13 +1,13 @@
 /* worker.c - one worker process and its state machine.
  *
- * A worker owns three libuv handles, embedded in struct worker: the process, the channel (our end
- * of a socketpair) and a deadline timer. The deadline is the only timer a worker needs, because a
+ * A worker is a child process (child.h: the spawn, the channel, its output, the reaper entry) and
+ * one libuv handle of its own, a deadline timer. The deadline is the only timer a worker needs, because a
  * worker waits for one thing at a time: booting waits for `ready` (--boot-timeout), ready waits for
  * the next heartbeat (--timeout), draining waits for the exit (--graceful-timeout). Re-arming a timer
  * costs no wakeup, so an idle pool wakes the arbiter only when a heartbeat arrives.
  *
  * All state changes go through worker_transition(), which checks the transition table and performs
- * the entry action of the new state. The worker is freed only after all three handles are closed,
+ * the entry action of the new state. The worker is freed only after all its handles are closed,
  * through worker_close() — the one path — after the process has been reaped. */
 #include "worker.h"
 
@@ -21,10 +21,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "board.h"
 #include "handshake.h"
 #include "leftovers.h"
+#include "listener.h"
 #include "log.h"
-#include "pool.h"
 #include "procstat.h"
 
 #define STACK_DUMP_GRACE_MS 1000u /* time for faulthandler to write the stacks before SIGKILL */
@@ -71,7 +72,7 @@ bool worker_transition(struct worker *w, enum worker_state next) {
                   worker_state_name(w->state), worker_state_name(next));
         return false;
     }
-    const struct config *config = w->pool->config;
+    const struct config *config = w->env->config;
     w->state = next;
     switch (next) {
     case WORKER_SPAWNING:
@@ -80,7 +81,7 @@ bool worker_transition(struct worker *w, enum worker_state next) {
         worker_arm_deadline(w, seconds_to_ms(config->boot_timeout));
         break;
     case WORKER_READY:
-        w->ready_ms = uv_now(w->pool->loop);
+        w->ready_ms = uv_now(w->env->loop);
         worker_arm_deadline(w, seconds_to_ms(config->timeout));
         break;
     case WORKER_DRAINING:
@@ -100,16 +101,16 @@ bool worker_transition(struct worker *w, enum worker_state next) {
  * arrives: no timer of its own, so it costs no wakeups, and a heartbeat interval (at most 5 s) is
  * precise enough for both limits. */
 static void worker_refresh_stats(struct worker *w, bool force) {
-    uint64_t now = uv_now(w->pool->loop);
-    if (force || !w->stats_ms || w->pool->config->max_memory || now - w->stats_ms >= WORKER_STATS_MAX_AGE_MS) {
+    uint64_t now = uv_now(w->env->loop);
+    if (force || !w->stats_ms || w->env->config->max_memory || now - w->stats_ms >= WORKER_STATS_MAX_AGE_MS) {
         if (procstat_read(w->pid, &w->stats) == 0)
             w->stats_ms = now ? now : 1;
     }
 }
 
 static void worker_on_heartbeat(struct worker *w) {
-    const struct config *config = w->pool->config;
-    uint64_t now = uv_now(w->pool->loop);
+    const struct config *config = w->env->config;
+    uint64_t now = uv_now(w->env->loop);
     worker_refresh_stats(w, false);
     if (w->state != WORKER_READY || w->retire_requested)
         return;
@@ -122,7 +123,7 @@ static void worker_on_heartbeat(struct worker *w) {
                  (double)config->max_memory / 1048576);
     if (reason[0]) {
         w->retire_requested = true;
-        pool_worker_retire(w, reason);
+        w->env->events.retire(w, reason, w->env->events.data);
     }
 }
 
@@ -161,7 +162,7 @@ void worker_handle_message(struct worker *w, const char *line, size_t length) {
         return;
     }
     if (w->state == WORKER_READY && w->kill_reason == KILL_NONE && !w->stack_dump_requested)
-        worker_arm_deadline(w, seconds_to_ms(w->pool->config->timeout)); /* any message is a sign of life */
+        worker_arm_deadline(w, seconds_to_ms(w->env->config->timeout)); /* any message is a sign of life */
     if (strcmp(type, "heartbeat") == 0) {
         json_int_t requests = json_integer_value(json_object_get(message, "requests"));
         json_int_t in_flight = json_integer_value(json_object_get(message, "in_flight"));
@@ -176,7 +177,7 @@ void worker_handle_message(struct worker *w, const char *line, size_t length) {
                       "ready arrived after --boot-timeout fired; ignoring it, the worker is killed as a boot timeout");
         } else if (w->state == WORKER_BOOTING && worker_transition(w, WORKER_READY)) {
             worker_refresh_stats(w, true); /* the app is imported now: memory worth showing */
-            pool_worker_ready(w);
+            w->env->events.ready(w, w->env->events.data);
         }
     } else if (strcmp(type, "retire") == 0) {
         json_t *reason = json_object_get(message, "reason");
@@ -184,8 +185,8 @@ void worker_handle_message(struct worker *w, const char *line, size_t length) {
             w->retire_requested = true;
             char shown[WORKER_LOG_EXCERPT]; /* the reason is logged: escaped like any bytes from a worker */
             const char *text = json_string_value(reason);
-            pool_worker_retire(w, text ? log_escape_excerpt(shown, sizeof shown, text, json_string_length(reason))
-                                       : "requested");
+            w->env->events.retire(w, text ? log_escape_excerpt(shown, sizeof shown, text, json_string_length(reason))
+                                          : "requested", w->env->events.data);
         }
     } else {
         char shown[WORKER_LOG_EXCERPT];
@@ -193,30 +194,6 @@ void worker_handle_message(struct worker *w, const char *line, size_t length) {
                   log_escape_excerpt(shown, sizeof shown, type, strlen(type)));
     }
     json_decref(message);
-}
-
-static void worker_on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
-    struct worker *w = handle->data;
-    (void)suggested;
-    size_t size;
-    char *space = line_buffer_space(&w->lines, &size);
-    *buf = uv_buf_init(space, (unsigned)size);
-}
-
-static void worker_on_line(void *context, const char *line, size_t length) {
-    worker_handle_message(context, line, length);
-}
-
-static void worker_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
-    struct worker *w = stream->data;
-    (void)buf;
-    if (nread < 0) {
-        uv_read_stop(stream); /* EOF or error: the exit callback decides what it means */
-        return;
-    }
-    if (!line_buffer_commit(&w->lines, (size_t)nread, worker_on_line, w))
-        log_event(LOG_WARNING, "worker_line_too_long", w->slot_id, w->pid,
-                  "discarding a channel line longer than %d bytes", WORKER_LINE_MAX - 1);
 }
 
 /* ---- deadlines ---- */
@@ -239,22 +216,11 @@ void worker_send_signal(struct worker *w, int signum) {
  * reads, enough for every heartbeat of a long stall. Called from the deadline itself; returns true
  * when what was read armed it again (a sign of life). */
 static bool worker_read_waiting(struct worker *w) {
-    uv_os_fd_t fd = -1;
-    if (w->state == WORKER_EXITED || uv_fileno((uv_handle_t *)&w->channel, &fd) != 0 || fd < 0 ||
-        uv_is_closing((uv_handle_t *)&w->channel))
+    if (w->state == WORKER_EXITED)
         return false;
-    for (int reads = 0; reads < 64; reads++) {
-        size_t size;
-        char *space = line_buffer_space(&w->lines, &size);
-        ssize_t n = read(fd, space, size); /* the channel is non-blocking: libuv set it so */
-        if (n <= 0)
-            break; /* EAGAIN: nothing more; EOF or an error: the read callback and the exit tell */
-        if (!line_buffer_commit(&w->lines, (size_t)n, worker_on_line, w))
-            log_event(LOG_WARNING, "worker_line_too_long", w->slot_id, w->pid,
-                      "discarding a channel line longer than %d bytes", WORKER_LINE_MAX - 1);
-        if (w->state == WORKER_EXITED)
-            return true;
-    }
+    child_read_waiting(&w->child, 64);
+    if (w->state == WORKER_EXITED)
+        return true;
     return uv_is_active((uv_handle_t *)&w->deadline); /* it fired, so only a message armed it again */
 }
 
@@ -263,14 +229,14 @@ void worker_on_loop_stall(struct worker *w, uint64_t stalled_ms) {
         !uv_is_active((uv_handle_t *)&w->deadline))
         return; /* a kill already under way goes on */
     if (w->state == WORKER_READY)
-        worker_arm_deadline(w, seconds_to_ms(w->pool->config->timeout)); /* a heartbeat interval from now, it speaks */
+        worker_arm_deadline(w, seconds_to_ms(w->env->config->timeout)); /* a heartbeat interval from now, it speaks */
     else /* booting or draining: the time the arbiter lost is given back */
         worker_arm_deadline(w, uv_timer_get_due_in(&w->deadline) + stalled_ms);
 }
 
 static void worker_on_deadline(uv_timer_t *timer) {
     struct worker *w = timer->data;
-    const struct config *config = w->pool->config;
+    const struct config *config = w->env->config;
     if (!w->stack_dump_requested && (w->state == WORKER_READY || w->state == WORKER_BOOTING) && worker_read_waiting(w))
         return; /* its heartbeat (or ready) was waiting for us: it is alive */
     if (w->state == WORKER_SPAWNING) {
@@ -309,95 +275,82 @@ static void worker_on_deadline(uv_timer_t *timer) {
 
 /* ---- process ---- */
 
-/* Every way a worker ends arrives here exactly once: the reaper's waitpid(-1), libuv's exit
- * callback for a process it spawned (whichever reaped it), or a spawn that failed. */
+/* Every way a worker ends arrives here exactly once: the reaper (child.h), or a spawn that failed. */
 static void worker_exited(struct worker *w, int64_t exit_status, int term_signal) {
-    child_output_drain(&w->output); /* its traceback before our line about its exit */
+    child_output_drain(&w->child.output); /* its traceback before our line about its exit */
     w->exit_status = exit_status;
     w->term_signal = term_signal;
     /* What the app started in the worker's group goes with it: at once when it was killed hard. */
-    if (w->pid > 0 && w->pool->leftovers)
-        leftovers_group_exited(w->pool->leftovers, w->pid, w->slot_id, term_signal == SIGKILL);
+    if (w->pid > 0 && w->env->leftovers)
+        leftovers_group_exited(w->env->leftovers, w->pid, w->slot_id, term_signal == SIGKILL);
     else if (term_signal == SIGKILL && w->pid > 0)
         kill(-w->pid, SIGKILL);
     worker_transition(w, WORKER_EXITED);
-    pool_worker_exited(w); /* detaches the worker from its slot and decides what comes next */
+    w->env->events.exited(w, w->env->events.data); /* the pool detaches it and decides what comes next */
     worker_close(w);
 }
 
-static void worker_on_reaped(struct reaper_entry *entry, int64_t exit_status, int term_signal) {
-    struct worker *w = (struct worker *)((char *)entry - offsetof(struct worker, reaped));
-    worker_exited(w, exit_status, term_signal);
+static struct worker *worker_of(struct child *child) { return child->data; }
+
+static void worker_on_child_line(struct child *child, const char *line, size_t length) {
+    worker_handle_message(worker_of(child), line, length);
 }
 
-static void worker_on_process_exit(uv_process_t *process, int64_t exit_status, int term_signal) {
-    struct worker *w = process->data;
-    if (w->pool->reaper)
-        reaper_unwatch(w->pool->reaper, &w->reaped);
-    worker_exited(w, exit_status, term_signal);
+static void worker_on_child_exit(struct child *child, int64_t exit_status, int term_signal) {
+    worker_exited(worker_of(child), exit_status, term_signal);
 }
 
-static void worker_on_close(uv_handle_t *handle) {
-    struct worker *w = handle->data;
-    if (--w->open_handles == 0)
-        free(w);
-}
+static void worker_on_child_closed(struct child *child) { free(worker_of(child)); }
+
+static const struct child_ops worker_child_ops = {
+    .kind = "worker",
+    .line = worker_on_child_line,
+    .exited = worker_on_child_exit,
+    .closed = worker_on_child_closed,
+};
 
 void worker_close(struct worker *w) {
-    child_output_close(&w->output, worker_on_close); /* first: what the worker left in it is logged */
-    uv_handle_t *handles[] = {w->has_process ? (uv_handle_t *)&w->process : NULL, (uv_handle_t *)&w->channel,
-                              (uv_handle_t *)&w->deadline};
-    for (size_t i = 0; i < sizeof handles / sizeof handles[0]; i++)
-        if (handles[i] && handles[i]->loop && !uv_is_closing(handles[i]))
-            uv_close(handles[i], worker_on_close);
-    if (w->open_handles == 0)
+    if (!w->child.ops) {
         free(w); /* never opened any: a spawn that failed before it began */
+        return;
+    }
+    child_close_handle(&w->child, (uv_handle_t *)&w->deadline);
+    child_close(&w->child); /* frees w once every handle is closed */
 }
 
-static int worker_open_handles(struct worker *w, uv_loop_t *loop, int channel_fd, bool with_output, char *err,
-                               size_t err_size) {
+/* The child and the deadline, before the channel is opened one way or another. */
+static void worker_prepare(struct worker *w) {
+    uv_loop_t *loop = w->env->loop;
     w->state = WORKER_SPAWNING;
-    w->channel.data = w;
+    child_init(&w->child, &worker_child_ops, w, loop, w->env->reaper, w->slot_id);
     w->deadline.data = w;
-    w->reaped.exited = worker_on_reaped;
     uv_timer_init(loop, &w->deadline);
-    uv_pipe_init(loop, &w->channel, 0);
-    w->open_handles = 2;
-    int rc = uv_pipe_open(&w->channel, channel_fd);
-    if (rc != 0) {
-        snprintf(err, err_size, "cannot watch the worker channel: %s", uv_strerror(rc));
-        close(channel_fd);
+    child_hold_handle(&w->child);
+}
+
+/* The channel is open (rc 0): --boot-timeout covers the wait for the process. */
+static int worker_opened(struct worker *w, int rc) {
+    if (rc != 0)
         return -1;
-    }
-    w->output.pipe.data = w;
-    w->output.write_fd = -1;
-    if (with_output) {
-        rc = child_output_open(&w->output, loop, err, err_size);
-        w->open_handles += w->output.opened ? CHILD_OUTPUT_HANDLES : 0;
-        if (rc != 0)
-            return -1;
-    }
-    line_buffer_init(&w->lines, w->line_storage, sizeof w->line_storage);
-    uv_read_start((uv_stream_t *)&w->channel, worker_on_alloc, worker_on_read);
-    worker_arm_deadline(w, seconds_to_ms(w->pool->config->boot_timeout));
+    worker_arm_deadline(w, seconds_to_ms(w->env->config->boot_timeout));
     return 0;
 }
 
-int worker_open(struct worker *w, uv_loop_t *loop, int channel_fd, char *err, size_t err_size) {
-    return worker_open_handles(w, loop, channel_fd, true, err, err_size);
+int worker_open(struct worker *w, int channel_fd, char *err, size_t err_size) {
+    worker_prepare(w);
+    return worker_opened(w, child_open(&w->child, channel_fd, true, err, err_size));
+}
+
+int worker_open_pair(struct worker *w, int *peer_fd, char *err, size_t err_size) {
+    worker_prepare(w);
+    return worker_opened(w, child_open_pair(&w->child, true, peer_fd, err, err_size));
 }
 
 void worker_started(struct worker *w, int pid) {
     w->pid = pid;
-    child_output_start(&w->output, "worker", w->slot_id, pid);
-    w->reaped.pid = pid;
-    w->started_ms = uv_now(w->pool->loop);
+    w->started_ms = uv_now(w->env->loop);
     worker_transition(w, WORKER_BOOTING);
-    int64_t exit_status;
-    int term_signal;
-    if (w->pool->reaper && reaper_watch(w->pool->reaper, &w->reaped, &exit_status, &term_signal))
-        worker_exited(w, exit_status, term_signal); /* it died before we learned its pid */
-    else if (w->stop_requested)
+    if (!child_started(&w->child, pid) && w->stop_requested)
         worker_stop(w, true); /* stopped while its fork was under way */
 }
 
@@ -405,59 +358,27 @@ void worker_spawn_failed(struct worker *w, const char *reason) {
     w->kill_reason = KILL_SPAWN_FAILED;
     snprintf(w->spawn_error, sizeof w->spawn_error, "%s", reason);
     worker_transition(w, WORKER_EXITED);
-    pool_worker_exited(w);
+    w->env->events.exited(w, w->env->events.data);
     worker_close(w);
 }
 
-int worker_exec(struct worker *w, uv_loop_t *loop, const struct worker_launch *launch, char *err, size_t err_size) {
-    int pair[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
-        snprintf(err, err_size, "socketpair() for the worker channel failed: %s (check the open-files limit, ulimit -n)",
-                 strerror(errno));
+int worker_exec(struct worker *w, const struct worker_launch *launch, char *err, size_t err_size) {
+    int peer_fd;
+    if (worker_open_pair(w, &peer_fd, err, err_size) != 0)
         return -1;
-    }
-    if (worker_open(w, loop, pair[0], err, err_size) != 0) {
-        close(pair[1]);
-        return -1;
-    }
-    uv_stdio_container_t stdio[3 + LISTENER_MAX + 2];
+    int fds[LISTENER_MAX + 1];
     size_t count = 0;
-    stdio[count++] = (uv_stdio_container_t){.flags = UV_IGNORE};
-    /* stdout and stderr: the one pipe the arbiter reads (child_output.c), never the arbiter's own. */
-    stdio[count++] = (uv_stdio_container_t){.flags = UV_INHERIT_FD, .data.fd = child_output_write_end(&w->output)};
-    stdio[count++] = (uv_stdio_container_t){.flags = UV_INHERIT_FD, .data.fd = child_output_write_end(&w->output)};
     for (size_t i = 0; i < launch->listen_fd_count && i < LISTENER_MAX; i++)
-        stdio[count++] = (uv_stdio_container_t){.flags = UV_INHERIT_FD, .data.fd = launch->listen_fds[i]};
-    stdio[count++] = (uv_stdio_container_t){.flags = UV_INHERIT_FD, .data.fd = pair[1]};
+        fds[count++] = launch->listen_fds[i];
+    size_t channel_at = count; /* the channel after the listeners, then the board */
     if (launch->board_index)
-        stdio[count++] = (uv_stdio_container_t){.flags = UV_INHERIT_FD, .data.fd = launch->board_fd};
-
-    uv_process_options_t options = {
-        .exit_cb = worker_on_process_exit,
-        .file = launch->argv[0],
-        .args = launch->argv,
-        .env = launch->env,
-        .cwd = launch->cwd,
-        /* DETACHED = setsid: a terminal's Ctrl-C reaches the arbiter alone, which decides; and the
-         * worker leads a process group that a hard kill takes down whole. */
-        .flags = UV_PROCESS_DETACHED, /* --user/--group: argv starts with `arbiter exec-worker` (privileges.c) */
-        .stdio_count = (int)count,
-        .stdio = stdio,
-    };
-    w->process.data = w;
-    int rc = uv_spawn(loop, &w->process, &options);
-    close(pair[1]);
-    child_output_close_write_end(&w->output);
-    w->has_process = true;
-    w->open_handles++; /* uv_spawn initialises the process handle even when it fails */
-    if (rc != 0) {
-        snprintf(err, err_size, "cannot start %s: %s%s", launch->argv[0], uv_strerror(rc),
-                 rc == UV_ENOENT   ? " (no such interpreter, or --chdir does not exist)"
-                 : rc == UV_EACCES ? " (permission denied: check --python, --chdir and --user)"
-                                   : "");
+        fds[count++] = launch->board_fd;
+    struct child_spec spec = {.argv = launch->argv, .env = launch->env, .cwd = launch->cwd, .output = true,
+                              .fds = fds, .fd_count = count, .channel_at = channel_at};
+    int pid = child_spawn(&w->child, &spec, peer_fd, err, err_size);
+    if (pid < 0)
         return -1;
-    }
-    worker_started(w, w->process.pid);
+    worker_started(w, pid);
     return 0;
 }
 
@@ -467,12 +388,12 @@ int worker_exec(struct worker *w, uv_loop_t *loop, const struct worker_launch *l
 static void worker_say_why_it_drains(struct worker *w) {
     static const char restart[] = "{\"type\":\"drain\",\"reason\":\"restart\"}\n";
     static const char stop[] = "{\"type\":\"drain\",\"reason\":\"stop\"}\n";
-    uv_os_fd_t fd = -1;
-    if (!w->channel.loop || uv_is_closing((const uv_handle_t *)&w->channel) ||
-        uv_fileno((const uv_handle_t *)&w->channel, &fd) != 0 || fd < 0)
+    int fd = w->child.channel_fd;
+    if (fd < 0 || w->child.closing)
         return;
-    const char *line = w->pool->stopping ? stop : restart;
-    size_t length = w->pool->stopping ? sizeof stop - 1 : sizeof restart - 1;
+    bool stopping = w->env->stopping && *w->env->stopping;
+    const char *line = stopping ? stop : restart;
+    size_t length = stopping ? sizeof stop - 1 : sizeof restart - 1;
     ssize_t sent;
     do
         sent = send(fd, line, length, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -500,7 +421,7 @@ void worker_stop(struct worker *w, bool graceful) {
     if (graceful)
         worker_say_why_it_drains(w);
     worker_send_signal(w, graceful ? SIGTERM : SIGQUIT);
-    worker_arm_deadline(w, graceful ? worker_graceful_kill_ms(w->pool->config->graceful_timeout) : QUICK_STOP_MS);
+    worker_arm_deadline(w, graceful ? worker_graceful_kill_ms(w->env->config->graceful_timeout) : QUICK_STOP_MS);
 }
 
 /* The shim counts its stop budget (--graceful-timeout) from the moment its SIGTERM handler ran and
@@ -539,8 +460,7 @@ static enum worker_state worker_state_from_name(const char *name) {
 }
 
 json_t *worker_save(const struct worker *w) {
-    uv_os_fd_t fd = -1;
-    uv_fileno((const uv_handle_t *)&w->channel, &fd);
+    int fd = w->child.channel_fd;
     json_t *saved = json_pack("{s:b, s:i, s:i, s:i, s:s, s:i, s:I, s:I, s:I, s:I, s:b, s:b, s:b, s:i, s:I}", "greeted",
                               w->greeted, "slot",
                               (int)w->slot_id, "pid", w->pid, "channel_fd", fd, "state", worker_state_name(w->state),
@@ -553,17 +473,17 @@ json_t *worker_save(const struct worker *w) {
                                                                               : (json_int_t)-1);
     if (saved && w->board_index)
         json_object_set_new(saved, "board_index", json_integer(w->board_index));
-    int output_fd = child_output_fd(&w->output);
+    int output_fd = child_output_fd(&w->child.output);
     if (saved && output_fd >= 0) /* the next image reads the worker's stdout and stderr on */
         json_object_set_new(saved, "output_fd", json_integer(output_fd));
     /* A partial line already read from the channel: the rest is still in the socket. */
-    json_t *pending = w->lines.length && !w->lines.discarding ? json_stringn(w->lines.data, w->lines.length) : NULL;
+    json_t *pending = w->child.lines.length && !w->child.lines.discarding ? json_stringn(w->child.lines.data, w->child.lines.length) : NULL;
     if (saved && pending)
         json_object_set_new(saved, "pending", pending);
     return saved;
 }
 
-struct worker *worker_restore(struct pool *pool, struct slot *slot, json_t *saved, char *err, size_t err_size) {
+struct worker *worker_restore(const struct worker_env *env, json_t *saved, char *err, size_t err_size) {
     json_int_t slot_id = 0, pid = 0, fd = -1, generation = 0, started = 0, ready = 0, requests = 0, in_flight = 0,
                kill_reason = 0, deadline = 0;
     int stop = 0, retire = 0, dump = 0;
@@ -589,29 +509,18 @@ struct worker *worker_restore(struct pool *pool, struct slot *slot, json_t *save
         snprintf(err, err_size, "out of memory adopting worker pid %lld", (long long)pid);
         return NULL;
     }
-    w->pool = pool;
-    w->slot = slot;
+    w->env = env;
     w->slot_id = (unsigned)slot_id;
     w->generation = (unsigned)generation;
-    if (worker_open_handles(w, pool->loop, (int)fd, false, err, err_size) != 0) {
+    worker_prepare(w);
+    json_t *output_fd = json_object_get(saved, "output_fd");
+    if (child_adopt(&w->child, (int)pid, (int)fd, output_fd ? (int)json_integer_value(output_fd) : -1, err, err_size) != 0) {
         worker_close(w);
         return NULL;
-    }
-    json_int_t output_fd = json_integer_value(json_object_get(saved, "output_fd"));
-    if (json_object_get(saved, "output_fd") && output_fd >= 0) {
-        w->output.pipe.data = w;
-        int rc = child_output_adopt(&w->output, pool->loop, (int)output_fd, "worker", (unsigned)slot_id, (int)pid, err,
-                                    err_size);
-        w->open_handles += w->output.opened ? CHILD_OUTPUT_HANDLES : 0;
-        if (rc != 0) {
-            worker_close(w);
-            return NULL;
-        }
     }
     /* Restoring, not transitioning: the worker is already in this state, with its deadline running. */
     w->state = state;
     w->pid = (int)pid;
-    w->reaped.pid = (int)pid;
     w->started_ms = (uint64_t)started; /* uv_now is CLOCK_MONOTONIC: the same clock in both images */
     w->ready_ms = (uint64_t)ready;
     w->requests = (uint64_t)requests;
@@ -622,21 +531,17 @@ struct worker *worker_restore(struct pool *pool, struct slot *slot, json_t *save
     w->kill_reason = (enum worker_kill_reason)kill_reason;
     w->greeted = json_is_true(json_object_get(saved, "greeted"));
     json_int_t board_index = json_integer_value(json_object_get(saved, "board_index"));
-    if (board_index > 0 && pool->board && board_get(pool->board, (unsigned)board_index)) {
+    if (board_index > 0 && env->board && board_get(env->board, (unsigned)board_index)) {
         w->board_index = (unsigned)board_index; /* the board came along: the worker keeps its entry */
-        board_mark_used(pool->board, w->board_index);
+        board_mark_used(env->board, w->board_index);
     }
     const char *pending = json_string_value(json_object_get(saved, "pending"));
     size_t pending_length = json_string_length(json_object_get(saved, "pending"));
-    if (pending && pending_length < sizeof w->line_storage) {
-        memcpy(w->line_storage, pending, pending_length);
-        w->lines.length = pending_length;
+    if (pending && pending_length < sizeof w->child.line_storage) {
+        memcpy(w->child.line_storage, pending, pending_length);
+        w->child.lines.length = pending_length;
     }
     worker_arm_deadline(w, deadline < 0 ? 0 : deadline == 0 ? 1 : (uint64_t)deadline);
     worker_refresh_stats(w, true);
-    int64_t exit_status;
-    int term_signal;
-    if (pool->reaper)
-        reaper_watch(pool->reaper, &w->reaped, &exit_status, &term_signal); /* the reaper starts after adoption */
     return w;
 }

@@ -7,13 +7,11 @@
 #include <jansson.h>
 #include <uv.h>
 
-#include "child_output.h"
+#include "child.h"
 #include "config.h"
-#include "line_buffer.h"
 #include "procstat.h"
-#include "reaper.h"
 
-#define WORKER_LINE_MAX 4096
+#define WORKER_LINE_MAX CHILD_LINE_MAX
 /* PSS costs ~1 ms per worker to read (smaps_rollup walks every mapping): read it on a worker's own
  * heartbeat, at most this often, so a scrape or a status never reads /proc for 64 workers at once. */
 #define WORKER_STATS_MAX_AGE_MS 10000u
@@ -38,12 +36,33 @@ enum worker_kill_reason {
     KILL_PROTOCOL_MISMATCH, /* its first message was not a hello of our protocol (handshake.h) */
 };
 
-struct pool;
+struct board;
+struct leftovers;
 struct slot;
+struct worker;
+
+/* How a worker tells its owner (the pool) what happened: it calls nothing above it. */
+struct worker_events {
+    void (*ready)(struct worker *worker, void *data);  /* booting -> ready */
+    void (*exited)(struct worker *worker, void *data); /* exited (reaped, or never ran); worker_close follows */
+    void (*retire)(struct worker *worker, const char *reason, void *data); /* asks for a replacement */
+    void *data;
+};
+
+/* What every worker of a pool shares; the pool owns it and outlives its workers. */
+struct worker_env {
+    uv_loop_t *loop;
+    const struct config *config; /* the timeouts and limits */
+    struct reaper *reaper;       /* delivers the exits; NULL in unit tests without processes */
+    struct leftovers *leftovers; /* ends what an exited worker left in its group; NULL: none */
+    struct board *board;         /* the workers' entries; NULL: workers run without one */
+    const bool *stopping;        /* the arbiter stops: a drain tells the shim so (1001); NULL: never */
+    struct worker_events events;
+};
 
 struct worker {
-    struct pool *pool;
-    struct slot *slot;     /* NULL once it left its slot to drain (after a replacement or a scale-down) */
+    const struct worker_env *env;
+    struct slot *slot;     /* the pool's, never read here; NULL once it left its slot to drain (after a replacement or a scale-down) */
     unsigned slot_id;
     unsigned generation;
     enum worker_state state;
@@ -65,16 +84,8 @@ struct worker {
     char spawn_error[400];   /* KILL_SPAWN_FAILED: why it never ran (a zygote refusal says what and why) */
     struct worker *next;   /* in the pool's list of draining workers */
 
-    struct reaper_entry reaped; /* pid and exit callback, while the process runs */
-    uv_process_t process;       /* only when the exec spawner started it (has_process) */
-    bool has_process;
-    uv_pipe_t channel;
+    struct child child;   /* the process: spawn, channel, output, reaper entry (child.h) */
     uv_timer_t deadline;
-    struct child_output output; /* its stdout and stderr; an adopted worker of an older image has none */
-    unsigned open_handles;
-
-    struct line_buffer lines; /* the channel's framing, over line_storage */
-    char line_storage[WORKER_LINE_MAX];
 };
 
 /* Everything a worker process needs to start. */
@@ -100,14 +111,16 @@ bool worker_transition_allowed(enum worker_state from, enum worker_state to);
 
 /* Starts the life of a worker whose process is being created: our end of its channel is watched, the
  * pipe for its stdout and stderr is made (the spawner hands its write end to the process, then calls
- * child_output_close_write_end) and the state is SPAWNING (--boot-timeout covers the wait). On failure nothing stays open, the fd is
- * closed, and err says why; the caller frees the worker. Spawners (spawner.h) call this, then
- * worker_started() once the process exists, or worker_spawn_failed(). */
-int worker_open(struct worker *worker, uv_loop_t *loop, int channel_fd, char *err, size_t err_size);
+ * child_output_close_write_end) and the state is SPAWNING (--boot-timeout covers the wait). On
+ * failure nothing stays open, the fd is closed, and err says why; the caller closes the worker
+ * (worker_close). Spawners (spawner.h) call this, then worker_started() once the process exists,
+ * or worker_spawn_failed(). worker_open watches channel_fd; worker_open_pair makes the socketpair
+ * and hands back the worker's end in *peer_fd (close-on-exec) for the spawner to pass and close. */
+int worker_open(struct worker *worker, int channel_fd, char *err, size_t err_size);
+int worker_open_pair(struct worker *worker, int *peer_fd, char *err, size_t err_size);
 
-/* The exec spawner: socketpair, uv_spawn of launch->argv, worker_started(). */
-int worker_exec(struct worker *worker, uv_loop_t *loop, const struct worker_launch *launch, char *err,
-                size_t err_size);
+/* The exec spawner's work: worker_open_pair, child_spawn of launch->argv, worker_started(). */
+int worker_exec(struct worker *worker, const struct worker_launch *launch, char *err, size_t err_size);
 
 /* The process exists: the reaper watches it and the boot deadline starts. */
 void worker_started(struct worker *worker, int pid);
@@ -136,7 +149,7 @@ void worker_describe_exit(const struct worker *worker, char *out, size_t size);
 /* In-place upgrade: everything the next image needs to adopt the running worker (its channel fd
  * included, which the caller makes inheritable), and the adoption itself. */
 json_t *worker_save(const struct worker *worker);
-struct worker *worker_restore(struct pool *pool, struct slot *slot, json_t *saved, char *err, size_t err_size);
+struct worker *worker_restore(const struct worker_env *env, json_t *saved, char *err, size_t err_size);
 
 /* The arbiter's own loop ran stalled_ms late (stall.h): a ready worker's heartbeat deadline starts
  * again, a booting or draining one's is pushed back by the stall; a kill under way goes on. */

@@ -1,4 +1,8 @@
-/* zygote.h - the fork server (--preload): one zygote per app generation forks the workers. */
+/* zygote.h - the zygote (--preload): one interpreter that imported the app and forks workers.
+ *
+ * This is the process; the spawner that runs zygotes, queues fork requests and restarts a zygote
+ * that died is the fork server (fork_server.h). A zygote reports what it says and how it ended
+ * through struct zygote_events, and calls nothing of the fork server. */
 #ifndef ARBITER_ZYGOTE_H
 #define ARBITER_ZYGOTE_H
 
@@ -7,24 +11,29 @@
 #include <jansson.h>
 #include <uv.h>
 
-#include "backoff.h"
-#include "child_output.h"
-#include "line_buffer.h"
-#include "listener.h"
+#include "child.h"
 #include "procstat.h"
-#include "reaper.h"
-#include "spawner.h"
-
-#define ZYGOTE_LINE_MAX 4096
 
 enum zygote_state { ZYGOTE_IMPORTING, ZYGOTE_READY, ZYGOTE_EXITED };
 
-struct fork_server;
+struct config;
+struct zygote;
+
+/* What a zygote tells its owner (the fork server). */
+struct zygote_events {
+    void (*ready)(struct zygote *zygote, void *data); /* the app is imported: it may fork */
+    /* The answer to the fork request on the wire: pid > 0 forked (fds: where the worker's fds are,
+     * NULL from an older zygote), or -1 with error. */
+    void (*answer)(struct zygote *zygote, int pid, const char *error, const json_t *fds, void *data);
+    /* Reaped (exit_status, term_signal set; state EXITED); the owner closes it (zygote_close). */
+    void (*exited)(struct zygote *zygote, bool was_ready, void *data);
+    void *data;
+};
 
 /* One interpreter that imported the app (no event loop, no lifespan), froze its objects with
  * gc.freeze(), and now forks a worker per request. */
 struct zygote {
-    struct fork_server *server;
+    struct zygote_events events;
     unsigned generation;
     enum zygote_state state;
     bool stop_requested;
@@ -37,59 +46,28 @@ struct zygote {
     int64_t exit_status;
     int term_signal;
     char refusal[200]; /* zygote_refused: why the app it imported cannot be forked; "" otherwise */
-
-    struct reaper_entry reaped;
-    uv_process_t process;
-    uv_pipe_t channel;
-    int channel_fd;
-    struct child_output output; /* its stdout and stderr (import errors, prints at import) */
-    unsigned open_handles;
-    struct line_buffer lines; /* the channel's framing, over line_storage */
-    char line_storage[ZYGOTE_LINE_MAX];
+    struct child child; /* the process: spawn, channel, output (import errors, prints), reaper entry */
 };
-
-/* A worker waiting for its fork: the worker is SPAWNING, the fds are what its process gets. */
-struct fork_request {
-    struct worker *worker;
-    int channel_fd; /* the worker's end of its channel */
-    int listen_fds[LISTENER_MAX];
-    size_t listen_fd_count;
-    unsigned max_requests;
-    int board_fd; /* the board, sent after the listeners when board_index is set */
-    unsigned board_index;
-    struct fork_request *next;
-};
-
-struct fork_server {
-    struct spawner spawner; /* pool->spawner points here */
-    const char *shim_dir;
-    struct zygote *current; /* the generation that serves: restarts, scale-ups, recycles */
-    struct zygote *next;    /* importing a reload's new code; forks wait for it */
-    struct fork_request *queue, **queue_tail;
-    struct fork_request *in_flight; /* sent to a zygote, waiting for "forked" */
-    struct zygote *in_flight_zygote;
-    bool stopping;
-    struct backoff backoff;
-    uv_timer_t restart_timer;
-    uv_timer_t fork_deadline;
-    uint64_t zygote_restarts;
-    unsigned live_zygotes; /* started and not yet reaped: current, next and retiring ones */
-};
-
-void fork_server_init(struct fork_server *server, struct pool *pool, const char *shim_dir);
-
-/* The zygote serving now (NULL between a death and its restart), for status and metrics. */
-const struct zygote *fork_server_zygote(const struct fork_server *server);
 
 const char *zygote_state_name(enum zygote_state state);
 
-/* In-place upgrade: refused while a fork or a zygote start is under way (busy); the serving zygote
- * as JSON (its channel under "channel_fd"), and its adoption by the next image. */
-bool fork_server_busy(const struct fork_server *server);
+/* Spawns a zygote importing generation's code (argv, env: its command line; cwd: --chdir). Returns
+ * it IMPORTING with its pid, not yet watched (zygote_watch); or NULL with err set. */
+struct zygote *zygote_start(uv_loop_t *loop, struct reaper *reaper, const char *cwd, unsigned generation, char **argv,
+                            char **env, struct zygote_events events, char *err, size_t err_size);
 
-/* SIGUSR1 with --log-file: hands the reopened log file to the zygote (and so to its future workers). */
-void fork_server_send_log_file(struct fork_server *server);
-json_t *fork_server_save(const struct fork_server *server);
-int fork_server_restore(struct fork_server *server, json_t *saved, char *err, size_t err_size);
+/* The reaper watches it from now on. Returns true when it was already reaped: events.exited ran. */
+bool zygote_watch(struct zygote *zygote);
+
+/* Sends a signal to a running zygote; one already gone is not an error. */
+void zygote_signal(struct zygote *zygote, int signum);
+
+/* Closes its handles; frees it once they are closed. */
+void zygote_close(struct zygote *zygote);
+
+/* In-place upgrade: the zygote as JSON (its channel under "channel_fd"), and its adoption. */
+json_t *zygote_save(const struct zygote *zygote);
+struct zygote *zygote_restore(uv_loop_t *loop, struct reaper *reaper, json_t *saved, struct zygote_events events,
+                              char *err, size_t err_size);
 
 #endif

@@ -56,12 +56,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     config.boot_timeout = 60;
     config.graceful_timeout = 30;
     struct pool_events events = {.changed = pool_on_event, .empty = pool_on_event, .boot_failed = pool_on_boot_failed};
-    assert(pool_init(&pool, &loop, &config, events, NULL, 0, "") == 0);
+    struct pool_deps deps = {.shim_dir = "", .events = events};
+    assert(pool_init(&pool, &loop, &config, &deps) == 0);
     worker = calloc(1, sizeof *worker);
     assert(worker != NULL);
-    worker->pool = &pool;
+    worker->env = &pool.worker_env;
     worker->slot_id = 1;
-    worker->pid = worker->process.pid = INT_MAX;
+    worker->pid = worker->child.pid = INT_MAX;
     assert(uv_timer_init(&loop, &worker->deadline) == 0);
     worker->deadline.data = worker;
     log_capture = memfd_create("arbiter-fuzz-log", MFD_CLOEXEC);
@@ -281,14 +282,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     data++, size--;
 
     struct line_buffer buffer;
-    line_buffer_init(&buffer, worker->line_storage, options.capacity);
+    line_buffer_init(&buffer, worker->child.line_storage, options.capacity);
     struct lines lines = {0};
     unsigned reports = 0;
     for (size_t at = 0, reads = 0; at < size; reads++) {
         size_t room;
         char *space = line_buffer_space(&buffer, &room);
         assert(room > 0 && room <= options.capacity);
-        assert(space >= worker->line_storage && space + room == worker->line_storage + options.capacity);
+        assert(space >= worker->child.line_storage && space + room == worker->child.line_storage + options.capacity);
         size_t count = size - at < room ? size - at : room;
         if (reads < DRIP_READS && count > options.read_size)
             count = options.read_size;

@@ -38,6 +38,7 @@ static void fake_node_init(struct fake_node *node, enum arbiter_state state, uns
     node->arbiter.state = state;
     node->arbiter.pool.config = &node->config;
     node->arbiter.pool.loop = node->arbiter.loop;
+    node->arbiter.pool.worker_env = (struct worker_env){.loop = node->arbiter.loop, .config = &node->config};
     node->arbiter.pool.slots = node->slots;
     struct arbiter *a = &node->arbiter;
     a->sources = (struct status_sources){.loop = a->loop, .config = &node->config, .state = &a->state,
@@ -51,7 +52,7 @@ static void fake_node_add_worker(struct fake_node *node, enum worker_state state
     ck_assert_uint_lt(i, 4);
     struct worker *w = &node->workers[i];
     struct slot *s = &node->slot_storage[i];
-    w->pool = &node->arbiter.pool;
+    w->env = &node->arbiter.pool.worker_env;
     w->slot = s;
     w->slot_id = (unsigned)i + 1;
     w->state = state;

@@ -46,7 +46,7 @@ static int fake_spawn(struct spawner *spawner, struct worker *w, const struct wo
     }
     int pair[2];
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
-    ck_assert_int_eq(worker_open(w, spawner->pool->loop, pair[0], err, err_size), 0);
+    ck_assert_int_eq(worker_open(w, pair[0], err, err_size), 0);
     ck_assert_uint_lt(fake->peer_count, FAKE_PEERS_MAX);
     fake->peers[fake->peer_count++] = pair[1];
     worker_started(w, FAKE_PID_BASE + (int)fake->spawned++);
@@ -79,11 +79,10 @@ static void fixture_start(unsigned workers, unsigned max_surge) {
     fx.config.log_level = LOG_CRITICAL;
     log_configure(LOG_CRITICAL, LOG_FORMAT_TEXT, "test");
     struct pool_events events = {on_changed, on_empty, on_boot_failed, on_reload_finished, &fx};
-    ck_assert_int_eq(pool_init(&fx.pool, &fx.loop, &fx.config, events, NULL, 0, NULL), 0);
     fx.reaper.loop = &fx.loop;
-    fx.pool.reaper = &fx.reaper;
-    fx.spawner.base = (struct spawner){.ops = &fake_ops, .pool = &fx.pool};
-    fx.pool.spawner = &fx.spawner.base;
+    fx.spawner.base = (struct spawner){.ops = &fake_ops};
+    struct pool_deps deps = {.spawner = &fx.spawner.base, .reaper = &fx.reaper, .events = events};
+    ck_assert_int_eq(pool_init(&fx.pool, &fx.loop, &fx.config, &deps), 0);
     char err[256];
     ck_assert_int_eq(pool_start(&fx.pool, err, sizeof err), 0);
 }
@@ -112,8 +111,8 @@ static void all_ready(void) {
 
 /* As the reaper delivers it; the worker is freed afterwards (once the loop closes its handles). */
 static void worker_exits(struct worker *w, int exit_code, int term_signal) {
-    reaper_unwatch(&fx.reaper, &w->reaped);
-    w->reaped.exited(&w->reaped, exit_code, term_signal);
+    reaper_unwatch(&fx.reaper, &w->child.reaped);
+    w->child.reaped.exited(&w->child.reaped, exit_code, term_signal);
 }
 
 /* Runs the loop until cond holds, at most deadline_ms. */

@@ -11,6 +11,7 @@
 
 Suite *autoscale_suite(void);
 Suite *backoff_suite(void);
+Suite *child_suite(void);
 Suite *config_suite(void);
 Suite *control_suite(void);
 Suite *environment_suite(void);

@@ -7,6 +7,7 @@ int main(void) {
     scratch_root_create();
     SRunner *runner = srunner_create(backoff_suite());
     srunner_add_suite(runner, autoscale_suite());
+    srunner_add_suite(runner, child_suite());
     srunner_add_suite(runner, config_suite());
     srunner_add_suite(runner, control_suite());
     srunner_add_suite(runner, environment_suite());
