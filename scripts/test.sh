@@ -120,8 +120,11 @@ stage_install() {
     ensure_venv "$REPO/tests/requirements-apps.txt" "$APPS_VENV"
 }
 
-# The build also holds the structure to its rule: no cycle among the supervisor's files.
-stage_build() { build_tree build && "$SYSTEM_PYTHON" "$REPO/scripts/cycles.py"; }
+# The build also holds the structure to its rules: no cycle among the supervisor's files, no function
+# over 80 lines.
+stage_build() {
+    build_tree build && "$SYSTEM_PYTHON" "$REPO/scripts/cycles.py" && "$SYSTEM_PYTHON" "$REPO/scripts/function_lengths.py"
+}
 
 stage_build_asan() { build_tree build-asan -DARBITER_SANITIZE=ON; }
 

@@ -26,6 +26,7 @@ Suite *metrics_request_suite(void);
 Suite *notify_suite(void);
 Suite *pool_suite(void);
 Suite *stall_suite(void);
+Suite *status_suite(void);
 Suite *worker_channel_suite(void);
 Suite *worker_state_suite(void);
 

@@ -22,6 +22,7 @@ int main(void) {
     srunner_add_suite(runner, notify_suite());
     srunner_add_suite(runner, pool_suite());
     srunner_add_suite(runner, stall_suite());
+    srunner_add_suite(runner, status_suite());
     srunner_add_suite(runner, worker_channel_suite());
     srunner_add_suite(runner, worker_state_suite());
     srunner_run_all(runner, CK_NORMAL);
