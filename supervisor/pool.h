@@ -59,7 +59,7 @@ struct pool_events {
     void (*changed)(struct pool *pool);                /* a worker became ready, exited, ... */
     void (*empty)(struct pool *pool);                  /* stopping, and the last worker exited */
     void (*boot_failed)(struct pool *pool, int exit_code); /* no worker ever became ready */
-    void (*reload_finished)(struct pool *pool);        /* pool->reload is done or failed */
+    void (*reload_finished)(struct pool *pool);        /* pool->reload is done or failed (NULL: not told; the core reads pool->reload on `changed`) */
     void *data;
 };
 

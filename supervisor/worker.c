@@ -229,7 +229,7 @@ void worker_on_loop_stall(struct worker *w, uint64_t stalled_ms) {
         !uv_is_active((uv_handle_t *)&w->deadline))
         return; /* a kill already under way goes on */
     if (w->state == WORKER_READY)
-        worker_arm_deadline(w, seconds_to_ms(w->env->config->timeout)); /* a heartbeat interval from now, it speaks */
+        worker_arm_deadline(w, seconds_to_ms(w->env->config->timeout)); /* a whole --timeout from now: its heartbeats are unread, not missing */
     else /* booting or draining: the time the arbiter lost is given back */
         worker_arm_deadline(w, uv_timer_get_due_in(&w->deadline) + stalled_ms);
 }
