@@ -86,9 +86,19 @@ def test_keep_alive_connections_move_to_workers_added_by_a_scale_up(arbiter, loa
     load.wait_answered(500)
     assert connections_per_worker(arbiter) == [12]
     ctl(arbiter, "scale", "4")
-    spread = wait_until(lambda: c if len(c := connections_per_worker(arbiter)) == 4 and min(c) >= 1 else None, 30,
-                        "every one of the 4 workers to hold connections")
-    assert max(spread) <= 5, spread
+    # The connections move one by one (each closes after a response and reconnects), so the first
+    # moment every worker holds one can still find the old worker with more than its share: wait for
+    # the spread itself, not for a sample taken while it is under way.
+    seen: list[list[int]] = []
+
+    def spread_out() -> list[int] | None:
+        seen.append(c := connections_per_worker(arbiter))
+        return c if len(c) == 4 and min(c) >= 1 and max(c) <= 5 else None
+
+    try:
+        wait_until(spread_out, 30, "every one of the 4 workers to hold connections, at most 5 on any")
+    except AssertionError as error:
+        raise AssertionError(f"{error}; last seen {seen[-1]}") from None
     load.wait_answered(500)
     report = load.stop()
     assert report["failed"] == 0, report
