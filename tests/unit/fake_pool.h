@@ -118,16 +118,7 @@ static inline void worker_exits(struct worker *w, int exit_code, int term_signal
 }
 
 /* Runs the loop until cond holds, at most deadline_ms. */
-#define RUN_UNTIL(cond, deadline_ms)                                                              \
-    do {                                                                                          \
-        uint64_t until_ = uv_now(&fx.loop) + (deadline_ms);                                       \
-        while (!(cond) && uv_now(&fx.loop) < until_) {                                            \
-            uv_run(&fx.loop, UV_RUN_NOWAIT);                                                      \
-            usleep(1000);                                                                         \
-            uv_update_time(&fx.loop);                                                             \
-        }                                                                                         \
-        ck_assert_msg((cond), "not true within %d ms: %s", (int)(deadline_ms), #cond);            \
-    } while (0)
+#define RUN_UNTIL(cond, deadline_ms) UNIT_RUN_UNTIL(&fx.loop, cond, deadline_ms)
 
 static inline void fixture_stop(void) {
     pool_stop(&fx.pool, false);

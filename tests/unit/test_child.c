@@ -55,12 +55,7 @@ static void teardown(void) {
 
 /* Runs the loop until the owner's child is closed, at most 10 s. */
 static void run_until_closed(struct owner *o) {
-    uint64_t until = uv_now(&loop) + 10000;
-    while (!o->closes && uv_now(&loop) < until) {
-        uv_run(&loop, UV_RUN_NOWAIT);
-        usleep(1000);
-        uv_update_time(&loop);
-    }
+    UNIT_RUN_UNTIL(&loop, o->closes > 0, 10000);
     ck_assert_uint_eq(o->closes, 1);
 }
 
@@ -106,12 +101,7 @@ START_TEST(test_lines_on_the_channel_reach_the_owner_before_the_exit) {
     struct owner o = {0};
     char err[256];
     ck_assert_int_gt(spawn_shell(&o, "printf 'one\\n{\"type\":\"two\"}\\n' >&3; read x <&3", true, err, sizeof err), 0);
-    uint64_t until = uv_now(&loop) + 10000;
-    while (o.lines < 2 && uv_now(&loop) < until) {
-        uv_run(&loop, UV_RUN_NOWAIT);
-        usleep(1000);
-        uv_update_time(&loop);
-    }
+    UNIT_RUN_UNTIL(&loop, o.lines >= 2, 10000);
     ck_assert_uint_eq(o.lines, 2);
     ck_assert_str_eq(o.last_line, "{\"type\":\"two\"}");
     ck_assert_int_ge(o.child.channel_fd, 0);
@@ -145,12 +135,7 @@ START_TEST(test_a_child_that_died_before_it_was_watched_exits_at_once) {
     ck_assert_int_ge(pid, 0);
     if (pid == 0)
         _exit(5);
-    uint64_t until = uv_now(&loop) + 10000;
-    while (reaper.recent_next == 0 && uv_now(&loop) < until) {
-        reaper_collect(&reaper);
-        usleep(1000);
-        uv_update_time(&loop);
-    }
+    UNIT_RUN_UNTIL(&loop, reaper.recent_next != 0, 10000); /* the reaper's SIGCHLD handler reaps it as unknown */
     child_init(&o.child, &test_ops, &o, &loop, &reaper, 2);
     ck_assert(child_started(&o.child, pid));
     ck_assert_uint_eq(o.exits, 1);

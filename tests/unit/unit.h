@@ -2,12 +2,15 @@
  *
  * Each module has one suite in its own file; unit_tests.c runs them all. Helpers here create and
  * remove scratch files so that no test depends on what the machine already has, and capture a
- * function's stdout so --help output does not clutter the test log. */
+ * function's stdout so --help output does not clutter the test log, and run a loop until a
+ * condition holds (UNIT_RUN_UNTIL). */
 #ifndef ARBITER_UNIT_H
 #define ARBITER_UNIT_H
 
 #include <check.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <uv.h>
 
 Suite *autoscale_suite(void);
 Suite *backoff_suite(void);
@@ -49,5 +52,24 @@ int unit_stderr_to_file(const char *path);
 void unit_stderr_restore(int saved);
 /* Reads up to size - 1 bytes of path into out, NUL-terminated; returns the count. */
 size_t unit_file_read(const char *path, char *out, size_t size);
+
+
+static inline void unit_deadline_passed(uv_timer_t *guard) { *(bool *)guard->data = true; }
+
+/* Runs loop until cond holds, failing the test after deadline_ms. Each turn blocks until something
+ * happens on the loop (a guard timer is what happens at the deadline), so nothing polls or sleeps. */
+#define UNIT_RUN_UNTIL(loop, cond, deadline_ms)                                                   \
+    do {                                                                                          \
+        uv_timer_t guard_;                                                                        \
+        bool passed_ = false;                                                                     \
+        uv_timer_init((loop), &guard_);                                                           \
+        guard_.data = &passed_;                                                                   \
+        uv_timer_start(&guard_, unit_deadline_passed, (deadline_ms), 0);                         \
+        while (!(cond) && !passed_)                                                               \
+            uv_run((loop), UV_RUN_ONCE);                                                          \
+        uv_close((uv_handle_t *)&guard_, NULL);                                                   \
+        uv_run((loop), UV_RUN_NOWAIT); /* the guard's close completes before it leaves scope */   \
+        ck_assert_msg((cond), "not true within %d ms: %s", (int)(deadline_ms), #cond);            \
+    } while (0)
 
 #endif
