@@ -34,18 +34,23 @@ static void metrics_zygote(struct text_buffer *b, const struct status_sources *s
 
 /* --autoscale: the bounds, the smoothed signals and every decision by action and reason. */
 static void metrics_autoscale(struct text_buffer *b, const struct autoscale *s) {
-    header(b, "arbiter_autoscale_enabled", "gauge", "1 while autoscaling is on.");
-    text_buffer_printf(b, "arbiter_autoscale_enabled %d\n", s->policy.enabled);
-    header(b, "arbiter_autoscale_min_workers", "gauge", "Lower bound of autoscaling.");
-    text_buffer_printf(b, "arbiter_autoscale_min_workers %u\n", s->policy.min);
-    header(b, "arbiter_autoscale_max_workers", "gauge", "Upper bound of autoscaling.");
-    text_buffer_printf(b, "arbiter_autoscale_max_workers %u\n", s->policy.max);
-    header(b, "arbiter_autoscale_queue", "gauge", "Connections waiting in the accept queues (smoothed).");
-    text_buffer_printf(b, "arbiter_autoscale_queue %.3f\n", s->trend.queue);
-    header(b, "arbiter_autoscale_busy", "gauge", "Fraction of ready workers with requests in flight (smoothed).");
-    text_buffer_printf(b, "arbiter_autoscale_busy %.3f\n", s->trend.busy);
-    header(b, "arbiter_autoscale_lag_seconds", "gauge", "Event-loop lag of the ready workers (smoothed mean).");
-    text_buffer_printf(b, "arbiter_autoscale_lag_seconds %.4f\n", s->trend.lag_s);
+    const struct {
+        const char *name, *help, *fmt;
+        double value;
+    } gauges[] = {
+        {"arbiter_autoscale_enabled", "1 while autoscaling is on.", "%.0f", s->policy.enabled},
+        {"arbiter_autoscale_min_workers", "Lower bound of autoscaling.", "%.0f", s->policy.min},
+        {"arbiter_autoscale_max_workers", "Upper bound of autoscaling.", "%.0f", s->policy.max},
+        {"arbiter_autoscale_queue", "Connections waiting in the accept queues (smoothed).", "%.3f", s->trend.queue},
+        {"arbiter_autoscale_busy", "Fraction of ready workers with requests in flight (smoothed).", "%.3f", s->trend.busy},
+        {"arbiter_autoscale_lag_seconds", "Event-loop lag of the ready workers (smoothed mean).", "%.4f", s->trend.lag_s},
+    };
+    for (size_t i = 0; i < sizeof gauges / sizeof gauges[0]; i++) {
+        header(b, gauges[i].name, "gauge", gauges[i].help);
+        text_buffer_printf(b, "%s ", gauges[i].name);
+        text_buffer_printf(b, gauges[i].fmt, gauges[i].value);
+        text_buffer_printf(b, "\n");
+    }
     header(b, "arbiter_autoscale_decisions_total", "counter", "Autoscaling decisions by action and reason.");
     for (int action = AUTOSCALE_UP; action < AUTOSCALE_ACTION_COUNT; action++)
         for (int reason = 1; reason < AUTOSCALE_REASON_COUNT; reason++)
